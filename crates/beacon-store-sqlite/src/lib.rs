@@ -1,0 +1,517 @@
+//! The SQLite backend of [`beacon_store::Store`]: one file, WAL journal, `synchronous=FULL`.
+//!
+//! One connection writes (group-committed batches arrive from the collector's ingest service), one
+//! connection reads; WAL lets them run side by side. All calls run on tokio's blocking pool.
+
+mod migrations;
+
+use async_trait::async_trait;
+use beacon_store::{
+    CheckRecord, DayCount, GrowthRaw, NewDeadLetter, Result, ServerSnapshot, Store, StoreError,
+    VersionDayCount, WriteOp, WriteOutcome,
+};
+use beacon_wire::admin::DeadLetter;
+use beacon_wire::bulletin::{Bulletin, Severity};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut writer = connect(path)?;
+        migrations::apply(&mut writer)?;
+        let reader = connect(path)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<i64> {
+        let conn = self.writer.lock().map_err(|_| poisoned())?;
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(map_err)
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Unavailable(format!("cannot open sqlite database {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(map_err)?;
+    // WAL: readers never block the writer. FULL: a committed transaction survives power loss.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "sqlite refused WAL journal mode (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(map_err)?;
+    Ok(conn)
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("sqlite connection lock poisoned by an earlier panic".into())
+}
+
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Invalid(e.to_string())
+        }
+        _ => StoreError::Unavailable(format!("sqlite: {e}")),
+    }
+}
+
+/// Runs `f` with a connection on the blocking pool.
+async fn run<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn.lock().map_err(|_| poisoned())?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+}
+
+fn day_num(d: NaiveDate) -> i64 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
+}
+
+fn day_from(n: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(n.max(0) as u64)
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time_from(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Invalid(format!("timestamp {ms} out of range")))
+}
+
+fn write_check(tx: &rusqlite::Transaction<'_>, rec: &CheckRecord) -> Result<WriteOutcome> {
+    let c = &rec.check;
+    let day = day_num(rec.day());
+    let n: i64 = tx
+        .prepare_cached(
+            "INSERT INTO checks (server_id, day, received_at, version, build, enterprise, os, db, \
+             db_version, teams, users, activated_users, unit_tests, last_check_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (server_id, day) DO UPDATE SET received_at = excluded.received_at, \
+             version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
+             os = excluded.os, db = excluded.db, db_version = excluded.db_version, \
+             teams = excluded.teams, users = excluded.users, \
+             activated_users = excluded.activated_users, unit_tests = excluded.unit_tests, \
+             last_check_ms = excluded.last_check_ms, checks_that_day = checks.checks_that_day + 1 \
+             RETURNING checks_that_day",
+        )
+        .map_err(map_err)?
+        .query_row(
+            params![
+                c.server_id,
+                day,
+                ms(rec.received_at),
+                c.version.to_string(),
+                c.build,
+                c.enterprise,
+                c.os,
+                c.db,
+                c.db_version,
+                c.teams,
+                c.users,
+                c.activated_users,
+                c.unit_tests,
+                c.last_check_ms
+            ],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    tx.prepare_cached(
+        "INSERT INTO servers (server_id, first_day, last_day, unit_tests) VALUES (?1, ?2, ?2, ?3) \
+         ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
+         unit_tests = CASE WHEN excluded.last_day >= servers.last_day THEN excluded.unit_tests \
+         ELSE servers.unit_tests END, last_day = max(last_day, excluded.last_day)",
+    )
+    .map_err(map_err)?
+    .execute(params![c.server_id, day, c.unit_tests])
+    .map_err(map_err)?;
+    Ok(if n == 1 {
+        WriteOutcome::Accepted
+    } else {
+        WriteOutcome::Duplicate
+    })
+}
+
+fn write_dead_letter(tx: &rusqlite::Transaction<'_>, d: &NewDeadLetter) -> Result<WriteOutcome> {
+    tx.prepare_cached(
+        "INSERT INTO dead_letters (received_at, channel, reason, payload) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(map_err)?
+    .execute(params![ms(d.received_at), d.channel, d.reason, d.payload])
+    .map_err(map_err)?;
+    Ok(WriteOutcome::Accepted)
+}
+
+fn bulletin_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Bulletin, i64, Option<i64>)> {
+    let severity: String = r.get(2)?;
+    let severity: Severity = severity.parse().map_err(|e: beacon_wire::FieldError| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok((
+        Bulletin {
+            id: r.get(0)?,
+            title: r.get(1)?,
+            severity,
+            affected: r.get(3)?,
+            fixed_in: r.get(4)?,
+            body: r.get(5)?,
+            published_at: DateTime::<Utc>::MIN_UTC,
+            retracted_at: None,
+        },
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn finish_bulletin((mut b, published, retracted): (Bulletin, i64, Option<i64>)) -> Result<Bulletin> {
+    b.published_at = time_from(published)?;
+    b.retracted_at = retracted.map(time_from).transpose()?;
+    Ok(b)
+}
+
+const BULLETIN_COLUMNS: &str =
+    "id, title, severity, affected, fixed_in, body, published_at, retracted_at";
+
+fn day_counts(
+    conn: &Connection,
+    sql: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+) -> Result<Vec<DayCount>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![day_num(from), day_num(to), include_test], |r| {
+            Ok(DayCount {
+                day: day_from(r.get(0)?),
+                count: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .map_err(map_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        run(&self.reader, |c| {
+            c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        run(&self.writer, move |conn| {
+            let tx = conn.transaction().map_err(map_err)?;
+            let mut out = Vec::with_capacity(ops.len());
+            for op in &ops {
+                out.push(match op {
+                    WriteOp::Check(rec) => write_check(&tx, rec)?,
+                    WriteOp::DeadLetter(d) => write_dead_letter(&tx, d)?,
+                });
+            }
+            tx.commit().map_err(map_err)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count_checks(&self) -> Result<u64> {
+        run(&self.reader, |c| {
+            c.query_row("SELECT count(*) FROM checks", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn insert_bulletin(&self, b: &Bulletin) -> Result<()> {
+        let b = b.clone();
+        run(&self.writer, move |c| {
+            c.execute(
+                "INSERT INTO bulletins (id, title, severity, affected, fixed_in, body, published_at, retracted_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    b.id,
+                    b.title,
+                    b.severity.as_str(),
+                    b.affected,
+                    b.fixed_in,
+                    b.body,
+                    ms(b.published_at),
+                    b.retracted_at.map(ms)
+                ],
+            )
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("bulletin {} exists", b.id)),
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bulletins(&self) -> Result<Vec<Bulletin>> {
+        run(&self.reader, |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {BULLETIN_COLUMNS} FROM bulletins ORDER BY published_at, id"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt.query_map([], bulletin_from_row).map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err).and_then(finish_bulletin))
+                .collect()
+        })
+        .await
+    }
+
+    async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>> {
+        let id = id.to_string();
+        run(&self.reader, move |c| {
+            c.query_row(
+                &format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = ?1"),
+                [id],
+                bulletin_from_row,
+            )
+            .optional()
+            .map_err(map_err)?
+            .map(finish_bulletin)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn retract_bulletin(&self, id: &str, at: DateTime<Utc>) -> Result<Bulletin> {
+        let id = id.to_string();
+        run(&self.writer, move |c| {
+            let tx = c.transaction().map_err(map_err)?;
+            tx.execute(
+                "UPDATE bulletins SET retracted_at = ?2 WHERE id = ?1 AND retracted_at IS NULL",
+                params![id, ms(at)],
+            )
+            .map_err(map_err)?;
+            let b = tx
+                .query_row(
+                    &format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = ?1"),
+                    [&id],
+                    bulletin_from_row,
+                )
+                .optional()
+                .map_err(map_err)?
+                .ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?;
+            tx.commit().map_err(map_err)?;
+            finish_bulletin(b)
+        })
+        .await
+    }
+
+    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>) -> Result<()> {
+        let (hash, label) = (token_hash.to_string(), label.to_string());
+        run(&self.writer, move |c| {
+            c.execute(
+                "INSERT INTO admin_tokens (token_hash, label, created_at) VALUES (?1, ?2, ?3)",
+                params![hash, label, ms(at)],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn admin_token_count(&self) -> Result<u64> {
+        run(&self.reader, |c| {
+            c.query_row("SELECT count(*) FROM admin_tokens", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn admin_token_valid(&self, token_hash: &str) -> Result<bool> {
+        let hash = token_hash.to_string();
+        run(&self.reader, move |c| {
+            c.query_row(
+                "SELECT 1 FROM admin_tokens WHERE token_hash = ?1",
+                [hash],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn latest_per_server(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<ServerSnapshot>> {
+        run(&self.reader, move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT c.server_id, c.day, c.version, c.enterprise, c.os, c.db, c.db_version, \
+                     c.teams, c.users, c.activated_users, c.unit_tests \
+                     FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+                     WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+                     ON c.server_id = m.server_id AND c.day = m.day \
+                     WHERE ?3 OR c.unit_tests = 0 ORDER BY c.server_id",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![day_num(from), day_num(to), include_test], |r| {
+                    Ok(ServerSnapshot {
+                        server_id: r.get(0)?,
+                        day: day_from(r.get(1)?),
+                        version: r.get(2)?,
+                        enterprise: r.get(3)?,
+                        os: r.get(4)?,
+                        db: r.get(5)?,
+                        db_version: r.get(6)?,
+                        teams: r.get(7)?,
+                        users: r.get(8)?,
+                        activated_users: r.get(9)?,
+                        unit_tests: r.get(10)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn version_day_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<VersionDayCount>> {
+        run(&self.reader, move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT day, version, count(*), coalesce(sum(activated_users), 0) FROM checks \
+                     WHERE day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0) \
+                     GROUP BY day, version ORDER BY day, version",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![day_num(from), day_num(to), include_test], |r| {
+                    Ok(VersionDayCount {
+                        day: day_from(r.get(0)?),
+                        version: r.get(1)?,
+                        servers: r.get::<_, i64>(2)? as u64,
+                        activated_users: r.get(3)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn growth_raw(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        last_from: NaiveDate,
+        include_test: bool,
+    ) -> Result<GrowthRaw> {
+        run(&self.reader, move |c| {
+            Ok(GrowthRaw {
+                servers: day_counts(
+                    c,
+                    "SELECT day, count(*) FROM checks WHERE day BETWEEN ?1 AND ?2 \
+                     AND (?3 OR unit_tests = 0) GROUP BY day",
+                    from,
+                    to,
+                    include_test,
+                )?,
+                first_seen: day_counts(
+                    c,
+                    "SELECT first_day, count(*) FROM servers WHERE first_day BETWEEN ?1 AND ?2 \
+                     AND (?3 OR unit_tests = 0) GROUP BY first_day",
+                    from,
+                    to,
+                    include_test,
+                )?,
+                last_seen: day_counts(
+                    c,
+                    "SELECT last_day, count(*) FROM servers WHERE last_day BETWEEN ?1 AND ?2 \
+                     AND (?3 OR unit_tests = 0) GROUP BY last_day",
+                    last_from,
+                    to,
+                    include_test,
+                )?,
+            })
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let channel = channel.map(str::to_string);
+        run(&self.reader, move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, received_at, channel, reason, payload FROM dead_letters \
+                     WHERE ?1 IS NULL OR channel = ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![channel, limit], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(map_err)?;
+            rows.map(|r| {
+                let (id, at, channel, reason, payload) = r.map_err(map_err)?;
+                Ok(DeadLetter { id, received_at: time_from(at)?, channel, reason, payload })
+            })
+            .collect()
+        })
+        .await
+    }
+}

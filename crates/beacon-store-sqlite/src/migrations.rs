@@ -1,0 +1,83 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`. Append only: never edit a released step.
+
+use crate::map_err;
+use beacon_store::{Result, StoreError};
+use rusqlite::Connection;
+
+/// Step `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: security checks, servers, bulletins, admin tokens, dead letters.
+    "CREATE TABLE checks (
+        server_id TEXT NOT NULL,
+        day INTEGER NOT NULL,            -- days since 1970-01-01, UTC
+        received_at INTEGER NOT NULL,    -- unix ms
+        version TEXT NOT NULL,           -- X.Y.Z
+        build TEXT,
+        enterprise INTEGER NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT,
+        teams INTEGER,
+        users INTEGER,
+        activated_users INTEGER,
+        unit_tests INTEGER NOT NULL,
+        last_check_ms INTEGER,
+        checks_that_day INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (server_id, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX checks_by_day ON checks (day, version);
+    CREATE TABLE servers (
+        server_id TEXT PRIMARY KEY,
+        first_day INTEGER NOT NULL,
+        last_day INTEGER NOT NULL,
+        unit_tests INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX servers_by_first_day ON servers (first_day);
+    CREATE INDEX servers_by_last_day ON servers (last_day);
+    CREATE TABLE bulletins (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        affected TEXT NOT NULL,
+        fixed_in TEXT,
+        body TEXT NOT NULL,
+        published_at INTEGER NOT NULL,
+        retracted_at INTEGER
+    );
+    CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if current > LATEST {
+        return Err(StoreError::Invalid(format!(
+            "database schema version {current} is newer than this beacon knows ({LATEST}); upgrade beacon"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(step).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(map_err)?;
+        tracing::info!(version = i + 1, "applied sqlite schema migration");
+    }
+    tx.commit().map_err(map_err)
+}

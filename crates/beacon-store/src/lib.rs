@@ -1,0 +1,181 @@
+//! The storage contract of Beacon.
+//!
+//! [`Store`] is what the collector needs from a database; each backend (`beacon-store-sqlite`, and
+//! PostgreSQL beside it) implements it and keeps every SQL dialect detail to itself. Reports are composed
+//! here, once, in [`report`], from the few raw queries the trait offers, so both backends answer
+//! identically — and the [`conformance`] suite (feature `conformance`) checks that they do.
+//!
+//! Invariants every backend keeps:
+//! * one check row per (server id, UTC day of receipt); a later check that day replaces the values;
+//! * [`Store::write_batch`] commits all its operations in one durable transaction, or none of them;
+//! * outcomes are reported per operation, in order: the first check of a (server, day) is
+//!   [`WriteOutcome::Accepted`], every later one [`WriteOutcome::Duplicate`], across batches and processes.
+
+pub mod report;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use beacon_wire::admin::DeadLetter;
+use beacon_wire::bulletin::Bulletin;
+use beacon_wire::security::SecurityCheck;
+use chrono::{DateTime, NaiveDate, Utc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or failed to answer; retrying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The operation conflicts with existing data (e.g. a bulletin id already taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database holds something this version cannot read (a newer schema, a corrupted row).
+    #[error("store data invalid: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A validated check and when it was received. The UTC day of `received_at` is its de-duplication day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub received_at: DateTime<Utc>,
+    pub check: SecurityCheck,
+}
+
+impl CheckRecord {
+    pub fn day(&self) -> NaiveDate {
+        self.received_at.date_naive()
+    }
+}
+
+/// A rejected item to keep in the dead-letter table. `payload` must already be scrubbed and truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub received_at: DateTime<Utc>,
+    pub channel: String,
+    pub reason: String,
+    pub payload: String,
+}
+
+/// One operation of a group-committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Check(CheckRecord),
+    DeadLetter(NewDeadLetter),
+}
+
+/// What became of one [`WriteOp`] once its batch committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new row (for a check: the first from that server that day; for a dead letter: stored).
+    Accepted,
+    /// A repeat check from the same server on the same day; its values replaced the day's row.
+    Duplicate,
+}
+
+/// A server's latest check within a range of days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    pub server_id: String,
+    pub day: NaiveDate,
+    /// `X.Y.Z`.
+    pub version: String,
+    pub enterprise: bool,
+    pub os: String,
+    pub db: String,
+    pub db_version: Option<String>,
+    pub teams: Option<i64>,
+    pub users: Option<i64>,
+    pub activated_users: Option<i64>,
+    pub unit_tests: bool,
+}
+
+/// Servers and activated users per (day, version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionDayCount {
+    pub day: NaiveDate,
+    pub version: String,
+    pub servers: u64,
+    pub activated_users: i64,
+}
+
+/// A count per day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayCount {
+    pub day: NaiveDate,
+    pub count: u64,
+}
+
+/// The raw material of the growth report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrowthRaw {
+    /// Distinct servers checking in, per day in the range.
+    pub servers: Vec<DayCount>,
+    /// Servers whose first check ever was that day, per day in the range.
+    pub first_seen: Vec<DayCount>,
+    /// Servers whose last check ever was that day, per day in `[last_from, to]`.
+    pub last_seen: Vec<DayCount>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and metrics: `sqlite`, `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    /// Commits every operation in one durable transaction and reports each one's outcome, in order.
+    /// When it returns `Ok`, the data survives a crash of the process and of the machine.
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// How many check rows are stored (one per server and day).
+    async fn count_checks(&self) -> Result<u64>;
+
+    /// Adds a bulletin; [`StoreError::Conflict`] when its id exists, retracted or not.
+    async fn insert_bulletin(&self, bulletin: &Bulletin) -> Result<()>;
+    /// Every bulletin, retracted ones included, by publication time then id.
+    async fn bulletins(&self) -> Result<Vec<Bulletin>>;
+    async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>>;
+    /// Marks a bulletin retracted (idempotent: a second retraction keeps the first time) and returns it.
+    async fn retract_bulletin(&self, id: &str, at: DateTime<Utc>) -> Result<Bulletin>;
+
+    /// Stores the SHA-256 (hex) of an admin token.
+    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>)
+    -> Result<()>;
+    async fn admin_token_count(&self) -> Result<u64>;
+    async fn admin_token_valid(&self, token_hash: &str) -> Result<bool>;
+
+    /// Each server's latest check within `[from, to]`; servers whose latest check there has `ut=1`
+    /// are left out unless `include_test`.
+    async fn latest_per_server(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<ServerSnapshot>>;
+
+    /// Servers and activated users per (day, version) within `[from, to]`.
+    async fn version_day_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<VersionDayCount>>;
+
+    /// Per-day counts for the growth report; see [`GrowthRaw`].
+    async fn growth_raw(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        last_from: NaiveDate,
+        include_test: bool,
+    ) -> Result<GrowthRaw>;
+
+    /// The newest dead letters first, optionally of one channel.
+    async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;
+}

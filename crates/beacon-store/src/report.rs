@@ -1,0 +1,323 @@
+//! Reports, composed once for every backend from the raw queries of [`Store`].
+//!
+//! k-anonymity lives here: [`fold`] merges every group with fewer than `min_group_size` distinct
+//! servers into one group called `other` and says that it did.
+
+use crate::{Result, Store, StoreError};
+use beacon_wire::admin::{
+    Bucket, BulletinExposure, Distributions, ExposureDay, ExposureReport, FleetDimension,
+    FleetGroup, FleetReport, GroupCounts, GrowthDay, GrowthReport,
+};
+use chrono::{Days, NaiveDate};
+use std::collections::{BTreeMap, HashMap};
+
+/// The label of folded groups.
+pub const OTHER: &str = "other";
+
+/// How far back a bulletin's exposure timeline starts before its publication.
+pub const TIMELINE_LEAD_DAYS: u64 = 7;
+/// The longest range a report covers, to bound its cost.
+pub const MAX_RANGE_DAYS: i64 = 3660;
+
+/// Merges groups with fewer than `min_group_size` servers into `other`; returns the groups (largest
+/// first, `other` last) and whether anything was folded.
+pub fn fold(groups: impl IntoIterator<Item = (String, GroupCounts)>, min_group_size: u64) -> (Vec<FleetGroup>, bool) {
+    let mut kept = Vec::new();
+    let mut other = GroupCounts::default();
+    let mut folded = false;
+    for (key, counts) in groups {
+        if counts.servers == 0 {
+            continue;
+        }
+        if counts.servers < min_group_size {
+            folded = true;
+            add(&mut other, &counts);
+        } else {
+            kept.push(FleetGroup { key, counts });
+        }
+    }
+    kept.sort_by(|a, b| b.counts.servers.cmp(&a.counts.servers).then_with(|| a.key.cmp(&b.key)));
+    if folded {
+        kept.push(FleetGroup {
+            key: OTHER.to_string(),
+            counts: other,
+        });
+    }
+    (kept, folded)
+}
+
+fn add(into: &mut GroupCounts, c: &GroupCounts) {
+    into.servers += c.servers;
+    into.users += c.users;
+    into.activated_users += c.activated_users;
+    into.teams += c.teams;
+}
+
+/// The size buckets of a count: `0`, `1-10`, `11-100`, … `10001+`, and `unknown` when not reported.
+pub fn bucket_of(v: Option<i64>) -> &'static str {
+    match v {
+        None => "unknown",
+        Some(0) => "0",
+        Some(1..=10) => "1-10",
+        Some(11..=100) => "11-100",
+        Some(101..=1000) => "101-1000",
+        Some(1001..=10000) => "1001-10000",
+        Some(_) => "10001+",
+    }
+}
+
+const BUCKET_ORDER: [&str; 7] = ["0", "1-10", "11-100", "101-1000", "1001-10000", "10001+", "unknown"];
+
+fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucket>, bool) {
+    let mut counts: HashMap<&'static str, u64> = HashMap::new();
+    for v in values {
+        *counts.entry(bucket_of(v)).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    let mut other = 0;
+    for b in BUCKET_ORDER {
+        match counts.get(b).copied().unwrap_or(0) {
+            0 => {}
+            n if n < k => other += n,
+            n => out.push(Bucket { range: b.to_string(), servers: n }),
+        }
+    }
+    let folded = other > 0;
+    if folded {
+        out.push(Bucket { range: OTHER.to_string(), servers: other });
+    }
+    (out, folded)
+}
+
+fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
+    let days = (to - from).num_days();
+    if days < 0 {
+        return Err(StoreError::Invalid(format!("range is empty: {from} is after {to}")));
+    }
+    if days > MAX_RANGE_DAYS {
+        return Err(StoreError::Invalid(format!("range spans {days} days, at most {MAX_RANGE_DAYS} are allowed")));
+    }
+    Ok(())
+}
+
+fn counts_of(s: &crate::ServerSnapshot) -> GroupCounts {
+    GroupCounts {
+        servers: 1,
+        users: s.users.unwrap_or(0),
+        activated_users: s.activated_users.unwrap_or(0),
+        teams: s.teams.unwrap_or(0),
+    }
+}
+
+/// The key of a server in a fleet dimension.
+pub fn dimension_key(s: &crate::ServerSnapshot, by: FleetDimension) -> String {
+    match by {
+        FleetDimension::Version => s.version.clone(),
+        FleetDimension::Edition => if s.enterprise { "enterprise" } else { "team" }.to_string(),
+        FleetDimension::Os => s.os.clone(),
+        FleetDimension::Db => s.db.clone(),
+        FleetDimension::Dbv => match &s.db_version {
+            Some(v) => format!("{} {v}", s.db),
+            None => format!("{} (unknown)", s.db),
+        },
+    }
+}
+
+/// Distinct servers (each at its latest check in `[from, to]`) grouped by `by`, with sums and size
+/// distributions.
+pub async fn fleet(
+    store: &dyn Store,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: FleetDimension,
+    include_test: bool,
+    min_group_size: u64,
+) -> Result<FleetReport> {
+    check_range(from, to)?;
+    let servers = store.latest_per_server(from, to, include_test).await?;
+    let mut total = GroupCounts::default();
+    let mut groups: BTreeMap<String, GroupCounts> = BTreeMap::new();
+    for s in &servers {
+        let c = counts_of(s);
+        add(&mut total, &c);
+        add(groups.entry(dimension_key(s, by)).or_default(), &c);
+    }
+    let (groups, folded) = fold(groups, min_group_size);
+    let (users, f1) = distribution(servers.iter().map(|s| s.users), min_group_size);
+    let (activated_users, f2) = distribution(servers.iter().map(|s| s.activated_users), min_group_size);
+    let (teams, f3) = distribution(servers.iter().map(|s| s.teams), min_group_size);
+    Ok(FleetReport {
+        from,
+        to,
+        by,
+        include_test,
+        min_group_size,
+        thresholded: folded || f1 || f2 || f3,
+        total,
+        groups,
+        distributions: Distributions { users, activated_users, teams },
+    })
+}
+
+/// Distinct servers per day, new servers (first check ever that day) and gone servers (last check
+/// ever `gone_after_days` before that day; only for days up to `today`, so silence is real).
+pub async fn growth(
+    store: &dyn Store,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+    gone_after_days: u32,
+    today: NaiveDate,
+) -> Result<GrowthReport> {
+    check_range(from, to)?;
+    let g = Days::new(gone_after_days.into());
+    let raw = store.growth_raw(from, to, from - g, include_test).await?;
+    let index = |v: &[crate::DayCount]| -> HashMap<NaiveDate, u64> { v.iter().map(|d| (d.day, d.count)).collect() };
+    let (servers, first, last) = (index(&raw.servers), index(&raw.first_seen), index(&raw.last_seen));
+    let days = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(|day| GrowthDay {
+            day,
+            servers: servers.get(&day).copied().unwrap_or(0),
+            new: first.get(&day).copied().unwrap_or(0),
+            gone: if day <= today { last.get(&(day - g)).copied().unwrap_or(0) } else { 0 },
+        })
+        .collect();
+    Ok(GrowthReport { from, to, include_test, gone_after_days, thresholded: false, days })
+}
+
+/// Exposure of the fleet to each bulletin (or one): servers and activated users whose latest check in
+/// the window `[as_of - window_days + 1, as_of]` is on an affected version, and a per-day timeline
+/// from a week before publication, which shows patch adoption.
+pub async fn exposure(
+    store: &dyn Store,
+    bulletin: Option<&str>,
+    window_days: u32,
+    as_of: NaiveDate,
+    include_test: bool,
+    min_group_size: u64,
+) -> Result<ExposureReport> {
+    if window_days == 0 {
+        return Err(StoreError::Invalid("window_days must be at least 1".into()));
+    }
+    let bulletins = match bulletin {
+        Some(id) => vec![store.bulletin(id).await?.ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?],
+        None => store.bulletins().await?.into_iter().filter(|b| b.retracted_at.is_none()).collect(),
+    };
+    let window_from = as_of - Days::new(u64::from(window_days) - 1);
+    check_range(window_from, as_of)?;
+    let latest = store.latest_per_server(window_from, as_of, include_test).await?;
+    let earliest_start = bulletins
+        .iter()
+        .map(|b| timeline_start(b.published_at.date_naive(), as_of))
+        .min()
+        .unwrap_or(as_of);
+    let daily = if bulletins.is_empty() {
+        Vec::new()
+    } else {
+        store.version_day_counts(earliest_start, as_of, include_test).await?
+    };
+    let mut versions: HashMap<String, Option<semver::Version>> = HashMap::new();
+    for v in latest.iter().map(|s| &s.version).chain(daily.iter().map(|d| &d.version)) {
+        versions.entry(v.clone()).or_insert_with(|| semver::Version::parse(v).ok());
+    }
+    let mut checked_per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    for d in &daily {
+        *checked_per_day.entry(d.day).or_default() += d.servers;
+    }
+    let mut thresholded = false;
+    let mut out = Vec::new();
+    for b in bulletins {
+        let Some(req) = b.requirement() else { continue };
+        let affected = |v: &str| versions.get(v).and_then(|p| p.as_ref()).is_some_and(|p| req.matches(p));
+        let mut by_version: BTreeMap<String, GroupCounts> = BTreeMap::new();
+        let mut total = GroupCounts::default();
+        for s in latest.iter().filter(|s| affected(&s.version)) {
+            let c = counts_of(s);
+            add(&mut total, &c);
+            add(by_version.entry(s.version.clone()).or_default(), &c);
+        }
+        let (by_version, folded) = fold(by_version, min_group_size);
+        thresholded |= folded;
+        let start = timeline_start(b.published_at.date_naive(), as_of);
+        let mut timeline: BTreeMap<NaiveDate, ExposureDay> = start
+            .iter_days()
+            .take_while(|d| *d <= as_of)
+            .map(|day| {
+                let servers_checked = checked_per_day.get(&day).copied().unwrap_or(0);
+                (day, ExposureDay { day, servers_checked, affected_servers: 0, affected_activated_users: 0 })
+            })
+            .collect();
+        for d in daily.iter().filter(|d| affected(&d.version)) {
+            if let Some(t) = timeline.get_mut(&d.day) {
+                t.affected_servers += d.servers;
+                t.affected_activated_users += d.activated_users;
+            }
+        }
+        out.push(BulletinExposure {
+            id: b.id,
+            title: b.title,
+            severity: b.severity,
+            affected: b.affected,
+            published_at: b.published_at,
+            retracted_at: b.retracted_at,
+            servers: total.servers,
+            activated_users: total.activated_users,
+            by_version,
+            timeline: timeline.into_values().collect(),
+        });
+    }
+    Ok(ExposureReport {
+        as_of,
+        window_days,
+        include_test,
+        min_group_size,
+        thresholded,
+        servers_in_window: latest.len() as u64,
+        bulletins: out,
+    })
+}
+
+/// A timeline starts a week before publication, but covers at most a year before `as_of`.
+fn timeline_start(published: NaiveDate, as_of: NaiveDate) -> NaiveDate {
+    let start = published - Days::new(TIMELINE_LEAD_DAYS);
+    start.max(as_of - Days::new(365)).min(as_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(servers: u64) -> GroupCounts {
+        GroupCounts { servers, users: servers as i64 * 10, activated_users: servers as i64 * 5, teams: servers as i64 }
+    }
+
+    #[test]
+    fn folds_below_threshold_only() {
+        let (groups, folded) = fold(
+            vec![("a".into(), g(5)), ("b".into(), g(4)), ("c".into(), g(1)), ("d".into(), g(9))],
+            5,
+        );
+        assert!(folded);
+        let keys: Vec<_> = groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+        assert_eq!(keys, vec![("d", 9), ("a", 5), ("other", 5)]);
+        assert_eq!(groups[2].counts.users, 50);
+
+        let (groups, folded) = fold(vec![("a".into(), g(5))], 5);
+        assert!(!folded);
+        assert_eq!(groups.len(), 1);
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(bucket_of(Some(0)), "0");
+        assert_eq!(bucket_of(Some(10)), "1-10");
+        assert_eq!(bucket_of(Some(11)), "11-100");
+        assert_eq!(bucket_of(Some(10_001)), "10001+");
+        assert_eq!(bucket_of(None), "unknown");
+        let (b, folded) = distribution([Some(1), Some(2), Some(50)].into_iter(), 2);
+        assert!(folded);
+        assert_eq!(b, vec![Bucket { range: "1-10".into(), servers: 2 }, Bucket { range: "other".into(), servers: 1 }]);
+    }
+}

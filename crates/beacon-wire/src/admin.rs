@@ -1,0 +1,186 @@
+//! JSON bodies of the admin API (`/admin/v1/…`). The collector serialises them, the CLI reads them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Every error answered by Beacon's HTTP endpoints has this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code, e.g. `invalid_field`, `unauthorized`, `not_found`.
+    pub error: String,
+    /// The offending field, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+    /// A sentence for humans, lower case.
+    pub message: String,
+}
+
+/// The dimension a fleet report groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetDimension {
+    /// `X.Y.Z`.
+    #[default]
+    Version,
+    /// `enterprise` or `team`.
+    Edition,
+    Os,
+    Db,
+    /// Database type and version, e.g. `postgres 15.2`.
+    Dbv,
+}
+
+impl FleetDimension {
+    pub const ALL: [FleetDimension; 5] = [
+        FleetDimension::Version,
+        FleetDimension::Edition,
+        FleetDimension::Os,
+        FleetDimension::Db,
+        FleetDimension::Dbv,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetDimension::Version => "version",
+            FleetDimension::Edition => "edition",
+            FleetDimension::Os => "os",
+            FleetDimension::Db => "db",
+            FleetDimension::Dbv => "dbv",
+        }
+    }
+}
+
+impl std::str::FromStr for FleetDimension {
+    type Err = crate::FieldError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| {
+                crate::FieldError::new("by", format!("must be version, edition, os, db or dbv, got {s:?}"))
+            })
+    }
+}
+
+/// Sums over the servers of one group (each server's latest check in the range).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCounts {
+    pub servers: u64,
+    pub users: i64,
+    pub activated_users: i64,
+    pub teams: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetGroup {
+    /// The group's value, or `other` for the groups folded for k-anonymity.
+    pub key: String,
+    #[serde(flatten)]
+    pub counts: GroupCounts,
+}
+
+/// How many servers fall into each size bucket of one measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// `0`, `1-10`, `11-100`, … or `other` for folded buckets.
+    pub range: String,
+    pub servers: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distributions {
+    pub users: Vec<Bucket>,
+    pub activated_users: Vec<Bucket>,
+    pub teams: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: FleetDimension,
+    pub include_test: bool,
+    pub min_group_size: u64,
+    /// True when at least one group or bucket was folded into `other`.
+    pub thresholded: bool,
+    /// Totals over the whole fleet (never folded).
+    pub total: GroupCounts,
+    pub groups: Vec<FleetGroup>,
+    pub distributions: Distributions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrowthDay {
+    pub day: NaiveDate,
+    /// Distinct servers that checked in that day.
+    pub servers: u64,
+    /// Servers whose first check ever was that day.
+    pub new: u64,
+    /// Servers whose last check ever was `gone_after_days` before that day (silent since).
+    pub gone: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrowthReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub include_test: bool,
+    pub gone_after_days: u32,
+    /// Growth reports counts, not groups of servers, so nothing is folded; always false.
+    pub thresholded: bool,
+    pub days: Vec<GrowthDay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposureDay {
+    pub day: NaiveDate,
+    /// Servers that checked in that day.
+    pub servers_checked: u64,
+    /// Of those, the servers on an affected version.
+    pub affected_servers: u64,
+    pub affected_activated_users: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulletinExposure {
+    pub id: String,
+    pub title: String,
+    pub severity: crate::bulletin::Severity,
+    pub affected: String,
+    pub published_at: DateTime<Utc>,
+    pub retracted_at: Option<DateTime<Utc>>,
+    /// Servers whose latest check in the window was on an affected version.
+    pub servers: u64,
+    pub activated_users: i64,
+    /// The same servers by version; versions with fewer than `min_group_size` servers are folded.
+    pub by_version: Vec<FleetGroup>,
+    /// Per day, from a week before publication to the last day of the window: patch adoption.
+    pub timeline: Vec<ExposureDay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposureReport {
+    /// The window is `[as_of - window_days + 1, as_of]`.
+    pub as_of: NaiveDate,
+    pub window_days: u32,
+    pub include_test: bool,
+    pub min_group_size: u64,
+    pub thresholded: bool,
+    /// Servers with a check in the window (the denominator).
+    pub servers_in_window: u64,
+    pub bulletins: Vec<BulletinExposure>,
+}
+
+/// A rejected item, as kept in the dead-letter table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub channel: String,
+    pub reason: String,
+    /// A scrubbed copy of the input, truncated.
+    pub payload: String,
+}
+
+/// `POST /admin/v1/bulletins/{id}/retract` and the bulletin endpoints answer with this list element.
+pub type BulletinList = Vec<crate::bulletin::Bulletin>;

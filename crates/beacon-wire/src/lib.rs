@@ -1,0 +1,32 @@
+//! Beacon's wire formats and their validation. No I/O happens here.
+//!
+//! Every format Beacon speaks is parsed and built in exactly one module of this crate:
+//!
+//! * [`security`]: the `GET /security` query a Mattermost server sends, and the bulletin list it gets back;
+//! * [`bulletin`]: security bulletins as the vendor publishes them;
+//! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI.
+
+pub mod admin;
+pub mod bulletin;
+pub mod security;
+
+use serde::{Deserialize, Serialize};
+
+/// A problem with one named field of an input. Rendered as `field: problem`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    /// The field (query key, JSON key) that is wrong.
+    pub field: String,
+    /// What is wrong with it, lower case, no trailing period.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
