@@ -1,14 +1,34 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Beacon collector: the HTTP service behind `beacon serve`.
+//!
+//! Endpoints are thin: they validate with `beacon-wire`, hand writes to the [`ingest`] service (which
+//! group-commits them to the [`beacon_store::Store`]) and answer from in-memory state or the store's
+//! report queries. One error type, [`ApiError`], maps every failure to one HTTP status.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod admin;
+pub mod bulletins;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod ops;
+pub mod security;
+pub mod server;
+pub mod tokens;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use error::ApiError;
+pub use server::{RunningCollector, StartError, open_store, start};
+
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn beacon_store::Store>,
+    pub ingest: ingest::Ingest,
+    pub bulletins: Arc<bulletins::BulletinCache>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
 }

@@ -14,8 +14,18 @@ pub const EMAIL: &str = "[email]";
 
 /// Keys whose values are secrets, matched case-insensitively as substrings of a key.
 pub const SECRET_KEY_WORDS: &[&str] = &[
-    "password", "secret", "passwd", "api_key", "apikey", "auth", "credentials", "token", "bearer",
-    "private_key", "cookie", "session",
+    "password",
+    "secret",
+    "passwd",
+    "api_key",
+    "apikey",
+    "auth",
+    "credentials",
+    "token",
+    "bearer",
+    "private_key",
+    "cookie",
+    "session",
 ];
 
 /// Text after scrubbing, and how many redactions were made.
@@ -60,18 +70,18 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r#"(?i)\b([a-z0-9_.-]*(?:password|secret|passwd|api_key|apikey|auth|credentials|token|bearer|private_key|cookie|session)[a-z0-9_.-]*)(\s*[=:]\s*|"\s*:\s*")([^\s&"',;]+)"#,
             |c| Some(format!("{}{}{FILTERED}", &c[1], &c[2])),
         ),
-        rule(
-            r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b",
-            |_| Some(EMAIL.into()),
-        ),
+        rule(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b", |_| {
+            Some(EMAIL.into())
+        }),
         // Home directories: keep the rest of the path, drop the user name.
         rule(r"(/home/|/Users/|(?i:[a-z]:\\+Users\\+))[^/\\\s]+", |c| {
             Some(format!("{}{FILTERED}", &c[1]))
         }),
         // IBAN.
-        rule(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", |c| {
-            iban_valid(&c[0]).then(|| FILTERED.into())
-        }),
+        rule(
+            r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+            |c| iban_valid(&c[0]).then(|| FILTERED.into()),
+        ),
         // Card numbers: 13 to 19 digits, optionally grouped by spaces or dashes, passing Luhn.
         rule(r"\b(?:[0-9][ -]?){12,18}[0-9]\b", |c| {
             luhn_valid(&c[0]).then(|| FILTERED.into())
@@ -96,13 +106,15 @@ pub fn scrub_text(input: &str) -> Scrubbed {
         if !rule.re.is_match(&text) {
             continue;
         }
-        let replaced = rule.re.replace_all(&text, |c: &Captures| match (rule.replace)(c) {
-            Some(r) if r != c[0] => {
-                redactions += 1;
-                r
-            }
-            _ => c[0].to_string(),
-        });
+        let replaced = rule
+            .re
+            .replace_all(&text, |c: &Captures| match (rule.replace)(c) {
+                Some(r) if r != c[0] => {
+                    redactions += 1;
+                    r
+                }
+                _ => c[0].to_string(),
+            });
         text = replaced.into_owned();
     }
     Scrubbed { text, redactions }
@@ -131,7 +143,13 @@ fn luhn_valid(candidate: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
@@ -148,7 +166,11 @@ fn iban_valid(candidate: &str) -> bool {
             Some(v) => v as u64,
             None => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -164,15 +186,35 @@ mod tests {
             ("from 192.168.1.20 and 2001:db8::1", "from [ip] and [ip]", 2),
             ("card 4111 1111 1111 1111 ok", "card [Filtered] ok", 1),
             ("iban DE89 3704 0044 0532 0130 00", "iban [Filtered]", 1),
-            ("https://bob:hunter2@db.example/x", "https://[Filtered]@db.example/x", 1),
+            (
+                "https://bob:hunter2@db.example/x",
+                "https://[Filtered]@db.example/x",
+                1,
+            ),
             ("password=hunter2&x=1", "password=[Filtered]&x=1", 1),
             ("X-Auth-Token: abc123", "X-Auth-Token: [Filtered]", 1),
-            ("Authorization: Bearer abc.def", "Authorization: [Filtered] [Filtered]", 2),
+            (
+                "Authorization: Bearer abc.def",
+                "Authorization: [Filtered] [Filtered]",
+                2,
+            ),
             ("/home/alice/src/main.rs", "/home/[Filtered]/src/main.rs", 1),
             (r"C:\Users\alice\app", r"C:\Users\[Filtered]\app", 1),
-            ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", "[Filtered]", 1),
-            ("version 5.37.0 build 1234 at 12:30", "version 5.37.0 build 1234 at 12:30", 0),
-            ("card 4111 1111 1111 1112 fails luhn", "card 4111 1111 1111 1112 fails luhn", 0),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+                "[Filtered]",
+                1,
+            ),
+            (
+                "version 5.37.0 build 1234 at 12:30",
+                "version 5.37.0 build 1234 at 12:30",
+                0,
+            ),
+            (
+                "card 4111 1111 1111 1112 fails luhn",
+                "card 4111 1111 1111 1112 fails luhn",
+                0,
+            ),
         ];
         for (input, want, n) in cases {
             let got = scrub_text(input);

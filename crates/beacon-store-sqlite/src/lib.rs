@@ -46,13 +46,17 @@ impl SqliteStore {
     /// The schema version the file is at.
     pub fn schema_version(&self) -> Result<i64> {
         let conn = self.writer.lock().map_err(|_| poisoned())?;
-        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(map_err)
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(map_err)
     }
 }
 
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
-        StoreError::Unavailable(format!("cannot open sqlite database {}: {e}", path.display()))
+        StoreError::Unavailable(format!(
+            "cannot open sqlite database {}: {e}",
+            path.display()
+        ))
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(map_err)?;
@@ -203,7 +207,9 @@ fn bulletin_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Bulletin, i64, 
     ))
 }
 
-fn finish_bulletin((mut b, published, retracted): (Bulletin, i64, Option<i64>)) -> Result<Bulletin> {
+fn finish_bulletin(
+    (mut b, published, retracted): (Bulletin, i64, Option<i64>),
+) -> Result<Bulletin> {
     b.published_at = time_from(published)?;
     b.retracted_at = retracted.map(time_from).transpose()?;
     Ok(b)
@@ -349,7 +355,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>) -> Result<()> {
+    async fn add_admin_token(
+        &self,
+        token_hash: &str,
+        label: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let (hash, label) = (token_hash.to_string(), label.to_string());
         run(&self.writer, move |c| {
             c.execute(
@@ -364,9 +375,11 @@ impl Store for SqliteStore {
 
     async fn admin_token_count(&self) -> Result<u64> {
         run(&self.reader, |c| {
-            c.query_row("SELECT count(*) FROM admin_tokens", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(map_err)
+            c.query_row("SELECT count(*) FROM admin_tokens", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(map_err)
         })
         .await
     }
@@ -503,12 +516,24 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![channel, limit], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
                 })
                 .map_err(map_err)?;
             rows.map(|r| {
                 let (id, at, channel, reason, payload) = r.map_err(map_err)?;
-                Ok(DeadLetter { id, received_at: time_from(at)?, channel, reason, payload })
+                Ok(DeadLetter {
+                    id,
+                    received_at: time_from(at)?,
+                    channel,
+                    reason,
+                    payload,
+                })
             })
             .collect()
         })

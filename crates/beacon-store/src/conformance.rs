@@ -107,7 +107,9 @@ pub async fn empty_store_after_migrations(store: &dyn Store) {
     assert!(store.bulletins().await.unwrap().is_empty());
     assert_eq!(store.admin_token_count().await.unwrap(), 0);
     assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5).await.unwrap();
+    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+        .await
+        .unwrap();
     assert_eq!(r.total.servers, 0);
     assert!(r.groups.is_empty() && !r.thresholded);
 }
@@ -119,22 +121,41 @@ pub async fn dedup_per_server_and_day(store: &dyn Store) {
     let outcomes = put(store, 0, vec![first.clone(), first, later]).await;
     assert_eq!(
         outcomes,
-        vec![WriteOutcome::Accepted, WriteOutcome::Duplicate, WriteOutcome::Duplicate]
+        vec![
+            WriteOutcome::Accepted,
+            WriteOutcome::Duplicate,
+            WriteOutcome::Duplicate
+        ]
     );
     assert_eq!(store.count_checks().await.unwrap(), 1);
     // The day's row holds the latest values.
-    let snap = store.latest_per_server(day0(), day0(), false).await.unwrap();
+    let snap = store
+        .latest_per_server(day0(), day0(), false)
+        .await
+        .unwrap();
     assert_eq!(snap.len(), 1);
-    assert_eq!((snap[0].version.as_str(), snap[0].activated_users, snap[0].teams), ("5.37.1", Some(20), Some(9)));
+    assert_eq!(
+        (
+            snap[0].version.as_str(),
+            snap[0].activated_users,
+            snap[0].teams
+        ),
+        ("5.37.1", Some(20), Some(9))
+    );
     // Next day: a new row.
-    assert_eq!(put(store, 1, vec![check(1, "5.37.1", 20)]).await, vec![WriteOutcome::Accepted]);
+    assert_eq!(
+        put(store, 1, vec![check(1, "5.37.1", 20)]).await,
+        vec![WriteOutcome::Accepted]
+    );
     assert_eq!(store.count_checks().await.unwrap(), 2);
 }
 
 pub async fn dedup_holds_across_batches(store: &dyn Store) {
     for _ in 0..3 {
         assert_eq!(
-            put(store, 0, vec![check(7, "6.0.0", 3), check(8, "6.0.0", 3)]).await.len(),
+            put(store, 0, vec![check(7, "6.0.0", 3), check(8, "6.0.0", 3)])
+                .await
+                .len(),
             2
         );
     }
@@ -148,7 +169,10 @@ pub async fn bulletins_round_trip(store: &dyn Store) {
     let b = bulletin("BSA-2", "<6.0.0", 1);
     store.insert_bulletin(&b).await.unwrap();
     store.insert_bulletin(&a).await.unwrap();
-    assert!(matches!(store.insert_bulletin(&a).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_bulletin(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.bulletins().await.unwrap(), vec![a.clone(), b.clone()]);
     assert_eq!(store.bulletin("BSA-1").await.unwrap(), Some(a.clone()));
     assert_eq!(store.bulletin("nope").await.unwrap(), None);
@@ -158,15 +182,30 @@ pub async fn bulletins_round_trip(store: &dyn Store) {
     // Idempotent: the first retraction time stays.
     let again = store.retract_bulletin("BSA-1", at(4, 0)).await.unwrap();
     assert_eq!(again.retracted_at, Some(at(3, 0)));
-    assert_eq!(store.bulletin("BSA-1").await.unwrap().unwrap().retracted_at, Some(at(3, 0)));
-    assert!(matches!(store.retract_bulletin("nope", at(3, 0)).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.insert_bulletin(&a).await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store.bulletin("BSA-1").await.unwrap().unwrap().retracted_at,
+        Some(at(3, 0))
+    );
+    assert!(matches!(
+        store.retract_bulletin("nope", at(3, 0)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.insert_bulletin(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 pub async fn admin_tokens(store: &dyn Store) {
     assert!(!store.admin_token_valid("abc").await.unwrap());
-    store.add_admin_token("abc", "first", at(0, 0)).await.unwrap();
-    store.add_admin_token("def", "second", at(0, 0)).await.unwrap();
+    store
+        .add_admin_token("abc", "first", at(0, 0))
+        .await
+        .unwrap();
+    store
+        .add_admin_token("def", "second", at(0, 0))
+        .await
+        .unwrap();
     assert!(store.admin_token_valid("abc").await.unwrap());
     assert!(!store.admin_token_valid("ab").await.unwrap());
     assert_eq!(store.admin_token_count().await.unwrap(), 2);
@@ -177,21 +216,50 @@ pub async fn fleet_report_latest_per_server(store: &dyn Store) {
     let servers: Vec<_> = (1..=6).map(|n| check(n, "5.37.0", 10)).collect();
     put(store, 0, servers).await;
     put(store, 1, vec![check(1, "5.38.0", 30)]).await;
-    let r = report::fleet(store, day0(), day0() + Days::new(1), FleetDimension::Version, false, 1)
-        .await
-        .unwrap();
+    let r = report::fleet(
+        store,
+        day0(),
+        day0() + Days::new(1),
+        FleetDimension::Version,
+        false,
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.total.servers, 6);
     assert_eq!(r.total.activated_users, 5 * 10 + 30);
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("5.37.0", 5), ("5.38.0", 1)]);
     assert!(!r.thresholded);
     // One day only.
-    let r = report::fleet(store, day0() + Days::new(1), day0() + Days::new(1), FleetDimension::Version, false, 1)
-        .await
-        .unwrap();
+    let r = report::fleet(
+        store,
+        day0() + Days::new(1),
+        day0() + Days::new(1),
+        FleetDimension::Version,
+        false,
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.total.servers, 1);
     // An empty range is an error, not an empty report.
-    assert!(report::fleet(store, day0() + Days::new(1), day0(), FleetDimension::Version, false, 1).await.is_err());
+    assert!(
+        report::fleet(
+            store,
+            day0() + Days::new(1),
+            day0(),
+            FleetDimension::Version,
+            false,
+            1
+        )
+        .await
+        .is_err()
+    );
 }
 
 pub async fn fleet_report_folds_small_groups(store: &dyn Store) {
@@ -199,15 +267,27 @@ pub async fn fleet_report_folds_small_groups(store: &dyn Store) {
     let mut batch: Vec<_> = (1..=5).map(|n| check(n, "5.37.0", 10)).collect();
     batch.extend((6..=9).map(|n| check(n, "5.36.0", 10)));
     put(store, 0, batch).await;
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5).await.unwrap();
+    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+        .await
+        .unwrap();
     assert!(r.thresholded);
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("5.37.0", 5), ("other", 4)]);
     assert_eq!(r.total.servers, 9);
     // One more on 5.36.0 reaches the threshold: nothing folded among versions.
     put(store, 0, vec![check(10, "5.36.0", 10)]).await;
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5).await.unwrap();
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+        .await
+        .unwrap();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("5.36.0", 5), ("5.37.0", 5)]);
     assert!(!r.thresholded, "{r:?}");
 }
@@ -229,15 +309,27 @@ pub async fn fleet_report_dimensions_and_test_installs(store: &dyn Store) {
     let f = |by, include_test| report::fleet(store, day0(), day0(), by, include_test, 1);
     let r = f(FleetDimension::Os, false).await.unwrap();
     assert_eq!(r.total.servers, 6);
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("linux", 3), ("windows", 3)]);
     let r = f(FleetDimension::Os, true).await.unwrap();
     assert_eq!(r.total.servers, 7);
     let r = f(FleetDimension::Edition, false).await.unwrap();
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("enterprise", 3), ("team", 3)]);
     let r = f(FleetDimension::Db, false).await.unwrap();
-    let keys: Vec<_> = r.groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+    let keys: Vec<_> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.counts.servers))
+        .collect();
     assert_eq!(keys, vec![("postgres", 4), ("mysql", 2)]);
     let r = f(FleetDimension::Dbv, false).await.unwrap();
     assert_eq!(r.groups[0].key, "postgres (unknown)");
@@ -249,26 +341,76 @@ pub async fn fleet_report_dimensions_and_test_installs(store: &dyn Store) {
 
 pub async fn growth_report_new_and_gone(store: &dyn Store) {
     // Day 0: servers 1,2,3. Day 1: 1,2 (2 is checked three times). Day 2: 1, 4.
-    put(store, 0, vec![check(1, "5.0.0", 1), check(2, "5.0.0", 1), check(3, "5.0.0", 1)]).await;
-    put(store, 1, vec![check(1, "5.0.0", 1), check(2, "5.0.0", 1), check(2, "5.0.0", 1), check(2, "5.0.0", 1)]).await;
+    put(
+        store,
+        0,
+        vec![
+            check(1, "5.0.0", 1),
+            check(2, "5.0.0", 1),
+            check(3, "5.0.0", 1),
+        ],
+    )
+    .await;
+    put(
+        store,
+        1,
+        vec![
+            check(1, "5.0.0", 1),
+            check(2, "5.0.0", 1),
+            check(2, "5.0.0", 1),
+            check(2, "5.0.0", 1),
+        ],
+    )
+    .await;
     let mut t = check(5, "5.0.0", 1);
     t.unit_tests = true;
-    put(store, 2, vec![check(1, "5.0.0", 1), check(4, "5.0.0", 1), t]).await;
+    put(
+        store,
+        2,
+        vec![check(1, "5.0.0", 1), check(4, "5.0.0", 1), t],
+    )
+    .await;
     let today = day0() + Days::new(10);
-    let r = report::growth(store, day0(), day0() + Days::new(5), false, 2, today).await.unwrap();
+    let r = report::growth(store, day0(), day0() + Days::new(5), false, 2, today)
+        .await
+        .unwrap();
     let rows: Vec<_> = r.days.iter().map(|d| (d.servers, d.new, d.gone)).collect();
     // Server 3 was last seen on day 0 → gone on day 2; server 2 (day 1) → day 3; 1 and 4 (day 2) → day 4.
-    assert_eq!(rows, vec![(3, 3, 0), (2, 0, 0), (2, 1, 1), (0, 0, 1), (0, 0, 2), (0, 0, 0)]);
-    let r = report::growth(store, day0(), day0() + Days::new(2), true, 2, today).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (3, 3, 0),
+            (2, 0, 0),
+            (2, 1, 1),
+            (0, 0, 1),
+            (0, 0, 2),
+            (0, 0, 0)
+        ]
+    );
+    let r = report::growth(store, day0(), day0() + Days::new(2), true, 2, today)
+        .await
+        .unwrap();
     assert_eq!(r.days[2].servers, 3);
     assert_eq!(r.days[2].new, 2);
     // Silence is only "gone" once it has happened.
-    let r = report::growth(store, day0(), day0() + Days::new(5), false, 2, day0() + Days::new(3)).await.unwrap();
+    let r = report::growth(
+        store,
+        day0(),
+        day0() + Days::new(5),
+        false,
+        2,
+        day0() + Days::new(3),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.days[4].gone, 0);
 }
 
 pub async fn exposure_report_and_timeline(store: &dyn Store) {
-    store.insert_bulletin(&bulletin("BSA-1", ">=5.30.0, <5.37.2", 2)).await.unwrap();
+    store
+        .insert_bulletin(&bulletin("BSA-1", ">=5.30.0, <5.37.2", 2))
+        .await
+        .unwrap();
     let mut retracted = bulletin("BSA-OLD", "<9.0.0", 0);
     retracted.retracted_at = Some(at(1, 0));
     store.insert_bulletin(&retracted).await.unwrap();
@@ -283,9 +425,15 @@ pub async fn exposure_report_and_timeline(store: &dyn Store) {
         put(store, day, batch).await;
     }
     let as_of = day0() + Days::new(5);
-    let r = report::exposure(store, None, 3, as_of, false, 1).await.unwrap();
+    let r = report::exposure(store, None, 3, as_of, false, 1)
+        .await
+        .unwrap();
     assert_eq!(r.servers_in_window, 8);
-    assert_eq!(r.bulletins.len(), 1, "retracted bulletins are left out unless named");
+    assert_eq!(
+        r.bulletins.len(),
+        1,
+        "retracted bulletins are left out unless named"
+    );
     let b = &r.bulletins[0];
     assert_eq!((b.servers, b.activated_users), (2, 200));
     // Timeline starts a week before publication (clamped to data days when they exist).
@@ -297,16 +445,25 @@ pub async fn exposure_report_and_timeline(store: &dyn Store) {
         .collect();
     assert_eq!(
         by_day,
-        (0..=5u64).map(|d| (day0() + Days::new(d), if d >= 3 { 2 } else { 6 })).collect::<Vec<_>>()
+        (0..=5u64)
+            .map(|d| (day0() + Days::new(d), if d >= 3 { 2 } else { 6 }))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(b.timeline.first().unwrap().day, day0() + Days::new(2) - Days::new(7));
+    assert_eq!(
+        b.timeline.first().unwrap().day,
+        day0() + Days::new(2) - Days::new(7)
+    );
     // Folding: 2 affected servers are below a threshold of 5.
-    let r = report::exposure(store, Some("BSA-1"), 3, as_of, false, 5).await.unwrap();
+    let r = report::exposure(store, Some("BSA-1"), 3, as_of, false, 5)
+        .await
+        .unwrap();
     assert!(r.thresholded);
     assert_eq!(r.bulletins[0].by_version[0].key, "other");
     assert_eq!(r.bulletins[0].servers, 2, "totals are exact");
     // A retracted bulletin named explicitly is reported.
-    let r = report::exposure(store, Some("BSA-OLD"), 3, as_of, false, 1).await.unwrap();
+    let r = report::exposure(store, Some("BSA-OLD"), 3, as_of, false, 1)
+        .await
+        .unwrap();
     assert_eq!(r.bulletins[0].servers, 8);
     assert!(matches!(
         report::exposure(store, Some("nope"), 3, as_of, false, 1).await,
@@ -324,12 +481,19 @@ pub async fn dead_letters_listed_newest_first(store: &dyn Store) {
         })
     };
     let outcomes = store
-        .write_batch(vec![dl("security", "invalid:id"), dl("security", "invalid:b"), dl("mobile", "x")])
+        .write_batch(vec![
+            dl("security", "invalid:id"),
+            dl("security", "invalid:b"),
+            dl("mobile", "x"),
+        ])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![WriteOutcome::Accepted; 3]);
     let all = store.dead_letters(None, 10).await.unwrap();
-    assert_eq!(all.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(), vec!["x", "invalid:b", "invalid:id"]);
+    assert_eq!(
+        all.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+        vec!["x", "invalid:b", "invalid:id"]
+    );
     assert_eq!(all[0].received_at, at(0, 3));
     let sec = store.dead_letters(Some("security"), 1).await.unwrap();
     assert_eq!(sec.len(), 1);

@@ -21,7 +21,10 @@ pub const MAX_RANGE_DAYS: i64 = 3660;
 
 /// Merges groups with fewer than `min_group_size` servers into `other`; returns the groups (largest
 /// first, `other` last) and whether anything was folded.
-pub fn fold(groups: impl IntoIterator<Item = (String, GroupCounts)>, min_group_size: u64) -> (Vec<FleetGroup>, bool) {
+pub fn fold(
+    groups: impl IntoIterator<Item = (String, GroupCounts)>,
+    min_group_size: u64,
+) -> (Vec<FleetGroup>, bool) {
     let mut kept = Vec::new();
     let mut other = GroupCounts::default();
     let mut folded = false;
@@ -36,7 +39,12 @@ pub fn fold(groups: impl IntoIterator<Item = (String, GroupCounts)>, min_group_s
             kept.push(FleetGroup { key, counts });
         }
     }
-    kept.sort_by(|a, b| b.counts.servers.cmp(&a.counts.servers).then_with(|| a.key.cmp(&b.key)));
+    kept.sort_by(|a, b| {
+        b.counts
+            .servers
+            .cmp(&a.counts.servers)
+            .then_with(|| a.key.cmp(&b.key))
+    });
     if folded {
         kept.push(FleetGroup {
             key: OTHER.to_string(),
@@ -66,7 +74,15 @@ pub fn bucket_of(v: Option<i64>) -> &'static str {
     }
 }
 
-const BUCKET_ORDER: [&str; 7] = ["0", "1-10", "11-100", "101-1000", "1001-10000", "10001+", "unknown"];
+const BUCKET_ORDER: [&str; 7] = [
+    "0",
+    "1-10",
+    "11-100",
+    "101-1000",
+    "1001-10000",
+    "10001+",
+    "unknown",
+];
 
 fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucket>, bool) {
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
@@ -79,12 +95,18 @@ fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucke
         match counts.get(b).copied().unwrap_or(0) {
             0 => {}
             n if n < k => other += n,
-            n => out.push(Bucket { range: b.to_string(), servers: n }),
+            n => out.push(Bucket {
+                range: b.to_string(),
+                servers: n,
+            }),
         }
     }
     let folded = other > 0;
     if folded {
-        out.push(Bucket { range: OTHER.to_string(), servers: other });
+        out.push(Bucket {
+            range: OTHER.to_string(),
+            servers: other,
+        });
     }
     (out, folded)
 }
@@ -92,10 +114,14 @@ fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucke
 fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
     let days = (to - from).num_days();
     if days < 0 {
-        return Err(StoreError::Invalid(format!("range is empty: {from} is after {to}")));
+        return Err(StoreError::Invalid(format!(
+            "range is empty: {from} is after {to}"
+        )));
     }
     if days > MAX_RANGE_DAYS {
-        return Err(StoreError::Invalid(format!("range spans {days} days, at most {MAX_RANGE_DAYS} are allowed")));
+        return Err(StoreError::Invalid(format!(
+            "range spans {days} days, at most {MAX_RANGE_DAYS} are allowed"
+        )));
     }
     Ok(())
 }
@@ -144,7 +170,8 @@ pub async fn fleet(
     }
     let (groups, folded) = fold(groups, min_group_size);
     let (users, f1) = distribution(servers.iter().map(|s| s.users), min_group_size);
-    let (activated_users, f2) = distribution(servers.iter().map(|s| s.activated_users), min_group_size);
+    let (activated_users, f2) =
+        distribution(servers.iter().map(|s| s.activated_users), min_group_size);
     let (teams, f3) = distribution(servers.iter().map(|s| s.teams), min_group_size);
     Ok(FleetReport {
         from,
@@ -155,7 +182,11 @@ pub async fn fleet(
         thresholded: folded || f1 || f2 || f3,
         total,
         groups,
-        distributions: Distributions { users, activated_users, teams },
+        distributions: Distributions {
+            users,
+            activated_users,
+            teams,
+        },
     })
 }
 
@@ -172,8 +203,14 @@ pub async fn growth(
     check_range(from, to)?;
     let g = Days::new(gone_after_days.into());
     let raw = store.growth_raw(from, to, from - g, include_test).await?;
-    let index = |v: &[crate::DayCount]| -> HashMap<NaiveDate, u64> { v.iter().map(|d| (d.day, d.count)).collect() };
-    let (servers, first, last) = (index(&raw.servers), index(&raw.first_seen), index(&raw.last_seen));
+    let index = |v: &[crate::DayCount]| -> HashMap<NaiveDate, u64> {
+        v.iter().map(|d| (d.day, d.count)).collect()
+    };
+    let (servers, first, last) = (
+        index(&raw.servers),
+        index(&raw.first_seen),
+        index(&raw.last_seen),
+    );
     let days = from
         .iter_days()
         .take_while(|d| *d <= to)
@@ -181,10 +218,21 @@ pub async fn growth(
             day,
             servers: servers.get(&day).copied().unwrap_or(0),
             new: first.get(&day).copied().unwrap_or(0),
-            gone: if day <= today { last.get(&(day - g)).copied().unwrap_or(0) } else { 0 },
+            gone: if day <= today {
+                last.get(&(day - g)).copied().unwrap_or(0)
+            } else {
+                0
+            },
         })
         .collect();
-    Ok(GrowthReport { from, to, include_test, gone_after_days, thresholded: false, days })
+    Ok(GrowthReport {
+        from,
+        to,
+        include_test,
+        gone_after_days,
+        thresholded: false,
+        days,
+    })
 }
 
 /// Exposure of the fleet to each bulletin (or one): servers and activated users whose latest check in
@@ -202,12 +250,24 @@ pub async fn exposure(
         return Err(StoreError::Invalid("window_days must be at least 1".into()));
     }
     let bulletins = match bulletin {
-        Some(id) => vec![store.bulletin(id).await?.ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?],
-        None => store.bulletins().await?.into_iter().filter(|b| b.retracted_at.is_none()).collect(),
+        Some(id) => vec![
+            store
+                .bulletin(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?,
+        ],
+        None => store
+            .bulletins()
+            .await?
+            .into_iter()
+            .filter(|b| b.retracted_at.is_none())
+            .collect(),
     };
     let window_from = as_of - Days::new(u64::from(window_days) - 1);
     check_range(window_from, as_of)?;
-    let latest = store.latest_per_server(window_from, as_of, include_test).await?;
+    let latest = store
+        .latest_per_server(window_from, as_of, include_test)
+        .await?;
     let earliest_start = bulletins
         .iter()
         .map(|b| timeline_start(b.published_at.date_naive(), as_of))
@@ -216,11 +276,19 @@ pub async fn exposure(
     let daily = if bulletins.is_empty() {
         Vec::new()
     } else {
-        store.version_day_counts(earliest_start, as_of, include_test).await?
+        store
+            .version_day_counts(earliest_start, as_of, include_test)
+            .await?
     };
     let mut versions: HashMap<String, Option<semver::Version>> = HashMap::new();
-    for v in latest.iter().map(|s| &s.version).chain(daily.iter().map(|d| &d.version)) {
-        versions.entry(v.clone()).or_insert_with(|| semver::Version::parse(v).ok());
+    for v in latest
+        .iter()
+        .map(|s| &s.version)
+        .chain(daily.iter().map(|d| &d.version))
+    {
+        versions
+            .entry(v.clone())
+            .or_insert_with(|| semver::Version::parse(v).ok());
     }
     let mut checked_per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     for d in &daily {
@@ -230,7 +298,12 @@ pub async fn exposure(
     let mut out = Vec::new();
     for b in bulletins {
         let Some(req) = b.requirement() else { continue };
-        let affected = |v: &str| versions.get(v).and_then(|p| p.as_ref()).is_some_and(|p| req.matches(p));
+        let affected = |v: &str| {
+            versions
+                .get(v)
+                .and_then(|p| p.as_ref())
+                .is_some_and(|p| req.matches(p))
+        };
         let mut by_version: BTreeMap<String, GroupCounts> = BTreeMap::new();
         let mut total = GroupCounts::default();
         for s in latest.iter().filter(|s| affected(&s.version)) {
@@ -246,7 +319,15 @@ pub async fn exposure(
             .take_while(|d| *d <= as_of)
             .map(|day| {
                 let servers_checked = checked_per_day.get(&day).copied().unwrap_or(0);
-                (day, ExposureDay { day, servers_checked, affected_servers: 0, affected_activated_users: 0 })
+                (
+                    day,
+                    ExposureDay {
+                        day,
+                        servers_checked,
+                        affected_servers: 0,
+                        affected_activated_users: 0,
+                    },
+                )
             })
             .collect();
         for d in daily.iter().filter(|d| affected(&d.version)) {
@@ -290,17 +371,30 @@ mod tests {
     use super::*;
 
     fn g(servers: u64) -> GroupCounts {
-        GroupCounts { servers, users: servers as i64 * 10, activated_users: servers as i64 * 5, teams: servers as i64 }
+        GroupCounts {
+            servers,
+            users: servers as i64 * 10,
+            activated_users: servers as i64 * 5,
+            teams: servers as i64,
+        }
     }
 
     #[test]
     fn folds_below_threshold_only() {
         let (groups, folded) = fold(
-            vec![("a".into(), g(5)), ("b".into(), g(4)), ("c".into(), g(1)), ("d".into(), g(9))],
+            vec![
+                ("a".into(), g(5)),
+                ("b".into(), g(4)),
+                ("c".into(), g(1)),
+                ("d".into(), g(9)),
+            ],
             5,
         );
         assert!(folded);
-        let keys: Vec<_> = groups.iter().map(|g| (g.key.as_str(), g.counts.servers)).collect();
+        let keys: Vec<_> = groups
+            .iter()
+            .map(|g| (g.key.as_str(), g.counts.servers))
+            .collect();
         assert_eq!(keys, vec![("d", 9), ("a", 5), ("other", 5)]);
         assert_eq!(groups[2].counts.users, 50);
 
@@ -318,6 +412,18 @@ mod tests {
         assert_eq!(bucket_of(None), "unknown");
         let (b, folded) = distribution([Some(1), Some(2), Some(50)].into_iter(), 2);
         assert!(folded);
-        assert_eq!(b, vec![Bucket { range: "1-10".into(), servers: 2 }, Bucket { range: "other".into(), servers: 1 }]);
+        assert_eq!(
+            b,
+            vec![
+                Bucket {
+                    range: "1-10".into(),
+                    servers: 2
+                },
+                Bucket {
+                    range: "other".into(),
+                    servers: 1
+                }
+            ]
+        );
     }
 }

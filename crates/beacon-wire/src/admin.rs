@@ -57,7 +57,10 @@ impl std::str::FromStr for FleetDimension {
             .into_iter()
             .find(|d| d.as_str() == s)
             .ok_or_else(|| {
-                crate::FieldError::new("by", format!("must be version, edition, os, db or dbv, got {s:?}"))
+                crate::FieldError::new(
+                    "by",
+                    format!("must be version, edition, os, db or dbv, got {s:?}"),
+                )
             })
     }
 }

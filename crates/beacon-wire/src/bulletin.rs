@@ -81,7 +81,10 @@ impl NewBulletin {
         {
             return Err(FieldError::new(
                 "id",
-                format!("must be 1 to 64 characters [A-Za-z0-9._-], got {:?}", self.id),
+                format!(
+                    "must be 1 to 64 characters [A-Za-z0-9._-], got {:?}",
+                    self.id
+                ),
             ));
         }
         let title = self.title.trim();
@@ -194,8 +197,18 @@ mod tests {
     #[test]
     fn matches_its_range_only() {
         let b = Bulletin::from_new(new(), Utc::now()).unwrap();
-        for (v, hit) in [("5.30.0", true), ("5.37.1", true), ("5.37.2", false), ("5.29.9", false), ("6.0.0", false)] {
-            assert_eq!(b.applies_to(&semver::Version::parse(v).unwrap()), hit, "{v}");
+        for (v, hit) in [
+            ("5.30.0", true),
+            ("5.37.1", true),
+            ("5.37.2", false),
+            ("5.29.9", false),
+            ("6.0.0", false),
+        ] {
+            assert_eq!(
+                b.applies_to(&semver::Version::parse(v).unwrap()),
+                hit,
+                "{v}"
+            );
         }
         let mut retracted = b.clone();
         retracted.retracted_at = Some(Utc::now());

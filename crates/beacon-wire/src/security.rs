@@ -84,18 +84,23 @@ pub fn parse_query(raw: &str) -> Result<ParsedCheck, FieldError> {
     let mut unknown_keys = 0;
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode_component(k).map_err(|p| FieldError::new("query", p))?;
-        let value = decode_component(v).map_err(|p| FieldError::new(key.clone(), p))?;
+        let key = decode_component(k).map_err(|p| FieldError::new("query", format!("key: {p}")))?;
+        // Values of unknown keys are ignored, not decoded: they cannot make a check invalid.
         match KNOWN_KEYS.iter().position(|known| *known == key) {
             Some(i) if values[i].is_some() => {
                 return Err(FieldError::new(key, "given more than once"));
             }
-            Some(i) => values[i] = Some(value),
+            Some(i) => {
+                values[i] = Some(decode_component(v).map_err(|p| FieldError::new(key, p))?);
+            }
             None => unknown_keys += 1,
         }
     }
     let get = |key: &str| -> Option<&str> {
-        let i = KNOWN_KEYS.iter().position(|k| *k == key).expect("known key");
+        let i = KNOWN_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .expect("known key");
         values[i].as_deref()
     };
     let required = |key: &'static str| get(key).ok_or_else(|| FieldError::new(key, "is required"));
@@ -189,7 +194,11 @@ fn parse_server_id(v: &str) -> Result<String, FieldError> {
             format!(
                 "must be 26 characters [a-z0-9], got {} characters{}",
                 v.chars().count(),
-                if ok_chars { "" } else { " with others than [a-z0-9]" }
+                if ok_chars {
+                    ""
+                } else {
+                    " with others than [a-z0-9]"
+                }
             ),
         ));
     }
@@ -206,7 +215,10 @@ fn parse_build(v: &str) -> Result<(semver::Version, Option<String>), FieldError>
     let mut parts = v.splitn(4, '.');
     let mut num = || -> Result<u64, FieldError> {
         let p = parts.next().ok_or_else(bad)?;
-        if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+        if p.is_empty()
+            || !p.bytes().all(|c| c.is_ascii_digit())
+            || (p.len() > 1 && p.starts_with('0'))
+        {
             return Err(bad());
         }
         p.parse().map_err(|_| bad())
@@ -217,14 +229,18 @@ fn parse_build(v: &str) -> Result<(semver::Version, Option<String>), FieldError>
         Some(b)
             if !b.is_empty()
                 && b.len() <= MAX_BUILD_LEN
-                && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') =>
         {
             Some(b.to_string())
         }
         Some(_) => {
             return Err(FieldError::new(
                 "b",
-                format!("build part must be 1 to {MAX_BUILD_LEN} characters [A-Za-z0-9_-], got {:?}", clip(v)),
+                format!(
+                    "build part must be 1 to {MAX_BUILD_LEN} characters [A-Za-z0-9_-], got {:?}",
+                    clip(v)
+                ),
             ));
         }
     };
@@ -266,7 +282,11 @@ fn parse_count(field: &str, v: &str) -> Result<i64, FieldError> {
     v.parse::<i64>().map_err(|_| {
         FieldError::new(
             field,
-            format!("must be at most {}, got a {}-digit number", i64::MAX, v.len()),
+            format!(
+                "must be at most {}, got a {}-digit number",
+                i64::MAX,
+                v.len()
+            ),
         )
     })
 }
@@ -283,7 +303,9 @@ fn decode_component(s: &str) -> Result<String, String> {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).and_then(|h| {
                     let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok().filter(|_| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    u8::from_str_radix(h, 16)
+                        .ok()
+                        .filter(|_| h.bytes().all(|c| c.is_ascii_hexdigit()))
                 });
                 match hex {
                     Some(b) => out.push(b),
@@ -322,7 +344,10 @@ mod tests {
         assert_eq!(c.version, semver::Version::new(5, 37, 0));
         assert_eq!(c.build.as_deref(), Some("1234"));
         assert!(c.enterprise);
-        assert_eq!((c.teams, c.users, c.activated_users), (Some(3), Some(42), Some(37)));
+        assert_eq!(
+            (c.teams, c.users, c.activated_users),
+            (Some(3), Some(42), Some(37))
+        );
         assert!(!c.unit_tests);
         assert_eq!(c.db_version, None);
     }
@@ -336,15 +361,17 @@ mod tests {
         let q = build_query(&c);
         assert_eq!(
             q,
-            format!("auc=37&b=5.37.0.1234&be=true&db=postgres&dbv=15.2+%28Debian%29&id={ID}&lc=1764400000000&os=linux&tc=3&uc=42&ut=0")
+            format!(
+                "auc=37&b=5.37.0.1234&be=true&db=postgres&dbv=15.2+%28Debian%29&id={ID}&lc=1764400000000&os=linux&tc=3&uc=42&ut=0"
+            )
         );
         assert_eq!(parse_query(&q).unwrap().check, c);
     }
 
     #[test]
     fn unknown_keys_are_counted() {
-        let q = format!("{}&foo=1&bar", mattermost_query());
-        assert_eq!(parse_query(&q).unwrap().unknown_keys, 2);
+        let q = format!("{}&foo=1&bar&baz=%zz", mattermost_query());
+        assert_eq!(parse_query(&q).unwrap().unknown_keys, 3);
     }
 
     #[test]

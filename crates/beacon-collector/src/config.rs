@@ -1,0 +1,416 @@
+//! Configuration: a TOML file, every key overridable by `BEACON_<SECTION>_<KEY>`, then command-line
+//! flags. [`Config::problems`] lists everything wrong with a configuration, for `beacon config check`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub reports: ReportsConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where the SQLite database (and later the spool) lives.
+    pub data_dir: PathBuf,
+    /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/beacon.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, the collector speaks HTTPS (HTTP/1.1 and HTTP/2).
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The initial admin token, used only when the store has none yet (`BEACON_ADMIN_TOKEN`).
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// k-anonymity: groups with fewer distinct servers are folded into `other`.
+    pub min_group_size: u64,
+    /// A server is "gone" after this many days without a check.
+    pub gone_after_days: u32,
+    /// Default window of the exposure report.
+    pub exposure_window_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most items committed in one transaction.
+    pub batch_max: usize,
+    /// Items waiting for a commit before new requests wait for room.
+    pub queue: usize,
+    /// How often bulletins are re-read from the store (other collectors may change them).
+    pub bulletin_refresh_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            tls: TlsConfig::default(),
+            admin: AdminConfig::default(),
+            reports: ReportsConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./beacon-data"),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            min_group_size: 5,
+            gone_after_days: 3,
+            exposure_window_days: 7,
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 1024,
+            queue: 16384,
+            bulletin_refresh_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+}
+
+/// Every key of the file, with its type, for environment overrides.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("server", "listen", Kind::Str),
+    ("server", "data_dir", Kind::Str),
+    ("server", "shutdown_grace_secs", Kind::Int),
+    ("store", "url", Kind::Str),
+    ("tls", "cert", Kind::Str),
+    ("tls", "key", Kind::Str),
+    ("admin", "token", Kind::Str),
+    ("reports", "min_group_size", Kind::Int),
+    ("reports", "gone_after_days", Kind::Int),
+    ("reports", "exposure_window_days", Kind::Int),
+    ("ingest", "batch_max", Kind::Int),
+    ("ingest", "queue", Kind::Int),
+    ("ingest", "bulletin_refresh_secs", Kind::Int),
+];
+
+/// A configuration that cannot be loaded, with every reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// Loads `file` (if any), then applies `BEACON_<SECTION>_<KEY>` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(vec![format!("cannot read {}: {e}", path.display())])
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    ConfigError(vec![format!(
+                        "{}: {}",
+                        path.display(),
+                        e.to_string().trim_end()
+                    )])
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut problems = Vec::new();
+        for (name, value) in env {
+            if let Err(p) = apply_env(&mut table, &name, value) {
+                problems.push(p);
+            }
+        }
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "environment".into());
+        let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let mut all = problems.clone();
+            all.push(format!("{origin}: {}", e.to_string().trim_end()));
+            ConfigError(all)
+        })?;
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(config)
+    }
+
+    /// Everything wrong with this configuration; empty when it is usable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = self.server.listen.parse::<std::net::SocketAddr>() {
+            p.push(format!("server.listen: {:?} is not an address with a port ({e}); example: \"127.0.0.1:8080\"", self.server.listen));
+        }
+        if let Err(e) = self.store_url() {
+            p.push(e);
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => {
+                p.push("tls: cert is set but key is not; set both or neither".into())
+            }
+            (None, Some(_)) => {
+                p.push("tls: key is set but cert is not; set both or neither".into())
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path, marker) in
+                    [("cert", cert, "CERTIFICATE"), ("key", key, "PRIVATE KEY")]
+                {
+                    match std::fs::read_to_string(path) {
+                        Err(e) => {
+                            p.push(format!("tls.{name}: cannot read {}: {e}", path.display()))
+                        }
+                        Ok(pem)
+                            if !pem.contains(&format!("-----BEGIN ")) || !pem.contains(marker) =>
+                        {
+                            p.push(format!(
+                                "tls.{name}: {} holds no PEM {marker}",
+                                path.display()
+                            ))
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if self.reports.min_group_size == 0 {
+            p.push("reports.min_group_size: must be at least 1".into());
+        }
+        if self.reports.exposure_window_days == 0 {
+            p.push("reports.exposure_window_days: must be at least 1".into());
+        }
+        if self.ingest.batch_max == 0 || self.ingest.queue == 0 {
+            p.push("ingest: batch_max and queue must be at least 1".into());
+        }
+        if self.ingest.bulletin_refresh_secs == 0 {
+            p.push("ingest.bulletin_refresh_secs: must be at least 1".into());
+        }
+        if let Some(t) = &self.admin.token
+            && t.len() < 16
+        {
+            p.push("admin.token: must be at least 16 characters".into());
+        }
+        p
+    }
+
+    /// The store to open: `store.url`, or SQLite in the data directory.
+    pub fn store_url(&self) -> Result<StoreUrl, String> {
+        match self.store.url.as_deref().filter(|u| !u.is_empty()) {
+            None => Ok(StoreUrl::Sqlite(self.server.data_dir.join("beacon.db"))),
+            Some(url) => {
+                if let Some(path) = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                {
+                    if path.is_empty() {
+                        return Err("store.url: sqlite: needs a file path, e.g. sqlite:/var/lib/beacon/beacon.db".into());
+                    }
+                    Ok(StoreUrl::Sqlite(PathBuf::from(path)))
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Err("store.url: PostgreSQL is not supported by this build yet; use sqlite:PATH or leave it empty".into())
+                } else {
+                    Err(format!(
+                        "store.url: {:?} has an unknown scheme; use sqlite:PATH",
+                        redact_url(url)
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Hides a password in a URL before it is shown.
+fn redact_url(url: &str) -> String {
+    beacon_scrub::scrub_text(url).text
+}
+
+fn apply_env(table: &mut toml::Table, name: &str, value: String) -> Result<(), String> {
+    let Some(rest) = name.strip_prefix("BEACON_") else {
+        return Ok(());
+    };
+    let rest = rest.to_ascii_lowercase();
+    let Some(section) = KEYS
+        .iter()
+        .map(|k| k.0)
+        .find(|s| rest.starts_with(&format!("{s}_")))
+    else {
+        // Not a configuration variable (BEACON_URL, BEACON_TOKEN are the CLI's).
+        return Ok(());
+    };
+    let key = &rest[section.len() + 1..];
+    let Some((_, _, kind)) = KEYS.iter().find(|k| k.0 == section && k.1 == key) else {
+        let known: Vec<_> = KEYS
+            .iter()
+            .filter(|k| k.0 == section)
+            .map(|k| format!("BEACON_{}_{}", k.0, k.1).to_uppercase())
+            .collect();
+        return Err(format!(
+            "{name}: no such configuration key; [{section}] has {}",
+            known.join(", ")
+        ));
+    };
+    let v = match kind {
+        Kind::Str => toml::Value::String(value),
+        Kind::Int => toml::Value::Integer(
+            value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}: must be an integer, got {value:?}"))?,
+        ),
+    };
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(key.to_string(), v);
+            Ok(())
+        }
+        _ => Err(format!("{name}: [{section}] in the file is not a table")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_usable() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.problems().is_empty());
+        assert_eq!(
+            c.store_url().unwrap(),
+            StoreUrl::Sqlite(PathBuf::from("./beacon-data/beacon.db"))
+        );
+    }
+
+    #[test]
+    fn every_key_can_be_set_from_the_environment() {
+        for (section, key, kind) in KEYS {
+            let name = format!("BEACON_{section}_{key}").to_uppercase();
+            let value = match kind {
+                Kind::Str => "x",
+                Kind::Int => "7",
+            };
+            let c = Config::load(None, env(&[(&name, value)]))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let t = toml::Table::try_from(&c).unwrap();
+            let got = &t[*section][*key];
+            assert_eq!(got.to_string().trim_matches('"'), value, "{name}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("beacon.toml");
+        std::fs::write(
+            &f,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[reports]\nmin_group_size = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[("BEACON_REPORTS_MIN_GROUP_SIZE", "10"), ("BEACON_URL", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9000");
+        assert_eq!(c.reports.min_group_size, 10);
+
+        std::fs::write(&f, "[server]\nlisen = \"127.0.0.1:9000\"\n").unwrap();
+        let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains("listen"), "{e}");
+
+        let e = Config::load(None, env(&[("BEACON_SERVER_LISEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("BEACON_SERVER_LISEN") && e.contains("BEACON_SERVER_LISTEN"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("BEACON_REPORTS_MIN_GROUP_SIZE", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn problems_are_specific() {
+        let mut c = Config::default();
+        c.server.listen = "localhost".into();
+        c.tls.cert = Some("/nonexistent/cert.pem".into());
+        c.reports.min_group_size = 0;
+        c.store.url = Some("mysql://x".into());
+        let p = c.problems().join("\n");
+        for want in [
+            "server.listen",
+            "tls: cert is set but key is not",
+            "min_group_size",
+            "store.url",
+        ] {
+            assert!(p.contains(want), "{want} in {p}");
+        }
+    }
+}

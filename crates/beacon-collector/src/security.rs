@@ -1,0 +1,71 @@
+//! Channel 1: `GET /security` and `GET /bulletins/{id}`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::{Outcome, UNKNOWN_FIELDS_TOTAL, count_item};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use beacon_store::{CheckRecord, NewDeadLetter, WriteOp, WriteOutcome};
+use beacon_wire::security::{BulletinNotice, parse_query};
+
+pub const CHANNEL: &str = "security";
+
+/// Bytes of a rejected query kept (scrubbed) in the dead-letter table.
+pub const DEAD_LETTER_BYTES: usize = 1024;
+
+pub async fn check(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<BulletinNotice>>, ApiError> {
+    let raw = query.unwrap_or_default();
+    let received_at = state.clock.now();
+    let parsed = match parse_query(&raw) {
+        Ok(p) => p,
+        Err(field_error) => {
+            let reason = format!("invalid_{}", field_error.field);
+            count_item(CHANNEL, Outcome::Rejected(&reason));
+            let payload = beacon_scrub::scrub_truncated(&raw, DEAD_LETTER_BYTES).text;
+            let dead = WriteOp::DeadLetter(NewDeadLetter {
+                received_at,
+                channel: CHANNEL.into(),
+                reason: format!("{reason}: {}", field_error.problem),
+                payload,
+            });
+            if let Err(e) = state.ingest.submit(dead).await {
+                tracing::warn!(error = %e, "could not keep a dead letter");
+            }
+            return Err(ApiError::InvalidField(field_error));
+        }
+    };
+    if parsed.unknown_keys > 0 {
+        metrics::counter!(UNKNOWN_FIELDS_TOTAL, "channel" => CHANNEL)
+            .increment(parsed.unknown_keys as u64);
+    }
+    let version = parsed.check.version.clone();
+    let record = CheckRecord {
+        received_at,
+        check: parsed.check,
+    };
+    match state.ingest.submit(WriteOp::Check(record)).await {
+        Ok(WriteOutcome::Accepted) => count_item(CHANNEL, Outcome::Accepted),
+        Ok(WriteOutcome::Duplicate) => count_item(CHANNEL, Outcome::Duplicate),
+        Err(e) => {
+            count_item(CHANNEL, Outcome::Rejected("store_unavailable"));
+            return Err(e);
+        }
+    }
+    Ok(Json(state.bulletins.notices_for(&version)))
+}
+
+pub async fn bulletin_body(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = state
+        .bulletins
+        .body(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("bulletin {id} not found")))?;
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body))
+}

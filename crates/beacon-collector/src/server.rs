@@ -1,0 +1,235 @@
+//! Starting and stopping the collector.
+
+use crate::bulletins::BulletinCache;
+use crate::config::{Config, StoreUrl};
+use crate::ingest::Ingest;
+use crate::{AppState, Clock, admin, ops, security};
+use axum::Router;
+use axum::routing::get;
+use beacon_store::Store;
+use beacon_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration:\n{0}")]
+    Config(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] beacon_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot load tls certificate or key: {0}")]
+    Tls(std::io::Error),
+}
+
+/// Opens the configured store, creating the data directory when needed.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match config.store_url().map_err(StartError::Config)? {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            Ok(Arc::new(SqliteStore::open(&path)?))
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/security", get(security::check))
+        .route("/bulletins/{id}", get(security::bulletin_body))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .nest("/admin/v1", admin::router(state.clone()))
+        .layer(axum::middleware::from_fn(ops::track_latency))
+        .with_state(state)
+}
+
+/// A collector that is serving.
+pub struct RunningCollector {
+    addr: SocketAddr,
+    tls: bool,
+    handle: axum_server::Handle<SocketAddr>,
+    server: JoinHandle<std::io::Result<()>>,
+    writer: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+    grace: Duration,
+    /// The admin token created at this start, when the store had none and none was configured.
+    /// Shown once; only its hash is stored.
+    pub initial_token: Option<String>,
+    pub store: Arc<dyn Store>,
+}
+
+impl RunningCollector {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to the grace period), then
+    /// commits everything queued and stops the writer.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(self.grace));
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`shutdown`](Self::shutdown) or a fatal error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let served = self.server.await.map_err(std::io::Error::other)?;
+        self.refresher.abort();
+        // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
+        if tokio::time::timeout(self.grace, self.writer).await.is_err() {
+            tracing::error!("writer did not finish within the grace period");
+        }
+        tracing::info!("collector stopped");
+        served
+    }
+}
+
+/// Starts a collector: opens the store, makes the first admin token if needed, binds and serves.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningCollector, StartError> {
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("\n")));
+    }
+    crate::metrics::handle();
+    let store = open_store(&config)?;
+    let initial_token = bootstrap_token(&*store, &config, &*clock).await?;
+
+    let bulletins = Arc::new(BulletinCache::default());
+    bulletins.refresh(&*store).await?;
+    let (ingest, writer) =
+        Ingest::start(store.clone(), config.ingest.batch_max, config.ingest.queue);
+    let refresher = tokio::spawn(refresh_bulletins(
+        store.clone(),
+        bulletins.clone(),
+        Duration::from_secs(config.ingest.bulletin_refresh_secs),
+    ));
+    let config = Arc::new(config);
+    let state = AppState {
+        store: store.clone(),
+        ingest,
+        bulletins,
+        clock,
+        config: config.clone(),
+    };
+    let app = router(state);
+
+    let addr_text = config.server.listen.clone();
+    let listener = std::net::TcpListener::bind(&addr_text)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|source| StartError::Listen {
+            addr: addr_text.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: addr_text,
+        source,
+    })?;
+    let handle = axum_server::Handle::new();
+    let service = app.into_make_service();
+    let tls = config.tls.cert.is_some();
+    let server = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(StartError::Tls)?;
+            let server = axum_server::from_tcp_rustls(listener, tls_config)
+                .map_err(|source| StartError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(service))
+        }
+        _ => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| StartError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(service))
+        }
+    };
+    tracing::info!(%addr, tls, store = store.backend(), "collector listening");
+    Ok(RunningCollector {
+        addr,
+        tls,
+        handle,
+        server,
+        writer,
+        refresher,
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        initial_token,
+        store,
+    })
+}
+
+/// When the store has no admin token: store the configured one, or make one to show once.
+async fn bootstrap_token(
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<Option<String>, StartError> {
+    if store.admin_token_count().await? > 0 {
+        return Ok(None);
+    }
+    match &config.admin.token {
+        Some(token) => {
+            store
+                .add_admin_token(
+                    &crate::tokens::hash(token),
+                    "initial (configured)",
+                    clock.now(),
+                )
+                .await?;
+            tracing::info!("stored the configured initial admin token");
+            Ok(None)
+        }
+        None => {
+            let token = crate::tokens::generate();
+            store
+                .add_admin_token(&crate::tokens::hash(&token), "initial", clock.now())
+                .await?;
+            Ok(Some(token))
+        }
+    }
+}
+
+async fn refresh_bulletins(store: Arc<dyn Store>, cache: Arc<BulletinCache>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = cache.refresh(&*store).await {
+            tracing::warn!(error = %e, "bulletin refresh failed");
+        }
+    }
+}

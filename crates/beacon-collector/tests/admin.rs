@@ -1,0 +1,259 @@
+//! The admin API: authentication on every route, reports with k-anonymity, operations endpoints.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/openapi.json"),
+    ("GET", "/bulletins"),
+    ("POST", "/bulletins"),
+    ("GET", "/bulletins/BSA-1"),
+    ("POST", "/bulletins/BSA-1/retract"),
+    ("GET", "/reports/fleet"),
+    ("GET", "/reports/growth"),
+    ("GET", "/reports/exposure"),
+    ("GET", "/deadletters"),
+];
+
+#[tokio::test]
+async fn every_admin_route_needs_a_valid_token() {
+    let c = start().await;
+    c.add_bulletin("BSA-1", "<6.0.0").await;
+    for (method, path) in ROUTES {
+        let url = format!("{}/admin/v1{path}", c.url);
+        let req = |m: &str| match m {
+            "GET" => c.http.get(&url),
+            _ => c.http.post(&url).json(&serde_json::json!({})),
+        };
+        for auth in [
+            None,
+            Some("Bearer wrong-token"),
+            Some("Basic YWRtaW46YWRtaW4="),
+            Some("Bearer "),
+        ] {
+            let mut r = req(method);
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            let resp = r.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{method} {path} with {auth:?}");
+            assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+            let e: Value = resp.json().await.unwrap();
+            assert_eq!(e["error"], "unauthorized");
+        }
+    }
+    // The bulletin was not retracted by the unauthenticated calls.
+    let b = c.admin_json("/bulletins/BSA-1").await;
+    assert!(b["retracted_at"].is_null());
+    // With the token, every route answers something other than 401.
+    for (method, path) in ROUTES {
+        let url = format!("{}/admin/v1{path}", c.url);
+        let req = match *method {
+            "GET" => c.http.get(&url),
+            _ => c.http.post(&url).json(&serde_json::json!({})),
+        };
+        let resp = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_ne!(resp.status(), 401, "{method} {path}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let c = start().await;
+    let doc = c.admin_json("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in ROUTES {
+        let openapi_path = format!("/admin/v1{}", path.replace("BSA-1", "{id}"));
+        let op = &doc["paths"][&openapi_path][method.to_lowercase()];
+        assert!(
+            op.is_object(),
+            "{method} {openapi_path} missing from openapi.json"
+        );
+    }
+    c.stop().await;
+}
+
+async fn send_versions(c: &TestCollector, groups: &[(&str, u32)]) {
+    let mut n = 0;
+    for (version, count) in groups {
+        for _ in 0..*count {
+            n += 1;
+            assert_eq!(
+                c.security(&mattermost_query(&server_id(n), version, 10))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn fleet_report_folds_groups_below_min_group_size() {
+    let c = start().await; // min_group_size = 5
+    send_versions(&c, &[("5.37.0", 5), ("5.36.0", 4), ("5.35.0", 1)]).await;
+    let r = c.admin_json("/reports/fleet").await;
+    assert_eq!(r["thresholded"], true);
+    assert_eq!(r["min_group_size"], 5);
+    let groups: Vec<(String, u64)> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["servers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![("5.37.0".to_string(), 5), ("other".to_string(), 5)]
+    );
+    assert_eq!(r["total"]["servers"], 10);
+    let text = r.to_string();
+    assert!(
+        !text.contains("5.36.0") && !text.contains("5.35.0"),
+        "folded keys must not appear: {text}"
+    );
+
+    // Exactly at the threshold: kept.
+    send_versions(&c, &[("5.37.0", 5), ("5.36.0", 5)]).await;
+    let r = c.admin_json("/reports/fleet?by=version").await;
+    let keys: Vec<_> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(keys.contains(&"5.36.0".to_string()), "{keys:?}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn test_installs_are_left_out_unless_asked_for() {
+    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    send_versions(&c, &[("5.37.0", 2)]).await;
+    let q = mattermost_query(&server_id(99), "5.37.0", 10).replace("ut=0", "ut=1");
+    assert_eq!(c.security(&q).await.status(), 200);
+    assert_eq!(c.admin_json("/reports/fleet").await["total"]["servers"], 2);
+    assert_eq!(
+        c.admin_json("/reports/fleet?include_test=true").await["total"]["servers"],
+        3
+    );
+    assert_eq!(
+        c.admin_json("/reports/growth?from=2026-03-02&to=2026-03-02")
+            .await["days"][0]["servers"],
+        2
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn exposure_report_counts_affected_servers_and_adoption() {
+    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    c.add_bulletin("BSA-1", ">=5.30.0, <5.37.2").await;
+    send_versions(&c, &[("5.37.1", 3), ("5.37.2", 2)]).await;
+    c.clock.advance(chrono::Duration::days(1));
+    // Next day server 1 patched.
+    c.security(&mattermost_query(&server_id(1), "5.37.2", 10))
+        .await;
+    let r = c.admin_json("/reports/exposure?window_days=2").await;
+    let b = &r["bulletins"][0];
+    assert_eq!(b["id"], "BSA-1");
+    assert_eq!(b["servers"], 2);
+    assert_eq!(b["activated_users"], 20);
+    let timeline: Vec<(u64, u64)> = b["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["servers_checked"].as_u64().unwrap() > 0)
+        .map(|d| {
+            (
+                d["servers_checked"].as_u64().unwrap(),
+                d["affected_servers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(timeline, vec![(5, 3), (1, 0)]);
+    let r = c
+        .admin_get("/reports/exposure?bulletin=NOPE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .admin_get("/reports/exposure?window_days=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn report_parameters_are_validated() {
+    let c = start().await;
+    for (q, field) in [
+        ("/reports/fleet?day=yesterday", "day"),
+        ("/reports/fleet?by=colour", "by"),
+        ("/reports/fleet?from=2026-03-05&to=2026-03-01", "from"),
+        ("/reports/fleet?include_test=maybe", "include_test"),
+        ("/reports/growth?to=2026-13-01", "to"),
+        ("/deadletters?limit=0", "limit"),
+    ] {
+        let r = c.admin_get(q).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["field"], field, "{q}: {e}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let c = start().await;
+    let r = c
+        .http
+        .get(format!("{}/healthz", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = c
+        .http
+        .get(format!("{}/readyz", c.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["store"], "sqlite");
+    c.security(&mattermost_query(&server_id(1), "5.37.0", 1))
+        .await;
+    c.security("id=bad").await;
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "beacon_items_total{channel=\"security\",outcome=\"accepted\",reason=\"\"}",
+        "beacon_items_total{channel=\"security\",outcome=\"rejected\",reason=\"invalid_id\"}",
+        "beacon_http_request_duration_seconds_bucket{route=\"/security\"",
+        "beacon_store_batch_size_bucket",
+        "beacon_store_commit_seconds_bucket",
+    ] {
+        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+    }
+    c.stop().await;
+}
