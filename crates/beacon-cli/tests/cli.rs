@@ -15,6 +15,14 @@ struct Server {
     stdout_lines: Vec<String>,
 }
 
+impl Drop for Server {
+    /// A failing test never leaves a collector running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `beacon serve` on a free loopback port; returns once it prints its address.
 fn serve(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(BIN);
@@ -26,26 +34,27 @@ fn serve(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn beacon serve");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
+    let mut server = Server {
+        child: cmd.spawn().expect("spawn beacon serve"),
+        url: String::new(),
+        stdout_lines: Vec::new(),
+    };
+    let mut reader = BufReader::new(server.child.stdout.take().unwrap());
     loop {
         let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
         assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "beacon serve exited early: {lines:?}"
+            n > 0,
+            "beacon serve exited early: {:?}",
+            server.stdout_lines
         );
         if let Some(url) = line.trim().strip_prefix("beacon collector listening on ") {
-            let url = url.to_string();
+            server.url = url.to_string();
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || for _ in reader.lines() {});
-            return Server {
-                child,
-                url,
-                stdout_lines: lines,
-            };
+            return server;
         }
-        lines.push(line);
+        server.stdout_lines.push(line);
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -69,19 +69,6 @@ pub struct IngestConfig {
     pub queue: usize,
     /// How often bulletins are re-read from the store (other collectors may change them).
     pub bulletin_refresh_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            tls: TlsConfig::default(),
-            admin: AdminConfig::default(),
-            reports: ReportsConfig::default(),
-            ingest: IngestConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -213,14 +200,9 @@ impl Config {
                         Err(e) => {
                             p.push(format!("tls.{name}: cannot read {}: {e}", path.display()))
                         }
-                        Ok(pem)
-                            if !pem.contains(&format!("-----BEGIN ")) || !pem.contains(marker) =>
-                        {
-                            p.push(format!(
-                                "tls.{name}: {} holds no PEM {marker}",
-                                path.display()
-                            ))
-                        }
+                        Ok(pem) if !pem.contains("-----BEGIN ") || !pem.contains(marker) => p.push(
+                            format!("tls.{name}: {} holds no PEM {marker}", path.display()),
+                        ),
                         Ok(_) => {}
                     }
                 }

@@ -23,12 +23,27 @@ pub use server::{RunningCollector, StartError, open_store, start};
 
 use std::sync::Arc;
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc`, so cloning it per request is one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub store: Arc<dyn beacon_store::Store>,
     pub ingest: ingest::Ingest,
     pub bulletins: Arc<bulletins::BulletinCache>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

@@ -50,6 +50,18 @@ pub fn handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            // Histograms keep raw samples until they are folded into buckets; fold them regularly so
+            // memory stays flat between scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn metrics upkeep thread");
             handle
         })
         .clone()
@@ -66,11 +78,11 @@ pub enum Outcome<'a> {
 
 /// Counts one item's outcome in `beacon_items_total`.
 pub fn count_item(channel: &'static str, outcome: Outcome<'_>) {
-    let (name, reason) = match outcome {
-        Outcome::Accepted => ("accepted", String::new()),
-        Outcome::Duplicate => ("duplicate", String::new()),
-        Outcome::Rejected(r) => ("rejected", r.to_string()),
-        Outcome::RateLimited => ("rate_limited", String::new()),
+    let (name, reason): (&'static str, metrics::SharedString) = match outcome {
+        Outcome::Accepted => ("accepted", "".into()),
+        Outcome::Duplicate => ("duplicate", "".into()),
+        Outcome::Rejected(r) => ("rejected", r.to_string().into()),
+        Outcome::RateLimited => ("rate_limited", "".into()),
     };
     metrics::counter!(ITEMS_TOTAL, "channel" => channel, "outcome" => name, "reason" => reason)
         .increment(1);

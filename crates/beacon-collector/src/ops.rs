@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::metrics::REQUEST_DURATION;
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
@@ -39,22 +39,33 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// Records `beacon_http_request_duration_seconds{route, method, status}`.
+/// Records `beacon_http_request_duration_seconds{route, method, status}`. Labels are static strings:
+/// this runs on every request.
 pub async fn track_latency(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .map(|p| crate::server::static_route(p.as_str()))
+        .unwrap_or("unmatched");
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics::histogram!(
-        REQUEST_DURATION,
-        "route" => route,
-        "method" => method,
-        "status" => resp.status().as_u16().to_string()
-    )
-    .record(started.elapsed().as_secs_f64());
+    let status = resp.status();
+    let status: metrics::SharedString = match status.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        404 => "404".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    };
+    metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method, "status" => status)
+        .record(started.elapsed().as_secs_f64());
     resp
 }

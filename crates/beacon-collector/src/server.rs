@@ -48,14 +48,40 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
+/// Every route pattern, so metrics can label requests with static strings.
+const ROUTES: &[&str] = &[
+    "/security",
+    "/bulletins/{id}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/admin/v1/openapi.json",
+    "/admin/v1/bulletins",
+    "/admin/v1/bulletins/{id}",
+    "/admin/v1/bulletins/{id}/retract",
+    "/admin/v1/reports/fleet",
+    "/admin/v1/reports/growth",
+    "/admin/v1/reports/exposure",
+    "/admin/v1/deadletters",
+];
+
+/// The static form of a matched route pattern.
+pub fn static_route(matched: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| **r == matched)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/security", get(security::check))
-        .route("/bulletins/{id}", get(security::bulletin_body))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route(ROUTES[0], get(security::check))
+        .route(ROUTES[1], get(security::bulletin_body))
+        .route(ROUTES[2], get(ops::healthz))
+        .route(ROUTES[3], get(ops::readyz))
+        .route(ROUTES[4], get(ops::metrics))
         .nest("/admin/v1", admin::router(state.clone()))
         .layer(axum::middleware::from_fn(ops::track_latency))
         .with_state(state)
@@ -130,13 +156,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         Duration::from_secs(config.ingest.bulletin_refresh_secs),
     ));
     let config = Arc::new(config);
-    let state = AppState {
+    let state = AppState::new(crate::Shared {
         store: store.clone(),
         ingest,
         bulletins,
         clock,
         config: config.clone(),
-    };
+    });
     let app = router(state);
 
     let addr_text = config.server.listen.clone();

@@ -50,13 +50,8 @@ async fn serves_https_over_http1_and_http2() {
         assert_eq!(r.version(), version);
     }
     // Plain HTTP to the TLS port fails.
-    assert!(
-        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
-    );
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(!plain.is_ok_and(|r| r.status().is_success()));
     c.stop().await;
 }
 

@@ -151,7 +151,7 @@ fn luhn_valid(candidate: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn iban_valid(candidate: &str) -> bool {

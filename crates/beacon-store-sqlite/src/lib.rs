@@ -23,6 +23,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Keeps the checkpoint thread running while any clone of the store lives.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -31,10 +33,20 @@ impl SqliteStore {
         let mut writer = connect(path)?;
         migrations::apply(&mut writer)?;
         let reader = connect(path)?;
+        let checkpointer = connect(path)?;
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, weak))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
+            _alive: alive,
         })
     }
 
@@ -69,9 +81,34 @@ fn connect(path: &Path) -> Result<Connection> {
             "sqlite refused WAL journal mode (got {mode})"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(map_err)?;
+    // No checkpoints in the commit path: a background thread runs them (see `checkpointer`).
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; \
+         PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;",
+    )
+    .map_err(map_err)?;
     Ok(conn)
+}
+
+/// Copies the WAL into the database file once a second, beside the writer rather than inside its
+/// commits. Stops once every handle to the store is dropped, or on error.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if alive.strong_count() == 0 {
+            // Every handle to the store is gone: checkpoint once more and stop.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            return;
+        }
+        // PASSIVE never blocks the writer or readers; frames it cannot copy now wait for the next round.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "sqlite checkpoint failed; checkpoint thread stops");
+                return;
+            }
+        }
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -131,7 +168,7 @@ fn write_check(tx: &rusqlite::Transaction<'_>, rec: &CheckRecord) -> Result<Writ
             "INSERT INTO checks (server_id, day, received_at, version, build, enterprise, os, db, \
              db_version, teams, users, activated_users, unit_tests, last_check_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (server_id, day) DO UPDATE SET received_at = excluded.received_at, \
+             ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
              version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
              os = excluded.os, db = excluded.db, db_version = excluded.db_version, \
              teams = excluded.teams, users = excluded.users, \
@@ -160,20 +197,57 @@ fn write_check(tx: &rusqlite::Transaction<'_>, rec: &CheckRecord) -> Result<Writ
             |r| r.get(0),
         )
         .map_err(map_err)?;
-    tx.prepare_cached(
-        "INSERT INTO servers (server_id, first_day, last_day, unit_tests) VALUES (?1, ?2, ?2, ?3) \
-         ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
-         unit_tests = CASE WHEN excluded.last_day >= servers.last_day THEN excluded.unit_tests \
-         ELSE servers.unit_tests END, last_day = max(last_day, excluded.last_day)",
-    )
-    .map_err(map_err)?
-    .execute(params![c.server_id, day, c.unit_tests])
-    .map_err(map_err)?;
     Ok(if n == 1 {
         WriteOutcome::Accepted
     } else {
         WriteOutcome::Duplicate
     })
+}
+
+/// Brings the `servers` rollup (first and last day of every server) up to date with `checks`.
+/// Kept off the write path: only the days since the last rollup (and the one before, for late rows)
+/// are scanned, when a report needs it.
+fn roll_up_servers(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction().map_err(map_err)?;
+    let watermark: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'servers_rollup_day'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?
+        .unwrap_or(i64::MIN);
+    let Some(max_day) = tx
+        .query_row("SELECT max(day) FROM checks", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map_err(map_err)?
+    else {
+        return Ok(());
+    };
+    let from = watermark.saturating_sub(1);
+    tx.execute(
+        "INSERT INTO servers (server_id, first_day, last_day, unit_tests) \
+         SELECT server_id, min(day), max(day), 0 FROM checks WHERE day >= ?1 GROUP BY server_id \
+         ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
+         last_day = max(last_day, excluded.last_day)",
+        [from],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "UPDATE servers SET unit_tests = (SELECT c.unit_tests FROM checks c \
+         WHERE c.day = servers.last_day AND c.server_id = servers.server_id) WHERE last_day >= ?1",
+        [from],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('servers_rollup_day', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [max_day],
+    )
+    .map_err(map_err)?;
+    tx.commit().map_err(map_err)
 }
 
 fn write_dead_letter(tx: &rusqlite::Transaction<'_>, d: &NewDeadLetter) -> Result<WriteOutcome> {
@@ -474,7 +548,8 @@ impl Store for SqliteStore {
         last_from: NaiveDate,
         include_test: bool,
     ) -> Result<GrowthRaw> {
-        run(&self.reader, move |c| {
+        run(&self.writer, move |c| {
+            roll_up_servers(c)?;
             Ok(GrowthRaw {
                 servers: day_counts(
                     c,

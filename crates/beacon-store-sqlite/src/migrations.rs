@@ -23,17 +23,16 @@ const MIGRATIONS: &[&str] = &[
         unit_tests INTEGER NOT NULL,
         last_check_ms INTEGER,
         checks_that_day INTEGER NOT NULL DEFAULT 1,
-        PRIMARY KEY (server_id, day)
+        PRIMARY KEY (day, server_id)     -- day first: every report reads a range of days
     ) WITHOUT ROWID;
-    CREATE INDEX checks_by_day ON checks (day, version);
+    -- First and last day of every server, rolled up from checks when a report needs it.
     CREATE TABLE servers (
         server_id TEXT PRIMARY KEY,
         first_day INTEGER NOT NULL,
         last_day INTEGER NOT NULL,
         unit_tests INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX servers_by_first_day ON servers (first_day);
-    CREATE INDEX servers_by_last_day ON servers (last_day);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     CREATE TABLE bulletins (
         id TEXT PRIMARY KEY,
         title TEXT NOT NULL,

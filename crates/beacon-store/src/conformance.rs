@@ -59,7 +59,7 @@ pub fn check(n: u32, version: &str, activated: i64) -> SecurityCheck {
         server_id: server_id(n),
         version: semver::Version::parse(version).unwrap(),
         build: Some("42".into()),
-        enterprise: n % 2 == 0,
+        enterprise: n.is_multiple_of(2),
         os: "linux".into(),
         db: "postgres".into(),
         db_version: Some("15.2".into()),

@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn invalid_fields_are_refused() {
-        let cases: Vec<(Box<dyn Fn(&mut NewBulletin)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut NewBulletin)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|b| b.id = "has space".into()), "id"),
             (Box::new(|b| b.id = String::new()), "id"),
             (Box::new(|b| b.title = " ".into()), "title"),
