@@ -284,14 +284,6 @@ fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> 
         duration,
         Arc::new(query),
     )?;
-    let stored: serde_json::Value = rt.block_on(async {
-        http.get(format!("{url}/admin/v1/reports/fleet?include_test=true"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await
-    })?;
     let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
         .ok()
         .and_then(|s| {
@@ -300,6 +292,14 @@ fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> 
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
         })
         .unwrap_or_default();
+    let stored: serde_json::Value = rt.block_on(async {
+        http.get(format!("{url}/admin/v1/reports/fleet?include_test=true"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await
+    })?;
     drop(server);
 
     println!(
