@@ -28,12 +28,15 @@ struct Cli {
 enum Cmd {
     /// `/security` with distinct server ids and durable acknowledgement, against a bare hyper server.
     Security {
-        /// Seconds of load per target.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds of load per target and round.
+        #[arg(long, default_value_t = 8)]
         duration: u64,
         /// Concurrent keep-alive connections.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 256)]
         connections: usize,
+        /// Rounds; each runs the baseline, then beacon. The median ratio is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// The `beacon` binary; default: beside this one.
         #[arg(long)]
         beacon: Option<PathBuf>,
@@ -85,8 +88,14 @@ fn main() -> Result<()> {
         Cmd::Security {
             duration,
             connections,
+            rounds,
             beacon,
-        } => security(Duration::from_secs(duration), connections, beacon),
+        } => security(
+            Duration::from_secs(duration),
+            connections,
+            rounds.max(1),
+            beacon,
+        ),
     }
 }
 
@@ -228,7 +237,12 @@ fn query(n: u64) -> String {
     format!("/security?auc=40&b=6.1.0.1&be=true&db=postgres&id={n:0>26}&os=linux&tc=3&uc=80&ut=0")
 }
 
-fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> Result<()> {
+fn security(
+    duration: Duration,
+    connections: usize,
+    rounds: usize,
+    beacon: Option<PathBuf>,
+) -> Result<()> {
     let me = std::env::current_exe()?;
     let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
     if !beacon.exists() {
@@ -241,23 +255,16 @@ fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> 
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "beacon-bench security: {}s per target, {connections} connections, loopback, {cores} cores",
+        "beacon-bench security: {rounds} rounds of {}s per target, alternating; {connections} connections; loopback; {cores} cores",
         duration.as_secs()
     );
 
-    // Baseline: a bare hyper server.
+    // Baseline: a bare hyper server, in its own process like the collector.
     let mut cmd = Command::new(&me);
     cmd.args(["bare-server", "--listen", "127.0.0.1:0"]);
-    let (bare, url) = spawn_until(cmd, "listening on ")?;
-    let bare_result = run_load(
-        url.trim_start_matches("http://"),
-        connections,
-        duration,
-        Arc::new(query),
-    )?;
-    drop(bare);
+    let (_bare, bare_url) = spawn_until(cmd, "listening on ")?;
 
-    // Beacon with SQLite, a bulletin loaded, every request a new server id (an insert).
+    // Beacon with SQLite and a bulletin loaded; every request is a new server id (an insert).
     let dir = tempfile::tempdir()?;
     let token = "bench-admin-token-0123456789abcdef";
     let mut cmd = Command::new(&beacon);
@@ -278,12 +285,46 @@ fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> 
             .await?
             .error_for_status()
     })?;
-    let beacon_result = run_load(
-        url.trim_start_matches("http://"),
-        connections,
-        duration,
-        Arc::new(query),
-    )?;
+
+    println!(
+        "{:<6} {:<36} {:>10} {:>9} {:>9} {:>10} {:>7}",
+        "round", "target", "req/s", "p50 ms", "p99 ms", "ok", "errors"
+    );
+    let mut ratios = Vec::new();
+    let mut acknowledged = 0;
+    for round in 0..rounds {
+        let offset = round as u64 * 1_000_000_000;
+        let ids: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |n| query(offset + n));
+        let bare = run_load(
+            bare_url.trim_start_matches("http://"),
+            connections,
+            duration,
+            ids.clone(),
+        )?;
+        let beacon = run_load(
+            url.trim_start_matches("http://"),
+            connections,
+            duration,
+            ids,
+        )?;
+        acknowledged += beacon.ok;
+        for (name, r) in [
+            ("bare hyper, answers []", &bare),
+            ("beacon /security (sqlite, durable)", &beacon),
+        ] {
+            println!(
+                "{:<6} {:<36} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
+                round + 1,
+                name,
+                r.rps(),
+                r.ms(0.5),
+                r.ms(0.99),
+                r.ok,
+                r.errors
+            );
+        }
+        ratios.push(beacon.rps() / bare.rps());
+    }
     let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
         .ok()
         .and_then(|s| {
@@ -302,31 +343,20 @@ fn security(duration: Duration, connections: usize, beacon: Option<PathBuf>) -> 
     })?;
     drop(server);
 
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "{:<34} {:>10} {:>9} {:>9} {:>10} {:>7}",
-        "target", "req/s", "p50 ms", "p99 ms", "ok", "errors"
+        "ratio beacon/bare per round: {}; median {median:.2} (target >= 0.50)",
+        list.join(", ")
     );
-    for (name, r) in [
-        ("bare hyper, answers []", &bare_result),
-        ("beacon /security (sqlite, durable)", &beacon_result),
-    ] {
-        println!(
-            "{:<34} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
-            name,
-            r.rps(),
-            r.ms(0.5),
-            r.ms(0.99),
-            r.ok,
-            r.errors
-        );
-    }
-    let ratio = beacon_result.rps() / bare_result.rps();
-    println!("ratio beacon/bare: {ratio:.2} (target >= 0.50)");
+    println!("collector peak RSS under load: {rss_kb} kB");
     println!(
-        "stored distinct servers: {} (acknowledged: {}); collector peak RSS: {rss_kb} kB",
-        stored["total"]["servers"], beacon_result.ok
+        "stored distinct servers: {} (acknowledged: {acknowledged})",
+        stored["total"]["servers"]
     );
-    if stored["total"]["servers"].as_u64() != Some(beacon_result.ok) {
+    if stored["total"]["servers"].as_u64() != Some(acknowledged) {
         bail!("stored servers differ from acknowledged checks");
     }
     Ok(())

@@ -234,8 +234,8 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(r["status"], "ready");
     assert_eq!(r["store"], "sqlite");
-    c.security(&mattermost_query(&server_id(1), "5.37.0", 1))
-        .await;
+    let with_unknown = format!("{}&new_key=1", mattermost_query(&server_id(1), "5.37.0", 1));
+    assert_eq!(c.security(&with_unknown).await.status(), 200);
     c.security("id=bad").await;
     let text = c
         .http
@@ -252,6 +252,7 @@ async fn health_readiness_and_metrics() {
         "beacon_http_request_duration_seconds_bucket{route=\"/security\"",
         "beacon_store_batch_size_bucket",
         "beacon_store_commit_seconds_bucket",
+        "beacon_unknown_fields_total{channel=\"security\"}",
     ] {
         assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
     }
