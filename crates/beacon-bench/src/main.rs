@@ -255,7 +255,7 @@ fn security(
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "beacon-bench security: {rounds} rounds of {}s per target, alternating; {connections} connections; loopback; {cores} cores",
+        "beacon-bench security: 2s warm-up, then {rounds} rounds of {}s per target, alternating; {connections} connections; loopback; {cores} cores",
         duration.as_secs()
     );
 
@@ -290,8 +290,23 @@ fn security(
         "{:<6} {:<36} {:>10} {:>9} {:>9} {:>10} {:>7}",
         "round", "target", "req/s", "p50 ms", "p99 ms", "ok", "errors"
     );
+    // Warm-up, not reported: connections, caches, the first pages of the database.
+    let warm: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(|n| query(999_000_000_000 + n));
+    let warm_up = Duration::from_secs(2);
+    run_load(
+        bare_url.trim_start_matches("http://"),
+        connections,
+        warm_up,
+        warm.clone(),
+    )?;
+    let mut acknowledged = run_load(
+        url.trim_start_matches("http://"),
+        connections,
+        warm_up,
+        warm,
+    )?
+    .ok;
     let mut ratios = Vec::new();
-    let mut acknowledged = 0;
     for round in 0..rounds {
         let offset = round as u64 * 1_000_000_000;
         let ids: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |n| query(offset + n));

@@ -1,7 +1,8 @@
 //! The SQLite backend of [`beacon_store::Store`]: one file, WAL journal, `synchronous=FULL`.
 //!
 //! One connection writes (group-committed batches arrive from the collector's ingest service), one
-//! connection reads; WAL lets them run side by side. All calls run on tokio's blocking pool.
+//! connection reads, one checkpoints in the background; WAL lets them run side by side. Reads and
+//! writes run on tokio's blocking pool.
 
 mod migrations;
 
@@ -57,7 +58,7 @@ impl SqliteStore {
 
     /// The schema version the file is at.
     pub fn schema_version(&self) -> Result<i64> {
-        let conn = self.writer.lock().map_err(|_| poisoned())?;
+        let conn = self.reader.lock().map_err(|_| poisoned())?;
         conn.query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(map_err)
     }
@@ -81,7 +82,7 @@ fn connect(path: &Path) -> Result<Connection> {
             "sqlite refused WAL journal mode (got {mode})"
         )));
     }
-    // No checkpoints in the commit path: a background thread runs them (see `checkpointer`).
+    // No checkpoints in the commit path: a background thread runs them (see `checkpoint_loop`).
     conn.execute_batch(
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; \
          PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;",
@@ -160,48 +161,105 @@ fn time_from(ms: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Invalid(format!("timestamp {ms} out of range")))
 }
 
-fn write_check(tx: &rusqlite::Transaction<'_>, rec: &CheckRecord) -> Result<WriteOutcome> {
-    let c = &rec.check;
-    let day = day_num(rec.day());
-    let n: i64 = tx
-        .prepare_cached(
-            "INSERT INTO checks (server_id, day, received_at, version, build, enterprise, os, db, \
-             db_version, teams, users, activated_users, unit_tests, last_check_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
-             version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
-             os = excluded.os, db = excluded.db, db_version = excluded.db_version, \
-             teams = excluded.teams, users = excluded.users, \
-             activated_users = excluded.activated_users, unit_tests = excluded.unit_tests, \
-             last_check_ms = excluded.last_check_ms, checks_that_day = checks.checks_that_day + 1 \
-             RETURNING checks_that_day",
-        )
-        .map_err(map_err)?
-        .query_row(
-            params![
-                c.server_id,
+/// Rows per multi-row `INSERT` (14 parameters each, well under SQLite's limit of 32766).
+const CHECK_CHUNK: usize = 64;
+const CHECK_COLUMNS: usize = 14;
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT … RETURNING` for 1 to `CHECK_CHUNK` rows.
+static INSERT_CHECKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (1..=CHECK_CHUNK)
+        .map(|rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|r| {
+                    let p: Vec<String> = (1..=CHECK_COLUMNS)
+                        .map(|c| format!("?{}", r * CHECK_COLUMNS + c))
+                        .collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO checks (server_id, day, received_at, version, build, enterprise, os, db, \
+                 db_version, teams, users, activated_users, unit_tests, last_check_ms) VALUES {} \
+                 ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
+                 version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
+                 os = excluded.os, db = excluded.db, db_version = excluded.db_version, \
+                 teams = excluded.teams, users = excluded.users, \
+                 activated_users = excluded.activated_users, unit_tests = excluded.unit_tests, \
+                 last_check_ms = excluded.last_check_ms, checks_that_day = checks.checks_that_day + 1 \
+                 RETURNING day, server_id, checks_that_day",
+                values.join(", ")
+            )
+        })
+        .collect()
+});
+
+/// Upserts checks, many rows per statement, and tells for each whether it was the first of its
+/// (day, server) — `checks_that_day` is 1 — or a repeat. Rows of one statement are applied in order,
+/// so repeats of one key within a chunk return 1, 2, 3 … in the order they were given.
+fn write_checks(
+    tx: &rusqlite::Transaction<'_>,
+    recs: &[&CheckRecord],
+) -> Result<Vec<WriteOutcome>> {
+    use rusqlite::ToSql;
+    let mut out = Vec::with_capacity(recs.len());
+    for chunk in recs.chunks(CHECK_CHUNK) {
+        let keys: Vec<(i64, &str)> = chunk
+            .iter()
+            .map(|r| (day_num(r.day()), r.check.server_id.as_str()))
+            .collect();
+        let derived: Vec<(i64, String)> = chunk
+            .iter()
+            .map(|r| (ms(r.received_at), r.check.version.to_string()))
+            .collect();
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * CHECK_COLUMNS);
+        for ((rec, (day, _)), (received, version)) in chunk.iter().zip(&keys).zip(&derived) {
+            let c = &rec.check;
+            params.extend_from_slice(&[
+                &c.server_id as &dyn ToSql,
                 day,
-                ms(rec.received_at),
-                c.version.to_string(),
-                c.build,
-                c.enterprise,
-                c.os,
-                c.db,
-                c.db_version,
-                c.teams,
-                c.users,
-                c.activated_users,
-                c.unit_tests,
-                c.last_check_ms
-            ],
-            |r| r.get(0),
-        )
-        .map_err(map_err)?;
-    Ok(if n == 1 {
-        WriteOutcome::Accepted
-    } else {
-        WriteOutcome::Duplicate
-    })
+                received,
+                version,
+                &c.build,
+                &c.enterprise,
+                &c.os,
+                &c.db,
+                &c.db_version,
+                &c.teams,
+                &c.users,
+                &c.activated_users,
+                &c.unit_tests,
+                &c.last_check_ms,
+            ]);
+        }
+        let mut stmt = tx
+            .prepare_cached(&INSERT_CHECKS[chunk.len() - 1])
+            .map_err(map_err)?;
+        let mut rows = stmt.query(params.as_slice()).map_err(map_err)?;
+        let mut returned: std::collections::HashMap<(i64, String), Vec<i64>> =
+            std::collections::HashMap::with_capacity(chunk.len());
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let key = (row.get(0).map_err(map_err)?, row.get(1).map_err(map_err)?);
+            returned
+                .entry(key)
+                .or_default()
+                .push(row.get(2).map_err(map_err)?);
+        }
+        for counts in returned.values_mut() {
+            counts.sort_unstable_by(|a, b| b.cmp(a)); // smallest last, popped first
+        }
+        for (day, id) in keys {
+            let n = returned
+                .get_mut(&(day, id.to_string()))
+                .and_then(Vec::pop)
+                .ok_or_else(|| StoreError::Invalid(format!("no RETURNING row for check {id}")))?;
+            out.push(if n == 1 {
+                WriteOutcome::Accepted
+            } else {
+                WriteOutcome::Duplicate
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Brings the `servers` rollup (first and last day of every server) up to date with `checks`.
@@ -327,12 +385,19 @@ impl Store for SqliteStore {
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
         run(&self.writer, move |conn| {
             let tx = conn.transaction().map_err(map_err)?;
-            let mut out = Vec::with_capacity(ops.len());
-            for op in &ops {
-                out.push(match op {
-                    WriteOp::Check(rec) => write_check(&tx, rec)?,
-                    WriteOp::DeadLetter(d) => write_dead_letter(&tx, d)?,
-                });
+            let mut out = vec![WriteOutcome::Accepted; ops.len()];
+            let (mut check_at, mut checks) = (Vec::new(), Vec::new());
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    WriteOp::Check(rec) => {
+                        check_at.push(i);
+                        checks.push(rec);
+                    }
+                    WriteOp::DeadLetter(d) => out[i] = write_dead_letter(&tx, d)?,
+                }
+            }
+            for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks)?) {
+                out[i] = outcome;
             }
             tx.commit().map_err(map_err)?;
             Ok(out)

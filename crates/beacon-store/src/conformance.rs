@@ -18,6 +18,7 @@ macro_rules! conformance_suite {
             empty_store_after_migrations,
             dedup_per_server_and_day,
             dedup_holds_across_batches,
+            large_mixed_batch_outcomes_in_order,
             bulletins_round_trip,
             admin_tokens,
             fleet_report_latest_per_server,
@@ -162,6 +163,53 @@ pub async fn dedup_holds_across_batches(store: &dyn Store) {
     let again = put(store, 0, vec![check(7, "6.0.0", 3)]).await;
     assert_eq!(again, vec![WriteOutcome::Duplicate]);
     assert_eq!(store.count_checks().await.unwrap(), 2);
+}
+
+pub async fn large_mixed_batch_outcomes_in_order(store: &dyn Store) {
+    // 300 operations: server n % 120 (so repeats land in other chunks of a multi-row backend),
+    // a dead letter every 7th operation.
+    let mut ops = Vec::new();
+    let mut want = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..300u32 {
+        if i % 7 == 3 {
+            ops.push(WriteOp::DeadLetter(NewDeadLetter {
+                received_at: at(0, 2),
+                channel: "security".into(),
+                reason: format!("r{i}"),
+                payload: String::new(),
+            }));
+            want.push(WriteOutcome::Accepted);
+        } else {
+            let n = i % 120;
+            ops.push(WriteOp::Check(CheckRecord {
+                received_at: at(0, 2),
+                check: check(n, "5.1.0", i64::from(i)),
+            }));
+            want.push(if seen.insert(n) {
+                WriteOutcome::Accepted
+            } else {
+                WriteOutcome::Duplicate
+            });
+        }
+    }
+    assert_eq!(store.write_batch(ops).await.unwrap(), want);
+    assert_eq!(store.count_checks().await.unwrap(), seen.len() as u64);
+    // The last value given for a server is the one kept.
+    let snap = store
+        .latest_per_server(day0(), day0(), false)
+        .await
+        .unwrap();
+    let s5 = snap.iter().find(|s| s.server_id == server_id(5)).unwrap();
+    assert_eq!(s5.activated_users, Some(245));
+    assert_eq!(
+        store
+            .dead_letters(Some("security"), 1000)
+            .await
+            .unwrap()
+            .len(),
+        43
+    );
 }
 
 pub async fn bulletins_round_trip(store: &dyn Store) {
