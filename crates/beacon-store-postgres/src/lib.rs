@@ -1,0 +1,542 @@
+//! The PostgreSQL backend of [`beacon_store::Store`] (PostgreSQL 13 or newer).
+//!
+//! Several collectors may share one database: de-duplication is the `checks` primary key, migrations
+//! run under an advisory lock, and every write is one transaction with `ON CONFLICT` upserts (rows
+//! sorted by key, so concurrent batches lock in one order). A connection pool serves reads and writes;
+//! TLS is used when the URL asks for it (`sslmode=require`: rustls, verified against the webpki
+//! roots); otherwise (`disable`, `prefer` or nothing) the connection is plain.
+
+mod migrations;
+
+use async_trait::async_trait;
+use beacon_store::{
+    CheckRecord, DayCount, GrowthRaw, NewDeadLetter, Result, ServerSnapshot, Store, StoreError,
+    VersionDayCount, WriteOp, WriteOutcome,
+};
+use beacon_wire::admin::DeadLetter;
+use beacon_wire::bulletin::{Bulletin, Severity};
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+
+/// Longest wait for a pooled connection, a new connection, or one write transaction.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts of a write batch that lost a deadlock or serialization race to another collector.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+pub use tokio_postgres::Config as PgConfig;
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db?sslmode=…`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: PgConfig = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("invalid postgres url: {e}")))?;
+        Self::connect_with(config).await
+    }
+
+    /// Like [`connect`](Self::connect), from a parsed configuration.
+    pub async fn connect_with(mut config: PgConfig) -> Result<Self> {
+        config.connect_timeout(TIMEOUT);
+        if config.get_application_name().is_none() {
+            config.application_name("beacon");
+        }
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            // TLS only when the URL asks for it, verified against the webpki roots.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let tls_config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
+            Manager::from_config(config, tls, manager_config)
+        } else {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(TIMEOUT))
+            .recycle_timeout(Some(TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("postgres pool: {e}")))?;
+        let store = PgStore { pool };
+        let mut client = store.client().await?;
+        migrations::apply(&mut client).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i32> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get(0))
+    }
+}
+
+pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(c) if c.code().starts_with("22") => StoreError::Invalid(e.to_string()),
+        _ => StoreError::Unavailable(format!("postgres: {e}")),
+    }
+}
+
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+const INSERT_CHECKS: &str = "INSERT INTO checks (day, server_id, received_at, version, build, \
+    enterprise, os, db, db_version, teams, users, activated_users, unit_tests, last_check_ms) \
+    SELECT * FROM unnest($1::date[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+    $6::bool[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], \
+    $13::bool[], $14::int8[]) \
+    ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
+    version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
+    os = excluded.os, db = excluded.db, db_version = excluded.db_version, teams = excluded.teams, \
+    users = excluded.users, activated_users = excluded.activated_users, \
+    unit_tests = excluded.unit_tests, last_check_ms = excluded.last_check_ms, \
+    checks_that_day = checks.checks_that_day + 1 \
+    RETURNING day, server_id, checks_that_day";
+
+/// Upserts checks. PostgreSQL refuses to touch one row twice in one statement, so repeats of a key
+/// within the batch go into later statements ("rounds"), which keeps them in order.
+async fn write_checks(
+    tx: &tokio_postgres::Transaction<'_>,
+    recs: &[&CheckRecord],
+) -> std::result::Result<Vec<WriteOutcome>, tokio_postgres::Error> {
+    let mut out = vec![WriteOutcome::Accepted; recs.len()];
+    let mut seen: HashMap<(NaiveDate, &str), usize> = HashMap::with_capacity(recs.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let n = seen.entry((r.day(), r.check.server_id.as_str())).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(i);
+        *n += 1;
+    }
+    for mut round in rounds {
+        // One lock order for every collector: no deadlocks between concurrent batches.
+        round.sort_by(|a, b| {
+            (recs[*a].day(), &recs[*a].check.server_id).cmp(&(recs[*b].day(), &recs[*b].check.server_id))
+        });
+        let rows: Vec<&CheckRecord> = round.iter().map(|i| recs[*i]).collect();
+        let col = |f: &dyn Fn(&CheckRecord) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let days: Vec<NaiveDate> = rows.iter().map(|r| r.day()).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.check.server_id.as_str()).collect();
+        let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.received_at).collect();
+        let versions: Vec<String> = rows.iter().map(|r| r.check.version.to_string()).collect();
+        let builds: Vec<Option<&str>> = rows.iter().map(|r| r.check.build.as_deref()).collect();
+        let enterprise: Vec<bool> = rows.iter().map(|r| r.check.enterprise).collect();
+        let os: Vec<&str> = rows.iter().map(|r| r.check.os.as_str()).collect();
+        let db: Vec<&str> = rows.iter().map(|r| r.check.db.as_str()).collect();
+        let dbv: Vec<Option<&str>> = rows.iter().map(|r| r.check.db_version.as_deref()).collect();
+        let teams = col(&|r| r.check.teams);
+        let users = col(&|r| r.check.users);
+        let activated = col(&|r| r.check.activated_users);
+        let ut: Vec<bool> = rows.iter().map(|r| r.check.unit_tests).collect();
+        let lc = col(&|r| r.check.last_check_ms);
+        let returned = tx
+            .query(
+                INSERT_CHECKS,
+                &[&days, &ids, &received, &versions, &builds, &enterprise, &os, &db, &dbv, &teams, &users, &activated, &ut, &lc],
+            )
+            .await?;
+        let counts: HashMap<(NaiveDate, String), i32> = returned
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        for i in round {
+            let key = (recs[i].day(), recs[i].check.server_id.clone());
+            out[i] = match counts.get(&key) {
+                Some(1) => WriteOutcome::Accepted,
+                _ => WriteOutcome::Duplicate,
+            };
+        }
+    }
+    Ok(out)
+}
+
+async fn write_dead_letters(
+    tx: &tokio_postgres::Transaction<'_>,
+    letters: &[&NewDeadLetter],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<DateTime<Utc>> = letters.iter().map(|d| d.received_at).collect();
+    let channel: Vec<&str> = letters.iter().map(|d| d.channel.as_str()).collect();
+    let reason: Vec<&str> = letters.iter().map(|d| d.reason.as_str()).collect();
+    let payload: Vec<&str> = letters.iter().map(|d| d.payload.as_str()).collect();
+    // WITH ORDINALITY + ORDER BY: ids follow the order given.
+    tx.execute(
+        "INSERT INTO dead_letters (received_at, channel, reason, payload) \
+         SELECT a, c, r, p FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[]) \
+         WITH ORDINALITY AS t(a, c, r, p, n) ORDER BY n",
+        &[&at, &channel, &reason, &payload],
+    )
+    .await?;
+    Ok(())
+}
+
+fn bulletin_from_row(row: &tokio_postgres::Row) -> Result<Bulletin> {
+    let severity: String = row.get(2);
+    Ok(Bulletin {
+        id: row.get(0),
+        title: row.get(1),
+        severity: severity
+            .parse::<Severity>()
+            .map_err(|e| StoreError::Invalid(format!("bulletin severity: {e}")))?,
+        affected: row.get(3),
+        fixed_in: row.get(4),
+        body: row.get(5),
+        published_at: row.get(6),
+        retracted_at: row.get(7),
+    })
+}
+
+const BULLETIN_COLUMNS: &str =
+    "id, title, severity, affected, fixed_in, body, published_at, retracted_at";
+
+fn day_counts(rows: Vec<tokio_postgres::Row>) -> Vec<DayCount> {
+    rows.iter()
+        .map(|r| DayCount { day: r.get(0), count: r.get::<_, i64>(1) as u64 })
+        .collect()
+}
+
+impl PgStore {
+    /// One attempt at a batch: `Ok(Err(e))` is a database error that may be retried.
+    async fn try_write(
+        &self,
+        ops: &[WriteOp],
+    ) -> Result<std::result::Result<Vec<WriteOutcome>, tokio_postgres::Error>> {
+        let mut client = self.client().await?;
+        Ok(async {
+            let tx = client.transaction().await?;
+            let mut out = vec![WriteOutcome::Accepted; ops.len()];
+            let (mut check_at, mut checks, mut letters) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    WriteOp::Check(rec) => {
+                        check_at.push(i);
+                        checks.push(rec);
+                    }
+                    WriteOp::DeadLetter(d) => letters.push(d),
+                }
+            }
+            write_dead_letters(&tx, &letters).await?;
+            for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks).await?) {
+                out[i] = outcome;
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await)
+    }
+
+    /// Brings the `servers` rollup up to date with `checks` (see the SQLite backend: same rule).
+    async fn roll_up_servers(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let watermark: Option<i64> = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'servers_rollup_day'", &[])
+            .await
+            .map_err(map_err)?
+            .map(|r| r.get(0));
+        let max_day: Option<NaiveDate> = tx
+            .query_one("SELECT max(day) FROM checks", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        let Some(max_day) = max_day else { return Ok(()) };
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+        let from = watermark
+            .map(|w| epoch + chrono::Days::new(w.max(1) as u64 - 1))
+            .unwrap_or(epoch);
+        tx.execute(
+            "INSERT INTO servers (server_id, first_day, last_day, unit_tests) \
+             SELECT server_id, min(day), max(day), false FROM checks WHERE day >= $1 \
+             GROUP BY server_id ORDER BY server_id \
+             ON CONFLICT (server_id) DO UPDATE SET \
+             first_day = least(servers.first_day, excluded.first_day), \
+             last_day = greatest(servers.last_day, excluded.last_day)",
+            &[&from],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "UPDATE servers s SET unit_tests = c.unit_tests FROM checks c \
+             WHERE c.day = s.last_day AND c.server_id = s.server_id AND s.last_day >= $1",
+            &[&from],
+        )
+        .await
+        .map_err(map_err)?;
+        let max_num = (max_day - epoch).num_days();
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('servers_rollup_day', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = greatest(meta.value, excluded.value)",
+            &[&max_num],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client().await?.execute("SELECT 1", &[]).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = tokio::time::timeout(TIMEOUT * 2, self.try_write(&ops))
+                .await
+                .map_err(|_| StoreError::Unavailable("postgres: write timed out".into()))??;
+            match result {
+                Ok(out) => return Ok(out),
+                Err(e) if is_retryable(&e) && attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "write batch lost a race; retrying");
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+    }
+
+    async fn count_checks(&self) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM checks", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn insert_bulletin(&self, b: &Bulletin) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO bulletins (id, title, severity, affected, fixed_in, body, published_at, retracted_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&b.id, &b.title, &b.severity.as_str(), &b.affected, &b.fixed_in, &b.body, &b.published_at, &b.retracted_at],
+            )
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("bulletin {} exists", b.id)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn bulletins(&self) -> Result<Vec<Bulletin>> {
+        self.client()
+            .await?
+            .query(&format!("SELECT {BULLETIN_COLUMNS} FROM bulletins ORDER BY published_at, id"), &[])
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(bulletin_from_row)
+            .collect()
+    }
+
+    async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>> {
+        self.client()
+            .await?
+            .query_opt(&format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = $1"), &[&id])
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(bulletin_from_row)
+            .transpose()
+    }
+
+    async fn retract_bulletin(&self, id: &str, at: DateTime<Utc>) -> Result<Bulletin> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "UPDATE bulletins SET retracted_at = coalesce(retracted_at, $2) WHERE id = $1 \
+                     RETURNING {BULLETIN_COLUMNS}"
+                ),
+                &[&id, &at],
+            )
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("bulletin {id}")))?;
+        bulletin_from_row(&row)
+    }
+
+    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO admin_tokens (token_hash, label, created_at) VALUES ($1, $2, $3)",
+                &[&token_hash, &label, &at],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn admin_token_count(&self) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM admin_tokens", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn admin_token_valid(&self, token_hash: &str) -> Result<bool> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt("SELECT 1 FROM admin_tokens WHERE token_hash = $1", &[&token_hash])
+            .await
+            .map_err(map_err)?
+            .is_some())
+    }
+
+    async fn latest_per_server(&self, from: NaiveDate, to: NaiveDate, include_test: bool) -> Result<Vec<ServerSnapshot>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT * FROM (SELECT DISTINCT ON (server_id) server_id, day, version, enterprise, os, db, \
+                 db_version, teams, users, activated_users, unit_tests FROM checks \
+                 WHERE day BETWEEN $1 AND $2 ORDER BY server_id, day DESC) latest \
+                 WHERE $3 OR NOT unit_tests ORDER BY server_id",
+                &[&from, &to, &include_test],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| ServerSnapshot {
+                server_id: r.get(0),
+                day: r.get(1),
+                version: r.get(2),
+                enterprise: r.get(3),
+                os: r.get(4),
+                db: r.get(5),
+                db_version: r.get(6),
+                teams: r.get(7),
+                users: r.get(8),
+                activated_users: r.get(9),
+                unit_tests: r.get(10),
+            })
+            .collect())
+    }
+
+    async fn version_day_counts(&self, from: NaiveDate, to: NaiveDate, include_test: bool) -> Result<Vec<VersionDayCount>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT day, version, count(*), coalesce(sum(activated_users), 0)::int8 FROM checks \
+                 WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) \
+                 GROUP BY day, version ORDER BY day, version",
+                &[&from, &to, &include_test],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| VersionDayCount {
+                day: r.get(0),
+                version: r.get(1),
+                servers: r.get::<_, i64>(2) as u64,
+                activated_users: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn growth_raw(&self, from: NaiveDate, to: NaiveDate, last_from: NaiveDate, include_test: bool) -> Result<GrowthRaw> {
+        self.roll_up_servers().await?;
+        let client = self.client().await?;
+        let q = |sql: &'static str, a: NaiveDate| {
+            let client = &client;
+            async move {
+                client
+                    .query(sql, &[&a, &to, &include_test])
+                    .await
+                    .map(day_counts)
+                    .map_err(map_err)
+            }
+        };
+        Ok(GrowthRaw {
+            servers: q(
+                "SELECT day, count(*) FROM checks WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY day",
+                from,
+            )
+            .await?,
+            first_seen: q(
+                "SELECT first_day, count(*) FROM servers WHERE first_day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY first_day",
+                from,
+            )
+            .await?,
+            last_seen: q(
+                "SELECT last_day, count(*) FROM servers WHERE last_day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY last_day",
+                last_from,
+            )
+            .await?,
+        })
+    }
+
+    async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, received_at, channel, reason, payload FROM dead_letters \
+                 WHERE $1::text IS NULL OR channel = $1 ORDER BY id DESC LIMIT $2",
+                &[&channel, &i64::from(limit)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                received_at: r.get(1),
+                channel: r.get(2),
+                reason: r.get(3),
+                payload: r.get(4),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,109 @@
+//! Versioned schema migrations, recorded in `schema_migrations` and applied under an advisory lock,
+//! so collectors starting at once against one database do not race. Append only.
+
+use crate::map_err;
+use beacon_store::{Result, StoreError};
+
+/// Any fixed number; `pg_advisory_lock` keys are database-wide.
+const LOCK_KEY: i64 = 0x6265_6163_6f6e; // "beacon"
+
+/// Step `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: security checks, server rollup, bulletins, admin tokens, dead letters.
+    "CREATE TABLE checks (
+        day DATE NOT NULL,               -- UTC day of receipt
+        server_id TEXT NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        version TEXT NOT NULL,           -- X.Y.Z
+        build TEXT,
+        enterprise BOOLEAN NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT,
+        teams BIGINT,
+        users BIGINT,
+        activated_users BIGINT,
+        unit_tests BOOLEAN NOT NULL,
+        last_check_ms BIGINT,
+        checks_that_day INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (day, server_id)     -- the de-duplication rule, for every collector at once
+    );
+    -- First and last day of every server, rolled up from checks when a report needs it.
+    CREATE TABLE servers (
+        server_id TEXT PRIMARY KEY,
+        first_day DATE NOT NULL,
+        last_day DATE NOT NULL,
+        unit_tests BOOLEAN NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE bulletins (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        affected TEXT NOT NULL,
+        fixed_in TEXT,
+        body TEXT NOT NULL,
+        published_at TIMESTAMPTZ NOT NULL,
+        retracted_at TIMESTAMPTZ
+    );
+    CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id BIGSERIAL PRIMARY KEY,
+        received_at TIMESTAMPTZ NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );",
+];
+
+pub const LATEST: i32 = MIGRATIONS.len() as i32;
+
+pub async fn apply(client: &mut tokio_postgres::Client) -> Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(map_err)?;
+    let result = apply_locked(client).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(map_err);
+    result.and(unlock.map(|_| ()))
+}
+
+async fn apply_locked(client: &mut tokio_postgres::Client) -> Result<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(map_err)?;
+    let current: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+        .await
+        .map_err(map_err)?
+        .get(0);
+    if current > LATEST {
+        return Err(StoreError::Invalid(format!(
+            "database schema version {current} is newer than this beacon knows ({LATEST}); upgrade beacon"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.batch_execute(step).await.map_err(map_err)?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        tracing::info!(version, "applied postgres schema migration");
+    }
+    Ok(())
+}
