@@ -50,7 +50,7 @@ struct StoreArgs {
     /// Data directory (SQLite database). Default ./beacon-data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Store URL, e.g. sqlite:/var/lib/beacon/beacon.db.
+    /// Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long)]
     store: Option<String>,
 }
@@ -183,7 +183,7 @@ fn config_check(file: &std::path::Path) -> Result<()> {
 
 async fn token_create(args: &StoreArgs, label: &str) -> Result<()> {
     let config = args.load()?;
-    let store = beacon_collector::open_store(&config)?;
+    let store = beacon_collector::open_store(&config).await?;
     let token = beacon_collector::tokens::generate();
     store
         .add_admin_token(

@@ -29,7 +29,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/beacon.db`.
+    /// `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`; empty means `sqlite:<data_dir>/beacon.db`.
     pub url: Option<String>,
 }
 
@@ -133,6 +133,8 @@ pub struct ConfigError(pub Vec<String>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
 }
 
 impl Config {
@@ -243,10 +245,17 @@ impl Config {
                     }
                     Ok(StoreUrl::Sqlite(PathBuf::from(path)))
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    Err("store.url: PostgreSQL is not supported by this build yet; use sqlite:PATH or leave it empty".into())
+                    url.parse::<beacon_store_postgres::PgConfig>()
+                        .map_err(|e| {
+                            format!(
+                                "store.url: {:?} is not a valid postgres url: {e}",
+                                redact_url(url)
+                            )
+                        })?;
+                    Ok(StoreUrl::Postgres(url.to_string()))
                 } else {
                     Err(format!(
-                        "store.url: {:?} has an unknown scheme; use sqlite:PATH",
+                        "store.url: {:?} has an unknown scheme; use sqlite:PATH or postgres://USER@HOST:PORT/DB",
                         redact_url(url)
                     ))
                 }
@@ -385,6 +394,13 @@ mod tests {
         c.tls.cert = Some("/nonexistent/cert.pem".into());
         c.reports.min_group_size = 0;
         c.store.url = Some("mysql://x".into());
+        let pg = Config {
+            store: StoreConfig {
+                url: Some("postgres://u@h:5432/db".into()),
+            },
+            ..Config::default()
+        };
+        assert!(pg.problems().is_empty(), "{:?}", pg.problems());
         let p = c.problems().join("\n");
         for want in [
             "server.listen",

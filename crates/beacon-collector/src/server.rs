@@ -33,8 +33,8 @@ pub enum StartError {
     Tls(std::io::Error),
 }
 
-/// Opens the configured store, creating the data directory when needed.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+/// Opens the configured store (creating the data directory for SQLite) and migrates its schema.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match config.store_url().map_err(StartError::Config)? {
         StoreUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -45,6 +45,9 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             }
             Ok(Arc::new(SqliteStore::open(&path)?))
         }
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            beacon_store_postgres::PgStore::connect(&url).await?,
+        )),
     }
 }
 
@@ -143,7 +146,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         return Err(StartError::Config(problems.join("\n")));
     }
     crate::metrics::handle();
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let initial_token = bootstrap_token(&*store, &config, &*clock).await?;
 
     let bulletins = Arc::new(BulletinCache::default());
@@ -228,13 +231,18 @@ async fn bootstrap_token(
     }
     match &config.admin.token {
         Some(token) => {
-            store
+            let stored = store
                 .add_admin_token(
                     &crate::tokens::hash(token),
                     "initial (configured)",
                     clock.now(),
                 )
-                .await?;
+                .await;
+            match stored {
+                // Another collector sharing the database stored the same token first.
+                Ok(()) | Err(beacon_store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
             tracing::info!("stored the configured initial admin token");
             Ok(None)
         }

@@ -49,11 +49,14 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("beacon");
         }
-        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
         let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             // TLS only when the URL asks for it, verified against the webpki roots.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let roots =
+                rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             let tls_config = rustls::ClientConfig::builder()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
@@ -81,7 +84,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {}", describe(&e))))
     }
 
     /// The schema version the database is at.
@@ -89,7 +92,10 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(map_err)?;
         Ok(row.get(0))
@@ -97,11 +103,24 @@ impl PgStore {
 }
 
 pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
+    let text = describe(&e);
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
-        Some(c) if c.code().starts_with("22") => StoreError::Invalid(e.to_string()),
-        _ => StoreError::Unavailable(format!("postgres: {e}")),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(text),
+        Some(c) if c.code().starts_with("22") => StoreError::Invalid(text),
+        _ => StoreError::Unavailable(format!("postgres: {text}")),
     }
+}
+
+/// An error and its causes, lower case, one line ("db error" alone says nothing).
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn is_retryable(e: &tokio_postgres::Error) -> bool {
@@ -131,7 +150,9 @@ async fn write_checks(
     let mut seen: HashMap<(NaiveDate, &str), usize> = HashMap::with_capacity(recs.len());
     let mut rounds: Vec<Vec<usize>> = Vec::new();
     for (i, r) in recs.iter().enumerate() {
-        let n = seen.entry((r.day(), r.check.server_id.as_str())).or_insert(0);
+        let n = seen
+            .entry((r.day(), r.check.server_id.as_str()))
+            .or_insert(0);
         if rounds.len() <= *n {
             rounds.push(Vec::new());
         }
@@ -141,10 +162,12 @@ async fn write_checks(
     for mut round in rounds {
         // One lock order for every collector: no deadlocks between concurrent batches.
         round.sort_by(|a, b| {
-            (recs[*a].day(), &recs[*a].check.server_id).cmp(&(recs[*b].day(), &recs[*b].check.server_id))
+            (recs[*a].day(), &recs[*a].check.server_id)
+                .cmp(&(recs[*b].day(), &recs[*b].check.server_id))
         });
         let rows: Vec<&CheckRecord> = round.iter().map(|i| recs[*i]).collect();
-        let col = |f: &dyn Fn(&CheckRecord) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let col =
+            |f: &dyn Fn(&CheckRecord) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         let days: Vec<NaiveDate> = rows.iter().map(|r| r.day()).collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.check.server_id.as_str()).collect();
         let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.received_at).collect();
@@ -162,7 +185,22 @@ async fn write_checks(
         let returned = tx
             .query(
                 INSERT_CHECKS,
-                &[&days, &ids, &received, &versions, &builds, &enterprise, &os, &db, &dbv, &teams, &users, &activated, &ut, &lc],
+                &[
+                    &days,
+                    &ids,
+                    &received,
+                    &versions,
+                    &builds,
+                    &enterprise,
+                    &os,
+                    &db,
+                    &dbv,
+                    &teams,
+                    &users,
+                    &activated,
+                    &ut,
+                    &lc,
+                ],
             )
             .await?;
         let counts: HashMap<(NaiveDate, String), i32> = returned
@@ -223,7 +261,10 @@ const BULLETIN_COLUMNS: &str =
 
 fn day_counts(rows: Vec<tokio_postgres::Row>) -> Vec<DayCount> {
     rows.iter()
-        .map(|r| DayCount { day: r.get(0), count: r.get::<_, i64>(1) as u64 })
+        .map(|r| DayCount {
+            day: r.get(0),
+            count: r.get::<_, i64>(1) as u64,
+        })
         .collect()
 }
 
@@ -262,7 +303,10 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_err)?;
         let watermark: Option<i64> = tx
-            .query_opt("SELECT value FROM meta WHERE key = 'servers_rollup_day'", &[])
+            .query_opt(
+                "SELECT value FROM meta WHERE key = 'servers_rollup_day'",
+                &[],
+            )
             .await
             .map_err(map_err)?
             .map(|r| r.get(0));
@@ -271,7 +315,9 @@ impl PgStore {
             .await
             .map_err(map_err)?
             .get(0);
-        let Some(max_day) = max_day else { return Ok(()) };
+        let Some(max_day) = max_day else {
+            return Ok(());
+        };
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
         let from = watermark
             .map(|w| epoch + chrono::Days::new(w.max(1) as u64 - 1))
@@ -313,7 +359,11 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client().await?.execute("SELECT 1", &[]).await.map_err(map_err)?;
+        self.client()
+            .await?
+            .execute("SELECT 1", &[])
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -363,7 +413,10 @@ impl Store for PgStore {
     async fn bulletins(&self) -> Result<Vec<Bulletin>> {
         self.client()
             .await?
-            .query(&format!("SELECT {BULLETIN_COLUMNS} FROM bulletins ORDER BY published_at, id"), &[])
+            .query(
+                &format!("SELECT {BULLETIN_COLUMNS} FROM bulletins ORDER BY published_at, id"),
+                &[],
+            )
             .await
             .map_err(map_err)?
             .iter()
@@ -374,7 +427,10 @@ impl Store for PgStore {
     async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>> {
         self.client()
             .await?
-            .query_opt(&format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = $1"), &[&id])
+            .query_opt(
+                &format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = $1"),
+                &[&id],
+            )
             .await
             .map_err(map_err)?
             .as_ref()
@@ -399,7 +455,12 @@ impl Store for PgStore {
         bulletin_from_row(&row)
     }
 
-    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>) -> Result<()> {
+    async fn add_admin_token(
+        &self,
+        token_hash: &str,
+        label: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         self.client()
             .await?
             .execute(
@@ -425,13 +486,21 @@ impl Store for PgStore {
         Ok(self
             .client()
             .await?
-            .query_opt("SELECT 1 FROM admin_tokens WHERE token_hash = $1", &[&token_hash])
+            .query_opt(
+                "SELECT 1 FROM admin_tokens WHERE token_hash = $1",
+                &[&token_hash],
+            )
             .await
             .map_err(map_err)?
             .is_some())
     }
 
-    async fn latest_per_server(&self, from: NaiveDate, to: NaiveDate, include_test: bool) -> Result<Vec<ServerSnapshot>> {
+    async fn latest_per_server(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<ServerSnapshot>> {
         let rows = self
             .client()
             .await?
@@ -462,7 +531,12 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn version_day_counts(&self, from: NaiveDate, to: NaiveDate, include_test: bool) -> Result<Vec<VersionDayCount>> {
+    async fn version_day_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<VersionDayCount>> {
         let rows = self
             .client()
             .await?
@@ -485,7 +559,13 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn growth_raw(&self, from: NaiveDate, to: NaiveDate, last_from: NaiveDate, include_test: bool) -> Result<GrowthRaw> {
+    async fn growth_raw(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        last_from: NaiveDate,
+        include_test: bool,
+    ) -> Result<GrowthRaw> {
         self.roll_up_servers().await?;
         let client = self.client().await?;
         let q = |sql: &'static str, a: NaiveDate| {

@@ -86,7 +86,10 @@ async fn apply_locked(client: &mut tokio_postgres::Client) -> Result<()> {
         .await
         .map_err(map_err)?;
     let current: i32 = client
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
         .await
         .map_err(map_err)?
         .get(0);
@@ -99,9 +102,12 @@ async fn apply_locked(client: &mut tokio_postgres::Client) -> Result<()> {
         let version = i as i32 + 1;
         let tx = client.transaction().await.map_err(map_err)?;
         tx.batch_execute(step).await.map_err(map_err)?;
-        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
-            .await
-            .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         tracing::info!(version, "applied postgres schema migration");
     }

@@ -1,0 +1,310 @@
+//! Collectors on PostgreSQL, as processes: two collectors on one database, and a database outage.
+//!
+//! Needs `BEACON_TEST_POSTGRES_URL`; each test creates its own database on that server and drops it.
+//! Skipped without the variable, unless `BEACON_REQUIRE_POSTGRES=1` (set by `scripts/test`).
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A database of its own on the test server, dropped at the end.
+struct TestDb {
+    rt: tokio::runtime::Runtime,
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn create() -> Option<TestDb> {
+        let required = std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let Ok(base) = std::env::var("BEACON_TEST_POSTGRES_URL") else {
+            assert!(
+                !required,
+                "BEACON_REQUIRE_POSTGRES=1 but BEACON_TEST_POSTGRES_URL is not set"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTE: PostgreSQL collector tests SKIPPED: set BEACON_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB"
+            );
+            return None;
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let admin = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+            tokio::spawn(conn);
+            client
+        });
+        let name = format!("beacon_t_{:016x}", rand::random::<u64>());
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+            .unwrap();
+        let config: tokio_postgres::Config = base.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("tcp host expected, got {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        let url = format!("postgres://{user}@{host}:{port}/{name}");
+        Some(TestDb {
+            rt,
+            admin,
+            name,
+            url,
+        })
+    }
+
+    fn sql(&self, sql: &str) {
+        self.rt
+            .block_on(self.admin.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn stored_server_ids(&self) -> HashSet<u64> {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query("SELECT server_id FROM checks", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0).parse().unwrap())
+                .collect()
+        })
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.query_one(sql, &[]).await.unwrap().get(0)
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )));
+    }
+}
+
+fn admin_json(url: &str, path: &str) -> serde_json::Value {
+    let r = client()
+        .get(format!("{url}/admin/v1{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().unwrap()
+}
+
+#[test]
+fn two_collectors_share_one_database() {
+    let Some(db) = TestDb::create() else { return };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let env = [
+        ("BEACON_STORE_URL", db.url.as_str()),
+        ("BEACON_ADMIN_TOKEN", TOKEN),
+        ("BEACON_REPORTS_MIN_GROUP_SIZE", "1"),
+        ("BEACON_INGEST_BULLETIN_REFRESH_SECS", "1"),
+    ];
+    // Started at the same moment: migrations and the first token must not race.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| serve(dirs[0].path(), &env));
+        let b = s.spawn(|| serve(dirs[1].path(), &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(db.count("SELECT count(*)::int8 FROM schema_migrations"), 1);
+    let http = client();
+    // Checks alternate between the collectors; every server checks in on both.
+    for n in 0..40u64 {
+        for url in [&a.url, &b.url] {
+            let r = http
+                .get(format!("{url}/security?{}", query(n)))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
+    // The same server on both at the same moment, many times.
+    std::thread::scope(|s| {
+        for url in [&a.url, &b.url, &a.url, &b.url] {
+            let http = http.clone();
+            s.spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(
+                        http.get(format!("{url}/security?{}", query(777)))
+                            .send()
+                            .unwrap()
+                            .status(),
+                        200
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(
+        db.count("SELECT count(*) FROM checks"),
+        41,
+        "one row per server and day, across processes"
+    );
+    let from_a = admin_json(&a.url, "/reports/fleet");
+    let from_b = admin_json(&b.url, "/reports/fleet");
+    assert_eq!(from_a, from_b, "the same report from either collector");
+    assert_eq!(from_a["total"]["servers"], 41);
+    assert_eq!(
+        admin_json(&a.url, "/reports/growth"),
+        admin_json(&b.url, "/reports/growth")
+    );
+    // A bulletin published through one is answered by the other (after its refresh interval).
+    let body = serde_json::json!({"id": "BSA-PG", "title": "t", "severity": "low", "affected": "<6.0.0", "body": "<p/>"});
+    let r = http
+        .post(format!("{}/admin/v1/bulletins", a.url))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list: serde_json::Value = http
+            .get(format!("{}/security?{}", b.url, query(1)))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if list[0]["id"] == "BSA-PG" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collector b never saw the bulletin"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn database_outage_answers_503_and_loses_nothing_acknowledged() {
+    let Some(db) = TestDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        &[
+            ("BEACON_STORE_URL", db.url.as_str()),
+            ("BEACON_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let url = server.url.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, unavailable) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Two senders, distinct ids, each recording what was acknowledged.
+    let senders: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (url, stop, acked, unavailable) = (
+                url.clone(),
+                stop.clone(),
+                acked.clone(),
+                unavailable.clone(),
+            );
+            std::thread::spawn(move || {
+                let http = client();
+                let mut ok = Vec::new();
+                for i in 0..200_000u64 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let n = t * 1_000_000 + i;
+                    let r = http
+                        .get(format!("{url}/security?{}", query(n)))
+                        .send()
+                        .unwrap();
+                    match r.status().as_u16() {
+                        200 => {
+                            ok.push(n);
+                            acked.fetch_add(1, Ordering::SeqCst);
+                        }
+                        503 => {
+                            assert!(
+                                r.headers().contains_key("retry-after"),
+                                "503 without Retry-After"
+                            );
+                            unavailable.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let wait_until = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_until("traffic", &|| acked.load(Ordering::SeqCst) >= 100);
+    // The outage: no new connections, existing ones terminated.
+    db.sql(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        db.name
+    ));
+    db.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name
+    ));
+    wait_until("503 answers", &|| unavailable.load(Ordering::SeqCst) >= 5);
+    let ready = client().get(format!("{url}/readyz")).send().unwrap();
+    assert_eq!(ready.status(), 503, "/readyz reports the outage");
+    let during = acked.load(Ordering::SeqCst);
+    // Recovery.
+    db.sql(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        db.name
+    ));
+    wait_until("readiness", &|| {
+        client()
+            .get(format!("{url}/readyz"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    wait_until("traffic after recovery", &|| {
+        acked.load(Ordering::SeqCst) >= during + 100
+    });
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged: HashSet<u64> = senders
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    drop(server);
+    let stored = db.stored_server_ids();
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(n))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+    assert!(unavailable.load(Ordering::SeqCst) >= 5);
+}
