@@ -37,6 +37,10 @@ enum Cmd {
         /// Rounds; each runs the baseline, then beacon. The median ratio is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also measure a collector on PostgreSQL: an admin URL of a server where the bench may create
+        /// (and drops) a database, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+        #[arg(long)]
+        postgres: Option<String>,
         /// The `beacon` binary; default: beside this one.
         #[arg(long)]
         beacon: Option<PathBuf>,
@@ -89,12 +93,14 @@ fn main() -> Result<()> {
             duration,
             connections,
             rounds,
+            postgres,
             beacon,
         } => security(
             Duration::from_secs(duration),
             connections,
             rounds.max(1),
             beacon,
+            postgres,
         ),
     }
 }
@@ -237,11 +243,96 @@ fn query(n: u64) -> String {
     format!("/security?auc=40&b=6.1.0.1&be=true&db=postgres&id={n:0>26}&os=linux&tc=3&uc=80&ut=0")
 }
 
+const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+
+fn start_collector(
+    beacon: &PathBuf,
+    data_dir: &std::path::Path,
+    store_url: Option<&str>,
+) -> Result<(Proc, String)> {
+    let mut cmd = Command::new(beacon);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("BEACON_ADMIN_TOKEN", TOKEN)
+        .env("BEACON_LOG", "warn");
+    if let Some(url) = store_url {
+        cmd.env("BEACON_STORE_URL", url);
+    }
+    let (proc, url) = spawn_until(cmd, "listening on ")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/admin/v1/bulletins"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"id": "BSA-BENCH", "title": "bench", "severity": "high", "affected": ">=5.30.0, <5.37.2", "body": "<p>x</p>"}))
+            .send()
+            .await?
+            .error_for_status()
+    })?;
+    Ok((proc, url))
+}
+
+/// A fresh database on the PostgreSQL server at `admin_url`, dropped when this is dropped.
+struct BenchDb {
+    rt: tokio::runtime::Runtime,
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    fn create(admin_url: &str) -> Result<BenchDb> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let admin = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        let name = format!("beacon_bench_{:08x}", rand::random::<u32>());
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url);
+        Ok(BenchDb {
+            url: format!("{base}/{name}"),
+            rt,
+            admin,
+            name,
+        })
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )));
+    }
+}
+
+fn peak_rss_kb(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .unwrap_or_default()
+}
+
 fn security(
     duration: Duration,
     connections: usize,
     rounds: usize,
     beacon: Option<PathBuf>,
+    postgres: Option<String>,
 ) -> Result<()> {
     let me = std::env::current_exe()?;
     let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
@@ -259,120 +350,117 @@ fn security(
         duration.as_secs()
     );
 
-    // Baseline: a bare hyper server, in its own process like the collector.
+    // Baseline: a bare hyper server, in its own process like the collectors.
     let mut cmd = Command::new(&me);
     cmd.args(["bare-server", "--listen", "127.0.0.1:0"]);
     let (_bare, bare_url) = spawn_until(cmd, "listening on ")?;
-
-    // Beacon with SQLite and a bulletin loaded; every request is a new server id (an insert).
-    let dir = tempfile::tempdir()?;
-    let token = "bench-admin-token-0123456789abcdef";
-    let mut cmd = Command::new(&beacon);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("BEACON_ADMIN_TOKEN", token)
-        .env("BEACON_LOG", "warn");
-    let (server, url) = spawn_until(cmd, "listening on ")?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let http = reqwest::Client::new();
-    rt.block_on(async {
-        http.post(format!("{url}/admin/v1/bulletins"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({"id": "BSA-BENCH", "title": "bench", "severity": "high", "affected": ">=5.30.0, <5.37.2", "body": "<p>x</p>"}))
-            .send()
-            .await?
-            .error_for_status()
-    })?;
-
     println!(
-        "{:<6} {:<36} {:>10} {:>9} {:>9} {:>10} {:>7}",
-        "round", "target", "req/s", "p50 ms", "p99 ms", "ok", "errors"
+        "{:<30} {:<6} {:>10} {:>9} {:>9} {:>10} {:>7} {:>8}",
+        "target", "round", "req/s", "p50 ms", "p99 ms", "ok", "errors", "vs bare"
     );
-    // Warm-up, not reported: connections, caches, the first pages of the database.
-    let warm: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(|n| query(999_000_000_000 + n));
-    let warm_up = Duration::from_secs(2);
-    run_load(
-        bare_url.trim_start_matches("http://"),
-        connections,
-        warm_up,
-        warm.clone(),
-    )?;
-    let mut acknowledged = run_load(
-        url.trim_start_matches("http://"),
-        connections,
-        warm_up,
-        warm,
-    )?
-    .ok;
-    let mut ratios = Vec::new();
-    for round in 0..rounds {
-        let offset = round as u64 * 1_000_000_000;
-        let ids: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |n| query(offset + n));
-        let bare = run_load(
+    let mut summary = Vec::new();
+    // One phase per backend, each against its own baseline rounds; a backend's collector (and its
+    // database's background work) only runs during its own phase.
+    let backends: Vec<&str> = std::iter::once("sqlite")
+        .chain(postgres.iter().map(|_| "postgres"))
+        .collect();
+    for backend in backends {
+        let dir = tempfile::tempdir()?;
+        let pg_db = match (backend, &postgres) {
+            ("postgres", Some(admin_url)) => Some(
+                BenchDb::create(admin_url).with_context(|| format!("postgres at {admin_url}"))?,
+            ),
+            _ => None,
+        };
+        let (collector, url) =
+            start_collector(&beacon, dir.path(), pg_db.as_ref().map(|d| d.url.as_str()))?;
+        let name = format!("beacon /security, {backend}");
+        // Warm-up, not reported: connections, caches, the first pages of the database.
+        let warm: Arc<dyn Fn(u64) -> String + Send + Sync> =
+            Arc::new(|n| query(999_000_000_000 + n));
+        run_load(
             bare_url.trim_start_matches("http://"),
             connections,
-            duration,
-            ids.clone(),
+            Duration::from_secs(2),
+            warm.clone(),
         )?;
-        let beacon = run_load(
+        let mut acknowledged = run_load(
             url.trim_start_matches("http://"),
             connections,
-            duration,
-            ids,
-        )?;
-        acknowledged += beacon.ok;
-        for (name, r) in [
-            ("bare hyper, answers []", &bare),
-            ("beacon /security (sqlite, durable)", &beacon),
-        ] {
-            println!(
-                "{:<6} {:<36} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
-                round + 1,
-                name,
-                r.rps(),
-                r.ms(0.5),
-                r.ms(0.99),
-                r.ok,
-                r.errors
+            Duration::from_secs(2),
+            warm,
+        )?
+        .ok;
+        let mut ratios = Vec::new();
+        let mut rps = Vec::new();
+        for round in 0..rounds {
+            let offset = round as u64 * 1_000_000_000;
+            let ids: Arc<dyn Fn(u64) -> String + Send + Sync> =
+                Arc::new(move |n| query(offset + n));
+            let bare = run_load(
+                bare_url.trim_start_matches("http://"),
+                connections,
+                duration,
+                ids.clone(),
+            )?;
+            let ours = run_load(
+                url.trim_start_matches("http://"),
+                connections,
+                duration,
+                ids,
+            )?;
+            acknowledged += ours.ok;
+            ratios.push(ours.rps() / bare.rps());
+            rps.push(ours.rps());
+            for (n, r) in [("bare hyper, answers []", &bare), (name.as_str(), &ours)] {
+                println!(
+                    "{:<30} {:<6} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7} {:>8.2}",
+                    n,
+                    round + 1,
+                    r.rps(),
+                    r.ms(0.5),
+                    r.ms(0.99),
+                    r.ok,
+                    r.errors,
+                    r.rps() / bare.rps()
+                );
+            }
+        }
+        let rss = peak_rss_kb(collector.0.id());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stored: serde_json::Value = rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{url}/admin/v1/reports/fleet?include_test=true"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?
+                .json()
+                .await
+        })?;
+        if stored["total"]["servers"].as_u64() != Some(acknowledged) {
+            bail!(
+                "{name}: stored {} servers but acknowledged {acknowledged}",
+                stored["total"]["servers"]
             );
         }
-        ratios.push(beacon.rps() / bare.rps());
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        summary.push(format!(
+            "{name}: median {:.0} req/s, median ratio to bare {:.2} (target >= 0.50); peak RSS {rss} kB; \
+             stored = acknowledged = {acknowledged}",
+            median(rps),
+            median(ratios)
+        ));
+        drop(collector);
+        drop(pg_db);
     }
-    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
-        })
-        .unwrap_or_default();
-    let stored: serde_json::Value = rt.block_on(async {
-        http.get(format!("{url}/admin/v1/reports/fleet?include_test=true"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await
-    })?;
-    drop(server);
-
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    println!(
-        "ratio beacon/bare per round: {}; median {median:.2} (target >= 0.50)",
-        list.join(", ")
-    );
-    println!("collector peak RSS under load: {rss_kb} kB");
-    println!(
-        "stored distinct servers: {} (acknowledged: {acknowledged})",
-        stored["total"]["servers"]
-    );
-    if stored["total"]["servers"].as_u64() != Some(acknowledged) {
-        bail!("stored servers differ from acknowledged checks");
+    println!();
+    for line in summary {
+        println!("{line}");
     }
     Ok(())
 }
