@@ -3,8 +3,8 @@
 //! Several collectors may share one database: de-duplication is the `checks` primary key, migrations
 //! run under an advisory lock, and every write is one transaction with `ON CONFLICT` upserts (rows
 //! sorted by key, so concurrent batches lock in one order). A connection pool serves reads and writes;
-//! TLS is used when the URL asks for it (`sslmode=require`: rustls, verified against the webpki
-//! roots); otherwise (`disable`, `prefer` or nothing) the connection is plain.
+//! TLS is used when the URL asks for it (`sslmode=require`, `verify-ca` or `verify-full`: rustls,
+//! verified against the webpki roots plus `sslrootcert`); otherwise the connection is plain.
 
 mod migrations;
 
@@ -34,17 +34,46 @@ pub struct PgStore {
 
 pub use tokio_postgres::Config as PgConfig;
 
+/// Parses a libpq-style URL. Beyond what `tokio-postgres` reads, it accepts `sslrootcert=PATH` (an
+/// extra CA to trust, returned beside the config) and `sslmode=verify-ca` / `verify-full`, which
+/// mean `require` here: with TLS, certificates are always verified.
+pub fn parse_url(url: &str) -> Result<(PgConfig, Option<std::path::PathBuf>)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslrootcert", path)) => root = Some(std::path::PathBuf::from(path)),
+            Some(("sslmode", "verify-ca" | "verify-full")) => {
+                kept.push("sslmode=require".to_string())
+            }
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("invalid postgres url: {e}")))?;
+    Ok((config, root))
+}
+
 impl PgStore {
-    /// Connects to `url` (`postgres://user@host:port/db?sslmode=…`) and brings the schema up to date.
+    /// Connects to `url` (see [`parse_url`]) and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: PgConfig = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("invalid postgres url: {e}")))?;
-        Self::connect_with(config).await
+        let (config, root) = parse_url(url)?;
+        Self::connect_with(config, root.as_deref()).await
     }
 
-    /// Like [`connect`](Self::connect), from a parsed configuration.
-    pub async fn connect_with(mut config: PgConfig) -> Result<Self> {
+    /// Like [`connect`](Self::connect), from a parsed configuration and an optional extra CA file
+    /// (PEM) to trust for TLS.
+    pub async fn connect_with(
+        mut config: PgConfig,
+        root_cert: Option<&std::path::Path>,
+    ) -> Result<Self> {
         config.connect_timeout(TIMEOUT);
         if config.get_application_name().is_none() {
             config.application_name("beacon");
@@ -53,10 +82,25 @@ impl PgStore {
             recycling_method: RecyclingMethod::Fast,
         };
         let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            // TLS only when the URL asks for it, verified against the webpki roots.
+            // TLS only when the URL asks for it, verified against the webpki roots and sslrootcert.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let roots =
+            let mut roots =
                 rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = root_cert {
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        StoreError::Invalid(format!("sslrootcert {}: {e}", path.display()))
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(StoreError::Invalid(format!(
+                        "sslrootcert {}: no usable certificate",
+                        path.display()
+                    )));
+                }
+            }
             let tls_config = rustls::ClientConfig::builder()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
@@ -85,6 +129,20 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("postgres: {}", describe(&e))))
+    }
+
+    /// Whether a pooled connection's session is encrypted (`pg_stat_ssl`).
+    pub async fn connection_uses_tls(&self) -> Result<bool> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.get(0))
     }
 
     /// The schema version the database is at.

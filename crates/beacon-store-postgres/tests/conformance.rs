@@ -91,7 +91,9 @@ async fn fresh() -> Option<Fresh> {
         .expect("create schema");
     let mut config = admin.clone();
     config.options(format!("-c search_path={schema}"));
-    let store = PgStore::connect_with(config).await.expect("connect store");
+    let store = PgStore::connect_with(config, None)
+        .await
+        .expect("connect store");
     Some(Fresh {
         store,
         admin,
