@@ -247,7 +247,6 @@ fn thresholded_note(thresholded: bool, k: u64) {
 }
 
 pub async fn report(cmd: ReportCommand) -> Result<()> {
-    let opt = |k: &'static str, v: Option<String>| v.map(|v| (k, v));
     match cmd {
         ReportCommand::Fleet {
             day,
@@ -424,7 +423,7 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
             admin,
         } => {
             let q: Vec<_> = [
-                opt_pair("channel", channel),
+                opt("channel", channel),
                 Some(("limit", limit.to_string())),
             ]
             .into_iter()
@@ -452,6 +451,7 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
     }
 }
 
-fn opt_pair(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
+/// A query parameter, when given.
+fn opt(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
     v.map(|v| (k, v))
 }
