@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod bulletin;
 pub mod security;
+pub mod sentry;
 
 use serde::{Deserialize, Serialize};
 
