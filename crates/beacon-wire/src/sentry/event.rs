@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Debug,
@@ -63,4 +65,348 @@ pub struct StoredFrame {
     pub filename: Option<String>,
     pub lineno: Option<u64>,
     pub in_app: Option<bool>,
+}
+
+/// Largest event accepted (one store body or one envelope item), in bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Why an event payload is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("event is {0} bytes, at most {MAX_EVENT_BYTES} are accepted")]
+    TooLarge(usize),
+    #[error("event is not valid json: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Field(crate::FieldError),
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(default)]
+    event_id: Option<serde_json::Value>,
+    #[serde(default)]
+    timestamp: Option<serde_json::Value>,
+    #[serde(default)]
+    platform: Option<serde_json::Value>,
+    #[serde(default)]
+    level: Option<serde_json::Value>,
+    #[serde(default)]
+    release: Option<serde_json::Value>,
+    #[serde(default)]
+    environment: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+    #[serde(default)]
+    logentry: Option<serde_json::Value>,
+    #[serde(default)]
+    exception: Option<RawExceptions>,
+    #[serde(default)]
+    tags: Option<serde_json::Value>,
+    #[serde(default)]
+    contexts: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    extra: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    fingerprint: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawExceptions {
+    Values { values: Vec<RawException> },
+    List(Vec<RawException>),
+}
+
+#[derive(Deserialize)]
+struct RawException {
+    #[serde(default, rename = "type")]
+    ty: Option<serde_json::Value>,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+    #[serde(default)]
+    module: Option<serde_json::Value>,
+    #[serde(default)]
+    mechanism: Option<RawMechanism>,
+    #[serde(default)]
+    stacktrace: Option<RawStacktrace>,
+}
+
+#[derive(Deserialize)]
+struct RawMechanism {
+    #[serde(default, rename = "type")]
+    ty: Option<serde_json::Value>,
+    #[serde(default)]
+    handled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RawStacktrace {
+    #[serde(default)]
+    frames: Vec<RawFrame>,
+}
+
+/// Only these frame fields are read; `vars`, `context_line`, `pre_context` … are skipped unread.
+#[derive(Deserialize)]
+struct RawFrame {
+    #[serde(default)]
+    module: Option<serde_json::Value>,
+    #[serde(default)]
+    function: Option<serde_json::Value>,
+    #[serde(default)]
+    filename: Option<serde_json::Value>,
+    #[serde(default)]
+    abs_path: Option<serde_json::Value>,
+    #[serde(default)]
+    lineno: Option<serde_json::Value>,
+    #[serde(default)]
+    in_app: Option<bool>,
+}
+
+/// Longest string kept from any field; longer ones are cut (on a character boundary).
+pub const MAX_STRING_CHARS: usize = 8192;
+/// Most frames kept per exception (the newest ones).
+pub const MAX_FRAMES: usize = 250;
+
+fn text(v: Option<&serde_json::Value>) -> Option<String> {
+    let s = match v? {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    Some(if s.chars().count() > MAX_STRING_CHARS {
+        s.chars().take(MAX_STRING_CHARS).collect()
+    } else {
+        s
+    })
+}
+
+fn scalar(v: &serde_json::Value) -> bool {
+    !matches!(
+        v,
+        serde_json::Value::Array(_) | serde_json::Value::Object(_)
+    )
+}
+
+/// Normalises an event id: 32 hex digits, dashes allowed (a UUID), any case.
+pub fn normalize_event_id(id: &str) -> Option<String> {
+    let hex: String = id
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (hex.len() == 32 && hex.bytes().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// Projects a Sentry event payload onto [`StoredEvent`]: only the whitelisted fields are read.
+/// `fallback_id` (e.g. the envelope's `event_id`, or one the collector made) is used when the event
+/// has none; `received_at` when it has no timestamp.
+pub fn project(
+    payload: &[u8],
+    fallback_id: &str,
+    received_at: DateTime<Utc>,
+) -> Result<StoredEvent, EventError> {
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(EventError::TooLarge(payload.len()));
+    }
+    let raw = RawEvent::deserialize(&mut serde_json::Deserializer::from_slice(payload))
+        .map_err(|e| EventError::Json(e.to_string()))?;
+    let field = |f: &str, p: String| EventError::Field(crate::FieldError::new(f, p));
+    let event_id = match text(raw.event_id.as_ref()) {
+        Some(id) => normalize_event_id(&id)
+            .ok_or_else(|| field("event_id", format!("must be 32 hex digits, got {id:?}")))?,
+        None => {
+            normalize_event_id(fallback_id).ok_or_else(|| field("event_id", "missing".into()))?
+        }
+    };
+    let timestamp = match raw.timestamp {
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .and_then(|secs| DateTime::from_timestamp_micros((secs * 1e6) as i64))
+            .ok_or_else(|| field("timestamp", format!("out of range: {n}")))?,
+        Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f")
+                    .map(|t| t.and_utc())
+            })
+            .map_err(|_| field("timestamp", format!("not a time: {s:?}")))?,
+        _ => received_at,
+    };
+    let level = match text(raw.level.as_ref()).as_deref() {
+        None => Level::Error,
+        Some("fatal") | Some("critical") => Level::Fatal,
+        Some("error") => Level::Error,
+        Some("warning") | Some("warn") => Level::Warning,
+        Some("info") | Some("log") => Level::Info,
+        Some("debug") => Level::Debug,
+        Some(other) => return Err(field("level", format!("unknown level {other:?}"))),
+    };
+    let message = match (&raw.logentry, &raw.message) {
+        (Some(serde_json::Value::Object(l)), _) => {
+            text(l.get("formatted")).or_else(|| text(l.get("message")))
+        }
+        (_, Some(serde_json::Value::Object(m))) => {
+            text(m.get("formatted")).or_else(|| text(m.get("message")))
+        }
+        (_, m) => text(m.as_ref()),
+    };
+    let exceptions = match raw.exception {
+        None => Vec::new(),
+        Some(RawExceptions::Values { values }) | Some(RawExceptions::List(values)) => values
+            .into_iter()
+            .map(|e| {
+                let mut frames: Vec<StoredFrame> = e
+                    .stacktrace
+                    .map(|s| s.frames)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| StoredFrame {
+                        module: text(f.module.as_ref()),
+                        function: text(f.function.as_ref()),
+                        filename: text(f.filename.as_ref()).or_else(|| text(f.abs_path.as_ref())),
+                        lineno: f.lineno.as_ref().and_then(serde_json::Value::as_u64),
+                        in_app: f.in_app,
+                    })
+                    .collect();
+                if frames.len() > MAX_FRAMES {
+                    frames.drain(..frames.len() - MAX_FRAMES);
+                }
+                StoredException {
+                    ty: text(e.ty.as_ref()),
+                    value: text(e.value.as_ref()),
+                    module: text(e.module.as_ref()),
+                    mechanism: e.mechanism.map(|m| Mechanism {
+                        ty: text(m.ty.as_ref()).unwrap_or_else(|| "generic".into()),
+                        handled: m.handled,
+                    }),
+                    frames,
+                }
+            })
+            .collect(),
+    };
+    let mut tags = BTreeMap::new();
+    match raw.tags {
+        Some(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                if let Some(v) = text(Some(&v)) {
+                    tags.insert(k, v);
+                }
+            }
+        }
+        Some(serde_json::Value::Array(pairs)) => {
+            for p in pairs {
+                if let serde_json::Value::Array(kv) = p
+                    && let (Some(k), Some(v)) = (text(kv.first()), text(kv.get(1)))
+                {
+                    tags.insert(k, v);
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut contexts = BTreeMap::new();
+    for (name, ctx) in raw.contexts.unwrap_or_default() {
+        if !matches!(name.as_str(), "os" | "runtime" | "app") {
+            continue;
+        }
+        if let serde_json::Value::Object(map) = ctx {
+            let kept: BTreeMap<String, serde_json::Value> =
+                map.into_iter().filter(|(_, v)| scalar(v)).collect();
+            contexts.insert(name, kept);
+        }
+    }
+    Ok(StoredEvent {
+        event_id,
+        timestamp,
+        platform: text(raw.platform.as_ref()),
+        level,
+        release: text(raw.release.as_ref()),
+        environment: text(raw.environment.as_ref()),
+        message,
+        exceptions,
+        tags,
+        contexts,
+        extra: raw.extra.unwrap_or_default(),
+        fingerprint: raw
+            .fingerprint
+            .map(|f| f.iter().filter_map(|v| text(Some(v))).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projects_only_the_whitelist() {
+        let payload = br#"{
+            "event_id": "9EC79C33-EC99-42AB-8353-589FCB2E04DC",
+            "timestamp": 1764400000.5, "platform": "python", "level": "warning",
+            "release": "app@1.2.3", "environment": "prod", "server_name": "db01.internal",
+            "user": {"email": "alice@example.com"}, "request": {"url": "https://x/?token=1"},
+            "breadcrumbs": {"values": [{"message": "secret crumb"}]},
+            "logentry": {"message": "failed %s", "formatted": "failed 42"},
+            "exception": {"values": [{"type": "ValueError", "value": "bad", "module": "builtins",
+                "mechanism": {"type": "generic", "handled": false},
+                "stacktrace": {"frames": [{"module": "app.views", "function": "get", "abs_path": "/srv/app/views.py",
+                    "lineno": 12, "in_app": true, "vars": {"password": "hunter2"}}]}}]},
+            "tags": {"server_id": "s1", "n": 5}, "contexts": {"os": {"name": "Linux", "nested": {"x": 1}}, "device": {"model": "x"}},
+            "extra": {"k": "v"}, "fingerprint": ["{{ default }}", "db"]
+        }"#;
+        let e = project(payload, "", Utc::now()).unwrap();
+        assert_eq!(e.event_id, "9ec79c33ec9942ab8353589fcb2e04dc");
+        assert_eq!(e.timestamp.timestamp_millis(), 1_764_400_000_500);
+        assert_eq!(e.level, Level::Warning);
+        assert_eq!(e.message.as_deref(), Some("failed 42"));
+        assert_eq!(
+            e.exceptions[0].frames[0].filename.as_deref(),
+            Some("/srv/app/views.py")
+        );
+        assert_eq!(e.tags["n"], "5");
+        assert_eq!(e.contexts.len(), 1);
+        assert!(!e.contexts["os"].contains_key("nested"));
+        let stored = serde_json::to_string(&e).unwrap();
+        for gone in [
+            "alice@example.com",
+            "db01.internal",
+            "secret crumb",
+            "hunter2",
+            "token=1",
+        ] {
+            assert!(!stored.contains(gone), "{gone} survived projection");
+        }
+    }
+
+    #[test]
+    fn bad_events() {
+        assert!(matches!(
+            project(b"{", "", Utc::now()),
+            Err(EventError::Json(_))
+        ));
+        assert!(matches!(
+            project(br#"{"event_id":"xyz"}"#, "", Utc::now()),
+            Err(EventError::Field(_))
+        ));
+        assert!(matches!(
+            project(
+                br#"{"level":"loud"}"#,
+                "9ec79c33ec9942ab8353589fcb2e04dc",
+                Utc::now()
+            ),
+            Err(EventError::Field(_))
+        ));
+        assert!(matches!(
+            project(&vec![b' '; MAX_EVENT_BYTES + 1], "", Utc::now()),
+            Err(EventError::TooLarge(_))
+        ));
+        let e = project(
+            br#"{"message":"hi","exception":[{"type":"E"}]}"#,
+            "9ec79c33ec9942ab8353589fcb2e04dc",
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(e.exceptions.len(), 1);
+    }
 }

@@ -2,6 +2,9 @@
 //! an event onto what Beacon stores ([`StoredEvent`]): a whitelist, so `user`, `request`, breadcrumbs,
 //! `server_name`, frame `vars` and everything else unnamed never get past this module.
 
+pub mod auth;
+pub mod envelope;
 pub mod event;
+pub mod grouping;
 
-pub use event::{Level, Mechanism, StoredEvent, StoredException, StoredFrame};
+pub use event::{EventError, Level, Mechanism, StoredEvent, StoredException, StoredFrame, project};
