@@ -58,6 +58,58 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         payload TEXT NOT NULL
     );",
+    // 2: error reporting: projects, keys, issues, events and their counts.
+    "CREATE TABLE projects (
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE project_keys (
+        public_key TEXT PRIMARY KEY,
+        project_id BIGINT NOT NULL REFERENCES projects (id),
+        enabled BOOLEAN NOT NULL DEFAULT true,
+        rate_limit_per_minute INTEGER,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE issues (
+        id BIGSERIAL PRIMARY KEY,
+        project_id BIGINT NOT NULL REFERENCES projects (id),
+        group_hash TEXT NOT NULL,
+        title TEXT NOT NULL,
+        culprit TEXT,
+        level TEXT NOT NULL,
+        first_seen TIMESTAMPTZ NOT NULL,
+        last_seen TIMESTAMPTZ NOT NULL,
+        count BIGINT NOT NULL,
+        UNIQUE (project_id, group_hash)
+    );
+    CREATE TABLE events (
+        project_id BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        issue_id BIGINT NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        timestamp TIMESTAMPTZ NOT NULL,
+        level TEXT NOT NULL,
+        release TEXT,
+        environment TEXT,
+        server_id TEXT,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (project_id, event_id)
+    );
+    CREATE INDEX events_by_issue ON events (issue_id, received_at);
+    CREATE TABLE issue_counts (
+        issue_id BIGINT NOT NULL,
+        day DATE NOT NULL,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (issue_id, day, release, environment)
+    );
+    CREATE TABLE issue_servers (
+        issue_id BIGINT NOT NULL,
+        server_id TEXT NOT NULL,
+        PRIMARY KEY (issue_id, server_id)
+    );",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

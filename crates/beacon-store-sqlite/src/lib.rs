@@ -7,12 +7,16 @@
 mod migrations;
 
 use async_trait::async_trait;
+use beacon_store::EventRecord;
 use beacon_store::{
     CheckRecord, DayCount, GrowthRaw, NewDeadLetter, Result, ServerSnapshot, Store, StoreError,
     VersionDayCount, WriteOp, WriteOutcome,
 };
-use beacon_wire::admin::DeadLetter;
+use beacon_wire::admin::{
+    CountBy, DeadLetter, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo, ProjectInfo,
+};
 use beacon_wire::bulletin::{Bulletin, Severity};
+use beacon_wire::sentry::Level;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -318,6 +322,124 @@ fn write_dead_letter(tx: &rusqlite::Transaction<'_>, d: &NewDeadLetter) -> Resul
     Ok(WriteOutcome::Accepted)
 }
 
+fn level_str(l: Level) -> &'static str {
+    match l {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warning => "warning",
+        Level::Error => "error",
+        Level::Fatal => "fatal",
+    }
+}
+
+fn level_from(s: &str) -> rusqlite::Result<Level> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn write_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> Result<WriteOutcome> {
+    let e = &r.event;
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2")
+        .map_err(map_err)?
+        .exists(params![r.project_id, e.event_id])
+        .map_err(map_err)?;
+    if exists {
+        return Ok(WriteOutcome::Duplicate);
+    }
+    let at = ms(r.received_at);
+    let level = level_str(e.level);
+    let issue_id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO issues (project_id, group_hash, title, culprit, level, first_seen, last_seen, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) ON CONFLICT (project_id, group_hash) DO UPDATE SET \
+             last_seen = max(last_seen, excluded.last_seen), first_seen = min(first_seen, excluded.first_seen), \
+             count = count + 1, level = excluded.level RETURNING id",
+        )
+        .map_err(map_err)?
+        .query_row(params![r.project_id, r.group_hash, r.title, r.culprit, level, at], |row| row.get(0))
+        .map_err(map_err)?;
+    let payload = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \
+         environment, server_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        r.project_id,
+        e.event_id,
+        issue_id,
+        at,
+        ms(e.timestamp),
+        level,
+        e.release,
+        e.environment,
+        r.server_id,
+        payload
+    ])
+    .map_err(map_err)?;
+    tx.prepare_cached(
+        "INSERT INTO issue_counts (issue_id, day, release, environment, count) VALUES (?1, ?2, ?3, ?4, 1) \
+         ON CONFLICT (issue_id, day, release, environment) DO UPDATE SET count = count + 1",
+    )
+    .map_err(map_err)?
+    .execute(params![
+        issue_id,
+        day_num(r.received_at.date_naive()),
+        e.release.as_deref().unwrap_or(""),
+        e.environment.as_deref().unwrap_or("")
+    ])
+    .map_err(map_err)?;
+    if let Some(server) = &r.server_id {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO issue_servers (issue_id, server_id) VALUES (?1, ?2)",
+        )
+        .map_err(map_err)?
+        .execute(params![issue_id, server])
+        .map_err(map_err)?;
+    }
+    Ok(WriteOutcome::Accepted)
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        public_key: r.get(0)?,
+        project_id: r.get(1)?,
+        enabled: r.get(2)?,
+        rate_limit_per_minute: r.get(3)?,
+        dsn: None,
+    })
+}
+
+const ISSUE_COLUMNS: &str = "i.id, i.project_id, i.title, i.culprit, i.level, i.first_seen, i.last_seen, i.count, \
+     (SELECT count(*) FROM issue_servers s WHERE s.issue_id = i.id)";
+
+fn issue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(IssueSummary, i64, i64)> {
+    let level: String = r.get(4)?;
+    Ok((
+        IssueSummary {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            title: r.get(2)?,
+            culprit: r.get(3)?,
+            level: level_from(&level)?,
+            first_seen: DateTime::<Utc>::MIN_UTC,
+            last_seen: DateTime::<Utc>::MIN_UTC,
+            count: r.get::<_, i64>(7)? as u64,
+            servers: r.get::<_, i64>(8)? as u64,
+        },
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn finish_issue((mut i, first, last): (IssueSummary, i64, i64)) -> Result<IssueSummary> {
+    i.first_seen = time_from(first)?;
+    i.last_seen = time_from(last)?;
+    Ok(i)
+}
+
 fn bulletin_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Bulletin, i64, Option<i64>)> {
     let severity: String = r.get(2)?;
     let severity: Severity = severity.parse().map_err(|e: beacon_wire::FieldError| {
@@ -394,6 +516,7 @@ impl Store for SqliteStore {
                         checks.push(rec);
                     }
                     WriteOp::DeadLetter(d) => out[i] = write_dead_letter(&tx, d)?,
+                    WriteOp::Event(e) => out[i] = write_event(&tx, e)?,
                 }
             }
             for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks)?) {
@@ -676,6 +799,193 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn create_project(
+        &self,
+        name: &str,
+        public_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ProjectInfo> {
+        let (name, key) = (name.to_string(), public_key.to_string());
+        run(&self.writer, move |c| {
+            let tx = c.transaction().map_err(map_err)?;
+            let id: i64 = tx
+                .query_row(
+                    "INSERT INTO projects (name, created_at) VALUES (?1, ?2) RETURNING id",
+                    params![name, ms(at)],
+                    |r| r.get(0),
+                )
+                .map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("project {name:?} exists"))
+                    }
+                    other => other,
+                })?;
+            tx.execute(
+                "INSERT INTO project_keys (public_key, project_id, created_at) VALUES (?1, ?2, ?3)",
+                params![key, id, ms(at)],
+            )
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+            Ok(ProjectInfo {
+                id,
+                name,
+                created_at: time_from(ms(at))?,
+                keys: vec![KeyInfo {
+                    public_key: key,
+                    project_id: id,
+                    enabled: true,
+                    rate_limit_per_minute: None,
+                    dsn: None,
+                }],
+            })
+        })
+        .await
+    }
+
+    async fn projects(&self) -> Result<Vec<ProjectInfo>> {
+        run(&self.reader, |c| {
+            let mut projects: Vec<ProjectInfo> = {
+                let mut stmt = c.prepare_cached("SELECT id, name, created_at FROM projects ORDER BY id").map_err(map_err)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                    .map_err(map_err)?;
+                rows.map(|r| {
+                    let (id, name, at) = r.map_err(map_err)?;
+                    Ok(ProjectInfo { id, name, created_at: time_from(at)?, keys: Vec::new() })
+                })
+                .collect::<Result<_>>()?
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT public_key, project_id, enabled, rate_limit_per_minute FROM project_keys ORDER BY created_at, public_key",
+                )
+                .map_err(map_err)?;
+            for key in stmt.query_map([], key_from_row).map_err(map_err)? {
+                let key = key.map_err(map_err)?;
+                if let Some(p) = projects.iter_mut().find(|p| p.id == key.project_id) {
+                    p.keys.push(key);
+                }
+            }
+            Ok(projects)
+        })
+        .await
+    }
+
+    async fn project_key(&self, public_key: &str) -> Result<Option<KeyInfo>> {
+        let key = public_key.to_string();
+        run(&self.reader, move |c| {
+            c.query_row(
+                "SELECT public_key, project_id, enabled, rate_limit_per_minute FROM project_keys WHERE public_key = ?1",
+                [key],
+                key_from_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn update_key(
+        &self,
+        public_key: &str,
+        enabled: Option<bool>,
+        rate_limit: Option<u32>,
+    ) -> Result<KeyInfo> {
+        let key = public_key.to_string();
+        run(&self.writer, move |c| {
+            let tx = c.transaction().map_err(map_err)?;
+            if let Some(e) = enabled {
+                tx.execute("UPDATE project_keys SET enabled = ?2 WHERE public_key = ?1", params![key, e]).map_err(map_err)?;
+            }
+            if let Some(limit) = rate_limit {
+                let limit = (limit > 0).then_some(limit);
+                tx.execute("UPDATE project_keys SET rate_limit_per_minute = ?2 WHERE public_key = ?1", params![key, limit])
+                    .map_err(map_err)?;
+            }
+            let info = tx
+                .query_row(
+                    "SELECT public_key, project_id, enabled, rate_limit_per_minute FROM project_keys WHERE public_key = ?1",
+                    [&key],
+                    key_from_row,
+                )
+                .optional()
+                .map_err(map_err)?
+                .ok_or_else(|| StoreError::NotFound(format!("key {key}")))?;
+            tx.commit().map_err(map_err)?;
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn issues(&self, f: &IssueFilter) -> Result<Vec<IssueSummary>> {
+        let f = f.clone();
+        run(&self.reader, move |c| {
+            let order = match f.sort {
+                IssueSort::LastSeen => "i.last_seen DESC, i.id DESC",
+                IssueSort::Count => "i.count DESC, i.id DESC",
+            };
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {ISSUE_COLUMNS} FROM issues i WHERE (?1 IS NULL OR i.project_id = ?1) \
+                     AND (?2 IS NULL OR i.level = ?2) \
+                     AND (?3 IS NULL OR EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = i.id AND c.release = ?3)) \
+                     AND (?4 IS NULL OR EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = i.id AND c.environment = ?4)) \
+                     ORDER BY {order} LIMIT ?5"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![f.project_id, f.level.map(level_str), f.release, f.environment, f.limit.max(1)],
+                    issue_from_row,
+                )
+                .map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err).and_then(finish_issue)).collect()
+        })
+        .await
+    }
+
+    async fn issue(&self, id: i64) -> Result<Option<IssueDetail>> {
+        run(&self.reader, move |c| {
+            let Some(issue) = c
+                .query_row(&format!("SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.id = ?1"), [id], issue_from_row)
+                .optional()
+                .map_err(map_err)?
+            else {
+                return Ok(None);
+            };
+            let issue = finish_issue(issue)?;
+            let payload: String = c
+                .query_row(
+                    "SELECT payload FROM events WHERE issue_id = ?1 ORDER BY received_at DESC LIMIT 1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            let latest_event = serde_json::from_str(&payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut stmt = c
+                .prepare_cached("SELECT release, sum(count) FROM issue_counts WHERE issue_id = ?1 GROUP BY release ORDER BY release")
+                .map_err(map_err)?;
+            let by_release = stmt
+                .query_map([id], |r| {
+                    let release: String = r.get(0)?;
+                    Ok(CountBy { key: (!release.is_empty()).then_some(release), count: r.get::<_, i64>(1)? as u64 })
+                })
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            let mut stmt = c
+                .prepare_cached("SELECT day, sum(count) FROM issue_counts WHERE issue_id = ?1 GROUP BY day ORDER BY day")
+                .map_err(map_err)?;
+            let by_day = stmt
+                .query_map([id], |r| Ok(CountBy { key: day_from(r.get(0)?), count: r.get::<_, i64>(1)? as u64 }))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_err)?;
+            Ok(Some(IssueDetail { issue, latest_event, by_release, by_day }))
         })
         .await
     }

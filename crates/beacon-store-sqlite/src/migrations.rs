@@ -55,6 +55,58 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         payload TEXT NOT NULL
     );",
+    // 2: error reporting: projects, keys, issues, events and their counts.
+    "CREATE TABLE projects (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE project_keys (
+        public_key TEXT PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects (id),
+        enabled INTEGER NOT NULL DEFAULT 1,
+        rate_limit_per_minute INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE issues (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL REFERENCES projects (id),
+        group_hash TEXT NOT NULL,
+        title TEXT NOT NULL,
+        culprit TEXT,
+        level TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        UNIQUE (project_id, group_hash)
+    );
+    CREATE TABLE events (
+        project_id INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        issue_id INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        release TEXT,
+        environment TEXT,
+        server_id TEXT,
+        payload TEXT NOT NULL,          -- the scrubbed StoredEvent, JSON
+        PRIMARY KEY (project_id, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_issue ON events (issue_id, received_at);
+    CREATE TABLE issue_counts (
+        issue_id INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        release TEXT NOT NULL,          -- '' when the event had none
+        environment TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (issue_id, day, release, environment)
+    ) WITHOUT ROWID;
+    CREATE TABLE issue_servers (
+        issue_id INTEGER NOT NULL,
+        server_id TEXT NOT NULL,
+        PRIMARY KEY (issue_id, server_id)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

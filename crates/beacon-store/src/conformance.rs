@@ -3,10 +3,14 @@
 //! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an expression that
 //! builds a fresh, empty store (`Arc<dyn Store>`) per test; each function here becomes one `#[tokio::test]`.
 
-use crate::{CheckRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome, report};
+use crate::{
+    CheckRecord, EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome, report,
+};
 use beacon_wire::admin::FleetDimension;
+use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
 use beacon_wire::security::SecurityCheck;
+use beacon_wire::sentry::{Level, StoredEvent};
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an async expression returning
@@ -28,6 +32,8 @@ macro_rules! conformance_suite {
             growth_report_new_and_gone,
             exposure_report_and_timeline,
             dead_letters_listed_newest_first,
+            projects_and_keys,
+            events_group_into_issues,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -564,4 +570,196 @@ pub async fn dead_letters_listed_newest_first(store: &dyn Store) {
     assert_eq!(sec.len(), 1);
     assert_eq!(sec[0].reason, "invalid:b");
     assert_eq!(sec[0].payload, "payload of invalid:b");
+}
+
+pub async fn projects_and_keys(store: &dyn Store) {
+    let key_a = "a".repeat(32);
+    let key_b = "b".repeat(32);
+    let p = store
+        .create_project("backend", &key_a, at(0, 0))
+        .await
+        .unwrap();
+    assert!(p.id > 0);
+    assert_eq!(p.keys[0].public_key, key_a);
+    assert!(matches!(
+        store.create_project("backend", &key_b, at(0, 0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let q = store
+        .create_project("mobile", &key_b, at(0, 1))
+        .await
+        .unwrap();
+    let all = store.projects().await.unwrap();
+    assert_eq!(
+        all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["backend", "mobile"]
+    );
+    assert_eq!(all[1].keys[0].project_id, q.id);
+    let k = store.project_key(&key_a).await.unwrap().unwrap();
+    assert!(k.enabled && k.rate_limit_per_minute.is_none());
+    assert_eq!(store.project_key(&"c".repeat(32)).await.unwrap(), None);
+    let k = store
+        .update_key(&key_a, Some(false), Some(120))
+        .await
+        .unwrap();
+    assert!(!k.enabled);
+    assert_eq!(k.rate_limit_per_minute, Some(120));
+    let k = store.update_key(&key_a, Some(true), None).await.unwrap();
+    assert!(k.enabled);
+    assert_eq!(
+        k.rate_limit_per_minute,
+        Some(120),
+        "an absent limit leaves it"
+    );
+    let k = store.update_key(&key_a, None, Some(0)).await.unwrap();
+    assert_eq!(k.rate_limit_per_minute, None, "0 clears it");
+    assert!(matches!(
+        store.update_key(&"c".repeat(32), Some(true), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn event_op(
+    project_id: i64,
+    n: u32,
+    hash: &str,
+    release: &str,
+    env: &str,
+    server: Option<&str>,
+    day: u64,
+) -> WriteOp {
+    WriteOp::Event(Box::new(EventRecord {
+        project_id,
+        received_at: at(day, 3) + chrono::Duration::seconds(i64::from(n)),
+        event: StoredEvent {
+            event_id: format!("{n:032x}"),
+            timestamp: at(day, 3),
+            level: if hash == "h2" {
+                Level::Warning
+            } else {
+                Level::Error
+            },
+            release: Some(release.into()),
+            environment: Some(env.into()),
+            message: Some(format!("event {n}")),
+            ..Default::default()
+        },
+        group_hash: hash.into(),
+        title: format!("title {hash}"),
+        culprit: Some("app in main".into()),
+        server_id: server.map(str::to_string),
+    }))
+}
+
+pub async fn events_group_into_issues(store: &dyn Store) {
+    let p = store
+        .create_project("backend", &"d".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    let out = store
+        .write_batch(vec![
+            event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
+            event_op(p, 2, "h1", "1.0", "prod", Some("s2"), 0),
+            event_op(p, 3, "h1", "1.1", "prod", Some("s1"), 1),
+            event_op(p, 4, "h2", "1.1", "staging", None, 1),
+            event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Accepted,
+            WriteOutcome::Accepted,
+            WriteOutcome::Accepted,
+            WriteOutcome::Accepted,
+            WriteOutcome::Duplicate
+        ]
+    );
+    // A repeat in a later batch is a duplicate too.
+    assert_eq!(
+        store
+            .write_batch(vec![event_op(p, 3, "h1", "1.1", "prod", None, 1)])
+            .await
+            .unwrap(),
+        vec![WriteOutcome::Duplicate]
+    );
+
+    let filter = |f: IssueFilter| async move {
+        store
+            .issues(&IssueFilter { limit: 100, ..f })
+            .await
+            .unwrap()
+    };
+    let all = filter(IssueFilter {
+        sort: IssueSort::Count,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 2);
+    let h1 = &all[0];
+    assert_eq!(
+        (h1.title.as_str(), h1.count, h1.servers),
+        ("title h1", 3, 2)
+    );
+    assert_eq!(h1.first_seen, at(0, 3) + chrono::Duration::seconds(1));
+    assert_eq!(h1.last_seen, at(1, 3) + chrono::Duration::seconds(3));
+    assert_eq!(all[1].count, 1);
+    assert_eq!(
+        filter(IssueFilter {
+            release: Some("1.0".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        filter(IssueFilter {
+            environment: Some("staging".into()),
+            ..Default::default()
+        })
+        .await[0]
+            .title,
+        "title h2"
+    );
+    assert_eq!(
+        filter(IssueFilter {
+            level: Some(Level::Warning),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        filter(IssueFilter {
+            project_id: Some(p + 1000),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    let by_last_seen = filter(IssueFilter::default()).await;
+    assert_eq!(
+        by_last_seen[0].title, "title h2",
+        "h2's event is the newest"
+    );
+
+    let d = store.issue(h1.id).await.unwrap().unwrap();
+    assert_eq!(d.latest_event.event_id, format!("{:032x}", 3));
+    let rel: Vec<_> = d
+        .by_release
+        .iter()
+        .map(|c| (c.key.clone(), c.count))
+        .collect();
+    assert_eq!(
+        rel,
+        vec![(Some("1.0".to_string()), 2), (Some("1.1".to_string()), 1)]
+    );
+    let days: Vec<_> = d.by_day.iter().map(|c| (c.key, c.count)).collect();
+    assert_eq!(days, vec![(day0(), 2), (day0() + Days::new(1), 1)]);
+    assert!(store.issue(h1.id + 1000).await.unwrap().is_none());
 }

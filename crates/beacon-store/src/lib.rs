@@ -17,7 +17,9 @@ pub mod report;
 pub mod conformance;
 
 use async_trait::async_trait;
-use beacon_wire::admin::DeadLetter;
+use beacon_wire::admin::{
+    DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
+};
 use beacon_wire::bulletin::Bulletin;
 use beacon_wire::security::SecurityCheck;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -61,11 +63,27 @@ pub struct NewDeadLetter {
     pub payload: String,
 }
 
+/// A scrubbed, grouped error event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub project_id: i64,
+    pub received_at: DateTime<Utc>,
+    pub event: beacon_wire::sentry::StoredEvent,
+    /// The grouping hash (32 hex), and what a new issue shows.
+    pub group_hash: String,
+    pub title: String,
+    pub culprit: Option<String>,
+    /// The event's `server_id` tag, for distinct servers per issue.
+    pub server_id: Option<String>,
+}
+
 /// One operation of a group-committed batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
     Check(CheckRecord),
     DeadLetter(NewDeadLetter),
+    /// An error event: `Accepted` when new, `Duplicate` when its (project, event id) is stored.
+    Event(Box<EventRecord>),
 }
 
 /// What became of one [`WriteOp`] once its batch committed.
@@ -178,4 +196,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest dead letters first, optionally of one channel.
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Creates a project with its first public key; [`StoreError::Conflict`] when the name is taken.
+    async fn create_project(
+        &self,
+        name: &str,
+        public_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ProjectInfo>;
+    /// Every project with its keys (`dsn` left empty), by id.
+    async fn projects(&self) -> Result<Vec<ProjectInfo>>;
+    /// One key, enabled or not.
+    async fn project_key(&self, public_key: &str) -> Result<Option<KeyInfo>>;
+    /// Enables/disables a key or sets its rate limit (`Some(0)` clears it); returns the key.
+    async fn update_key(
+        &self,
+        public_key: &str,
+        enabled: Option<bool>,
+        rate_limit: Option<u32>,
+    ) -> Result<KeyInfo>;
+
+    /// Issues matching the filter, sorted and limited as it says.
+    async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>>;
+    /// One issue with its latest event and counts by release and by day.
+    async fn issue(&self, id: i64) -> Result<Option<IssueDetail>>;
 }

@@ -187,3 +187,92 @@ pub struct DeadLetter {
 
 /// `POST /admin/v1/bulletins/{id}/retract` and the bulletin endpoints answer with this list element.
 pub type BulletinList = Vec<crate::bulletin::Bulletin>;
+
+/// A project that receives error events, with its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub keys: Vec<KeyInfo>,
+}
+
+/// A project's public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub public_key: String,
+    pub project_id: i64,
+    pub enabled: bool,
+    /// Events per minute; `None` means the collector's default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// `https://<key>@<host>/<project id>`, filled in by the collector that answers.
+    #[serde(default)]
+    pub dsn: Option<String>,
+}
+
+/// `POST /admin/v1/projects`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub name: String,
+}
+
+/// `PATCH /admin/v1/keys/{public_key}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `0` removes the key's own limit (the default applies).
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// One issue (a group of events) in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueSummary {
+    pub id: i64,
+    pub project_id: i64,
+    pub title: String,
+    pub culprit: Option<String>,
+    pub level: crate::sentry::Level,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub count: u64,
+    /// Distinct `server_id` tags seen.
+    pub servers: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssueSort {
+    #[default]
+    LastSeen,
+    Count,
+}
+
+/// Filters of the issue list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueFilter {
+    pub project_id: Option<i64>,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    pub level: Option<crate::sentry::Level>,
+    pub sort: IssueSort,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountBy<K> {
+    pub key: K,
+    pub count: u64,
+}
+
+/// One issue with its latest (scrubbed) event and its counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueDetail {
+    pub issue: IssueSummary,
+    pub latest_event: crate::sentry::StoredEvent,
+    pub by_release: Vec<CountBy<Option<String>>>,
+    pub by_day: Vec<CountBy<NaiveDate>>,
+}
