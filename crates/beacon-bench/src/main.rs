@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -54,6 +54,20 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// Error events: gzip envelopes with a 30-frame stack, scrubbed and grouped, durably stored.
+    Envelopes {
+        #[arg(long, default_value_t = 8)]
+        duration: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Distinct pre-built bodies (each a new event id); they repeat (as duplicates) after that.
+        #[arg(long, default_value_t = 100_000)]
+        bodies: usize,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -77,7 +91,7 @@ fn main() -> Result<()> {
                 url.trim_start_matches("http://"),
                 connections,
                 Duration::from_secs(duration),
-                Arc::new(query),
+                gets(query),
             )?;
             println!(
                 "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} errors",
@@ -89,6 +103,19 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Envelopes {
+            duration,
+            connections,
+            rounds,
+            bodies,
+            beacon,
+        } => envelopes(
+            Duration::from_secs(duration),
+            connections,
+            rounds.max(1),
+            bodies.max(1),
+            beacon,
+        ),
         Cmd::Security {
             duration,
             connections,
@@ -177,11 +204,23 @@ impl LoadResult {
 
 /// Closed-loop load: `connections` keep-alive connections, each sending `path(n)` with a fresh `n`
 /// until `duration` has passed.
+/// Builds request `n` of a load run.
+type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
+
+/// GET requests for the paths `path(n)`.
+fn gets(path: impl Fn(u64) -> String + Send + Sync + 'static) -> MakeRequest {
+    Arc::new(move |n| {
+        Request::get(path(n))
+            .body(Full::new(Bytes::new()))
+            .expect("static request")
+    })
+}
+
 fn run_load(
     addr: &str,
     connections: usize,
     duration: Duration,
-    path: Arc<dyn Fn(u64) -> String + Send + Sync>,
+    make: MakeRequest,
 ) -> Result<LoadResult> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -192,7 +231,7 @@ fn run_load(
         let deadline = started + duration;
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let (addr, counter, path) = (addr.to_string(), counter.clone(), path.clone());
+            let (addr, counter, make) = (addr.to_string(), counter.clone(), make.clone());
             tasks.push(tokio::spawn(async move {
                 let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                     .expect("histogram bounds");
@@ -204,9 +243,8 @@ fn run_load(
                 tokio::spawn(conn);
                 while Instant::now() < deadline {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    let req = Request::get(path(n))
-                        .header("host", &addr)
-                        .body(Empty::<Bytes>::new())?;
+                    let mut req = make(n);
+                    req.headers_mut().insert("host", addr.parse()?);
                     let t = Instant::now();
                     let resp = sender.send_request(req).await?;
                     let status = resp.status();
@@ -376,8 +414,7 @@ fn security(
             start_collector(&beacon, dir.path(), pg_db.as_ref().map(|d| d.url.as_str()))?;
         let name = format!("beacon /security, {backend}");
         // Warm-up, not reported: connections, caches, the first pages of the database.
-        let warm: Arc<dyn Fn(u64) -> String + Send + Sync> =
-            Arc::new(|n| query(999_000_000_000 + n));
+        let warm = gets(|n| query(999_000_000_000 + n));
         run_load(
             bare_url.trim_start_matches("http://"),
             connections,
@@ -395,8 +432,7 @@ fn security(
         let mut rps = Vec::new();
         for round in 0..rounds {
             let offset = round as u64 * 1_000_000_000;
-            let ids: Arc<dyn Fn(u64) -> String + Send + Sync> =
-                Arc::new(move |n| query(offset + n));
+            let ids = gets(move |n| query(offset + n));
             let bare = run_load(
                 bare_url.trim_start_matches("http://"),
                 connections,
@@ -462,5 +498,154 @@ fn security(
     for line in summary {
         println!("{line}");
     }
+    Ok(())
+}
+
+/// A typical error event: a Python-style exception with a 30-frame stack, tags, contexts and a few
+/// values for the scrubber to find (an e-mail, an IP).
+fn error_event(n: u64) -> Vec<u8> {
+    let frames: Vec<serde_json::Value> = (0..30)
+        .map(|i| {
+            serde_json::json!({
+                "filename": format!("app/module_{i}.py"),
+                "abs_path": format!("/srv/app/app/module_{i}.py"),
+                "module": format!("app.module_{i}"),
+                "function": format!("handler_{i}"),
+                "lineno": 10 + i,
+                "in_app": i % 3 != 0,
+                "context_line": "    result = process(request, user_id=42)",
+                "vars": {"request": "<Request>", "user_id": 42}
+            })
+        })
+        .collect();
+    let event = serde_json::json!({
+        "event_id": format!("{n:032x}"),
+        "timestamp": 1_764_400_000.0 + n as f64,
+        "platform": "python",
+        "level": "error",
+        "release": format!("app@5.{}.0", n % 4),
+        "environment": "production",
+        "server_name": "web-3",
+        "message": format!("payment failed for customer {} from 10.0.{}.{}", n, n % 250, n % 200),
+        "exception": {"values": [{
+            "type": "ValueError",
+            "value": format!("invalid amount {n} for alice@example.com"),
+            "module": "builtins",
+            "mechanism": {"type": "generic", "handled": false},
+            "stacktrace": {"frames": frames}
+        }]},
+        "tags": {"server_id": format!("srv{}", n % 500), "browser": "Firefox 120", "url": "/checkout"},
+        "contexts": {"os": {"name": "Linux", "version": "6.1"}, "runtime": {"name": "CPython", "version": "3.11.7"}},
+        "extra": {"cart_items": 3, "note": "retry later"},
+        "breadcrumbs": {"values": [{"message": "GET /cart", "category": "http"}]},
+        "user": {"email": "alice@example.com", "ip_address": "203.0.113.9"}
+    });
+    let payload = event.to_string();
+    let body = format!(
+        "{{\"event_id\":\"{n:032x}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n",
+        payload.len()
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).expect("gzip to memory");
+    gz.finish().expect("gzip to memory")
+}
+
+fn envelopes(
+    duration: Duration,
+    connections: usize,
+    rounds: usize,
+    bodies: usize,
+    beacon: Option<PathBuf>,
+) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let built: Arc<Vec<Bytes>> = Arc::new(
+        (0..bodies as u64)
+            .map(|n| Bytes::from(error_event(n)))
+            .collect(),
+    );
+    println!(
+        "beacon-bench envelopes: {} distinct gzip envelopes (30-frame event, {} bytes gzip); {rounds} rounds of {}s; {connections} connections; {cores} cores",
+        bodies,
+        built[0].len(),
+        duration.as_secs()
+    );
+    let dir = tempfile::tempdir()?;
+    let (collector, url) = start_collector(&beacon, dir.path(), None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let project: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/admin/v1/projects"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": "bench"}))
+            .send()
+            .await?
+            .json()
+            .await
+    })?;
+    let key = project["keys"][0]["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The benchmark measures ingestion, not the rate limiter.
+    rt.block_on(async {
+        reqwest::Client::new()
+            .patch(format!("{url}/admin/v1/keys/{key}"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"rate_limit_per_minute": u32::MAX}))
+            .send()
+            .await?
+            .error_for_status()
+    })?;
+    let path = format!("/api/{}/envelope/", project["id"]);
+    let auth = format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=beacon-bench/1");
+    let make: MakeRequest = Arc::new(move |n| {
+        Request::post(path.as_str())
+            .header("x-sentry-auth", auth.as_str())
+            .header("content-encoding", "gzip")
+            .header("content-type", "application/x-sentry-envelope")
+            .body(Full::new(built[n as usize % built.len()].clone()))
+            .expect("static request")
+    });
+    run_load(
+        url.trim_start_matches("http://"),
+        connections,
+        Duration::from_secs(2),
+        make.clone(),
+    )?;
+    println!(
+        "{:<6} {:>10} {:>9} {:>9} {:>10} {:>7}",
+        "round", "events/s", "p50 ms", "p99 ms", "ok", "errors"
+    );
+    let mut rates = Vec::new();
+    for round in 0..rounds {
+        let r = run_load(
+            url.trim_start_matches("http://"),
+            connections,
+            duration,
+            make.clone(),
+        )?;
+        println!(
+            "{:<6} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
+            round + 1,
+            r.rps(),
+            r.ms(0.5),
+            r.ms(0.99),
+            r.ok,
+            r.errors
+        );
+        rates.push(r.rps());
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "median {:.0} events/s (target >= 20000); collector peak RSS {} kB",
+        rates[rates.len() / 2],
+        peak_rss_kb(collector.0.id())
+    );
     Ok(())
 }

@@ -3,7 +3,10 @@
 use crate::client::{AdminArgs, Client};
 use crate::table;
 use anyhow::{Context, Result};
-use beacon_wire::admin::{DeadLetter, ExposureReport, FleetGroup, FleetReport, GrowthReport};
+use beacon_wire::admin::{
+    DeadLetter, ExposureReport, FleetGroup, FleetReport, GrowthReport, IssueDetail, IssueSummary,
+    KeyInfo, KeyUpdate, NewProject, ProjectInfo,
+};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
@@ -422,13 +425,10 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
             limit,
             admin,
         } => {
-            let q: Vec<_> = [
-                opt("channel", channel),
-                Some(("limit", limit.to_string())),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let q: Vec<_> = [opt("channel", channel), Some(("limit", limit.to_string()))]
+                .into_iter()
+                .flatten()
+                .collect();
             let list: Vec<DeadLetter> = Client::new(&admin)?.get("/deadletters", &q).await?;
             if admin.json {
                 return json(&list);
@@ -454,4 +454,273 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
 /// A query parameter, when given.
 fn opt(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
     v.map(|v| (k, v))
+}
+
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; prints its DSN.
+    Create {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List projects, their keys and DSNs.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Accept events sent with this key again.
+    Enable {
+        key: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Refuse events sent with this key (403).
+    Disable {
+        key: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Events per minute for this key; 0 returns it to the collector's default.
+    RateLimit {
+        key: String,
+        per_minute: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IssuesCommand {
+    /// Issues, newest first (or by count).
+    List {
+        #[arg(long)]
+        project: Option<i64>,
+        #[arg(long)]
+        release: Option<String>,
+        #[arg(long)]
+        environment: Option<String>,
+        /// debug, info, warning, error or fatal.
+        #[arg(long)]
+        level: Option<String>,
+        /// last-seen or count.
+        #[arg(long, default_value = "last-seen")]
+        sort: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// One issue: its latest (scrubbed) event and counts by release and day.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// The DSN of a key, for the collector at `url` (scheme and host of the admin URL).
+fn dsn(url: &str, key: &KeyInfo) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    beacon_wire::sentry::auth::format_dsn(scheme, &key.public_key, host, key.project_id as u64)
+}
+
+pub async fn project(cmd: ProjectCommand) -> Result<()> {
+    match cmd {
+        ProjectCommand::Create { name, admin } => {
+            let mut p: ProjectInfo = Client::new(&admin)?
+                .post("/projects", Some(&NewProject { name }))
+                .await?;
+            for k in &mut p.keys {
+                k.dsn = Some(dsn(&admin.url, k));
+            }
+            if admin.json {
+                return json(&p);
+            }
+            println!("created project {} ({})", p.id, p.name);
+            for k in &p.keys {
+                println!("DSN: {}", k.dsn.as_deref().unwrap_or_default());
+            }
+            Ok(())
+        }
+        ProjectCommand::List { admin } => {
+            let mut list: Vec<ProjectInfo> = Client::new(&admin)?.get("/projects", &[]).await?;
+            for k in list.iter_mut().flat_map(|p| p.keys.iter_mut()) {
+                k.dsn = Some(dsn(&admin.url, k));
+            }
+            if admin.json {
+                return json(&list);
+            }
+            let rows: Vec<_> = list
+                .iter()
+                .flat_map(|p| {
+                    p.keys.iter().map(move |k| {
+                        vec![
+                            p.id.to_string(),
+                            p.name.clone(),
+                            if k.enabled { "enabled" } else { "disabled" }.to_string(),
+                            k.rate_limit_per_minute
+                                .map(|r| format!("{r}/min"))
+                                .unwrap_or_else(|| "default".into()),
+                            k.dsn.clone().unwrap_or_default(),
+                        ]
+                    })
+                })
+                .collect();
+            table::print(&["ID", "NAME", "KEY", "RATE LIMIT", "DSN"], &rows);
+            Ok(())
+        }
+    }
+}
+
+pub async fn key(cmd: KeyCommand) -> Result<()> {
+    let (key, update, admin) = match cmd {
+        KeyCommand::Enable { key, admin } => (
+            key,
+            KeyUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            },
+            admin,
+        ),
+        KeyCommand::Disable { key, admin } => (
+            key,
+            KeyUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+            admin,
+        ),
+        KeyCommand::RateLimit {
+            key,
+            per_minute,
+            admin,
+        } => (
+            key,
+            KeyUpdate {
+                rate_limit_per_minute: Some(per_minute),
+                ..Default::default()
+            },
+            admin,
+        ),
+    };
+    let k: KeyInfo = Client::new(&admin)?
+        .patch(&format!("/keys/{key}"), &update)
+        .await?;
+    if admin.json {
+        return json(&k);
+    }
+    println!(
+        "key {}: {}, rate limit {}",
+        k.public_key,
+        if k.enabled { "enabled" } else { "disabled" },
+        k.rate_limit_per_minute
+            .map(|r| format!("{r}/min"))
+            .unwrap_or_else(|| "default".into())
+    );
+    Ok(())
+}
+
+pub async fn issues(cmd: IssuesCommand) -> Result<()> {
+    match cmd {
+        IssuesCommand::List {
+            project,
+            release,
+            environment,
+            level,
+            sort,
+            limit,
+            admin,
+        } => {
+            let q: Vec<_> = [
+                opt("project", project.map(|p| p.to_string())),
+                opt("release", release),
+                opt("environment", environment),
+                opt("level", level),
+                Some(("sort", sort)),
+                Some(("limit", limit.to_string())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let list: Vec<IssueSummary> = Client::new(&admin)?.get("/issues", &q).await?;
+            if admin.json {
+                return json(&list);
+            }
+            let rows: Vec<_> = list
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.id.to_string(),
+                        format!("{:?}", i.level).to_lowercase(),
+                        i.count.to_string(),
+                        i.servers.to_string(),
+                        time(&i.last_seen),
+                        i.title.chars().take(60).collect(),
+                        i.culprit.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "ID",
+                    "LEVEL",
+                    "EVENTS",
+                    "SERVERS",
+                    "LAST SEEN",
+                    "TITLE",
+                    "CULPRIT",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+        IssuesCommand::Show { id, admin } => {
+            let d: IssueDetail = Client::new(&admin)?
+                .get(&format!("/issues/{id}"), &[])
+                .await?;
+            if admin.json {
+                return json(&d);
+            }
+            let i = &d.issue;
+            println!("issue {} — {}", i.id, i.title);
+            println!("culprit: {}", i.culprit.as_deref().unwrap_or("-"));
+            println!(
+                "events: {}, servers: {}, first seen {}, last seen {}",
+                i.count,
+                i.servers,
+                time(&i.first_seen),
+                time(&i.last_seen)
+            );
+            println!("\nby release:");
+            let rows: Vec<_> = d
+                .by_release
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.key.clone().unwrap_or_else(|| "(none)".into()),
+                        c.count.to_string(),
+                    ]
+                })
+                .collect();
+            table::print(&["RELEASE", "EVENTS"], &rows);
+            println!("\nby day:");
+            let rows: Vec<_> = d
+                .by_day
+                .iter()
+                .map(|c| vec![c.key.to_string(), c.count.to_string()])
+                .collect();
+            table::print(&["DAY", "EVENTS"], &rows);
+            println!(
+                "\nlatest event (scrubbed):\n{}",
+                serde_json::to_string_pretty(&d.latest_event)?
+            );
+            Ok(())
+        }
+    }
 }

@@ -77,6 +77,18 @@ impl Client {
         self.send(req).await
     }
 
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .patch(format!("{}/admin/v1{path}", self.base))
+            .json(body);
+        self.send(req).await
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req
             .bearer_auth(&self.token)

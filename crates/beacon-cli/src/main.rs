@@ -40,6 +40,15 @@ enum Command {
     /// Rejected items (admin API).
     #[command(subcommand)]
     Deadletter(admin::DeadletterCommand),
+    /// Error-reporting projects and their DSNs (admin API).
+    #[command(subcommand)]
+    Project(admin::ProjectCommand),
+    /// Project keys: enable, disable, rate limit (admin API).
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
+    /// Grouped errors (admin API).
+    #[command(subcommand)]
+    Issues(admin::IssuesCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -121,6 +130,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bulletin(cmd) => admin::bulletin(cmd).await,
         Command::Report(cmd) => admin::report(cmd).await,
         Command::Deadletter(cmd) => admin::deadletter(cmd).await,
+        Command::Project(cmd) => admin::project(cmd).await,
+        Command::Key(cmd) => admin::key(cmd).await,
+        Command::Issues(cmd) => admin::issues(cmd).await,
     }
 }
 

@@ -10,7 +10,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use beacon_store::report;
 use beacon_wire::FieldError;
-use beacon_wire::admin::{DeadLetter, ExposureReport, FleetDimension, FleetReport, GrowthReport};
+use beacon_wire::admin::{
+    DeadLetter, ExposureReport, FleetDimension, FleetReport, GrowthReport, IssueDetail,
+    IssueFilter, IssueSort, IssueSummary, KeyInfo, KeyUpdate, NewProject, ProjectInfo,
+};
 use beacon_wire::bulletin::{Bulletin, NewBulletin};
 use chrono::{Days, NaiveDate};
 use serde::Deserialize;
@@ -31,6 +34,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/reports/growth", get(growth))
         .route("/reports/exposure", get(exposure))
         .route("/deadletters", get(dead_letters))
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/keys/{key}", axum::routing::patch(update_key))
+        .route("/issues", get(list_issues))
+        .route("/issues/{id}", get(show_issue))
         .layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -258,4 +265,111 @@ async fn dead_letters(
     Ok(Json(
         s.store.dead_letters(p.channel.as_deref(), limit).await?,
     ))
+}
+
+/// Longest project name.
+pub const MAX_PROJECT_NAME: usize = 100;
+/// Most issues one request lists.
+pub const MAX_ISSUES: u32 = 1000;
+
+async fn list_projects(State(s): State<AppState>) -> Result<Json<Vec<ProjectInfo>>, ApiError> {
+    Ok(Json(s.store.projects().await?))
+}
+
+async fn create_project(
+    State(s): State<AppState>,
+    body: Result<Json<NewProject>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<ProjectInfo>), ApiError> {
+    let Json(new) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let name = new.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_PROJECT_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_PROJECT_NAME} printable characters"),
+        )
+        .into());
+    }
+    let key = hex::encode(rand::random::<[u8; 16]>());
+    let project = s.store.create_project(name, &key, s.clock.now()).await?;
+    tracing::info!(project = project.id, name = %project.name, "project created");
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+async fn update_key(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    let Json(update) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let info = s
+        .store
+        .update_key(&key, update.enabled, update.rate_limit_per_minute)
+        .await?;
+    s.keys.forget(&key);
+    tracing::info!(key = %key, enabled = info.enabled, rate_limit = ?info.rate_limit_per_minute, "key updated");
+    Ok(Json(info))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IssueParams {
+    project: Option<String>,
+    release: Option<String>,
+    environment: Option<String>,
+    level: Option<String>,
+    sort: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list_issues(
+    State(s): State<AppState>,
+    Query(p): Query<IssueParams>,
+) -> Result<Json<Vec<IssueSummary>>, ApiError> {
+    let level = p
+        .level
+        .as_deref()
+        .map(|l| {
+            serde_json::from_value(serde_json::Value::String(l.to_string())).map_err(|_| {
+                FieldError::new(
+                    "level",
+                    format!("must be debug, info, warning, error or fatal, got {l:?}"),
+                )
+            })
+        })
+        .transpose()?;
+    let sort = match p.sort.as_deref() {
+        None | Some("last-seen") => IssueSort::LastSeen,
+        Some("count") => IssueSort::Count,
+        Some(o) => {
+            return Err(
+                FieldError::new("sort", format!("must be last-seen or count, got {o:?}")).into(),
+            );
+        }
+    };
+    let limit: u32 = number("limit", &p.limit)?.unwrap_or(100);
+    if limit == 0 || limit > MAX_ISSUES {
+        return Err(FieldError::new("limit", format!("must be between 1 and {MAX_ISSUES}")).into());
+    }
+    let filter = IssueFilter {
+        project_id: number("project", &p.project)?,
+        release: p.release,
+        environment: p.environment,
+        level,
+        sort,
+        limit,
+    };
+    Ok(Json(s.store.issues(&filter).await?))
+}
+
+async fn show_issue(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<IssueDetail>, ApiError> {
+    s.store
+        .issue(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("issue {id} not found")))
 }

@@ -13,6 +13,22 @@ pub struct Config {
     pub admin: AdminConfig,
     pub reports: ReportsConfig,
     pub ingest: IngestConfig,
+    pub errors: ErrorsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorsConfig {
+    /// Events per minute per key, unless the key has its own limit.
+    pub rate_limit_per_minute: u64,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +138,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("ingest", "batch_max", Kind::Int),
     ("ingest", "queue", Kind::Int),
     ("ingest", "bulletin_refresh_secs", Kind::Int),
+    ("errors", "rate_limit_per_minute", Kind::Int),
 ];
 
 /// A configuration that cannot be loaded, with every reason.
@@ -219,6 +236,9 @@ impl Config {
         }
         if self.ingest.batch_max == 0 || self.ingest.queue == 0 {
             p.push("ingest: batch_max and queue must be at least 1".into());
+        }
+        if self.errors.rate_limit_per_minute == 0 {
+            p.push("errors.rate_limit_per_minute: must be at least 1".into());
         }
         if self.ingest.bulletin_refresh_secs == 0 {
             p.push("ingest.bulletin_refresh_secs: must be at least 1".into());

@@ -17,6 +17,21 @@ pub enum ApiError {
     /// No valid bearer token → `401`.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    /// Missing or conflicting client credentials (Sentry auth) → `401`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known credentials that may not do this → `403`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A body over a size limit → `413`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A key over its rate → `429` with `Retry-After` and `X-Sentry-Rate-Limits`.
+    #[error("rate limit exceeded; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// A malformed body that names no single field → `400`.
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -43,7 +58,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidField(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -54,7 +73,11 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidField(_) => "invalid_field",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
@@ -89,6 +112,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                let h = resp.headers_mut();
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                // Sentry's format: retry_after:categories:scope; empty categories mean all.
+                if let Ok(v) = HeaderValue::from_str(&format!("{retry_after_secs}::key")) {
+                    h.insert("x-sentry-rate-limits", v);
+                }
             }
             _ => {}
         }

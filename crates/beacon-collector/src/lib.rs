@@ -8,7 +8,9 @@ pub mod admin;
 pub mod bulletins;
 pub mod clock;
 pub mod config;
+pub mod decode;
 pub mod error;
+pub mod errors;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;
@@ -33,6 +35,8 @@ pub struct Shared {
     pub bulletins: Arc<bulletins::BulletinCache>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
+    pub keys: errors::KeyCache,
+    pub limiter: errors::RateLimiter,
 }
 
 impl AppState {

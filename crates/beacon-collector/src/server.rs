@@ -3,9 +3,10 @@
 use crate::bulletins::BulletinCache;
 use crate::config::{Config, StoreUrl};
 use crate::ingest::Ingest;
-use crate::{AppState, Clock, admin, ops, security};
+use crate::{AppState, Clock, admin, errors, ops, security};
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use beacon_store::Store;
 use beacon_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -66,6 +67,12 @@ const ROUTES: &[&str] = &[
     "/admin/v1/reports/growth",
     "/admin/v1/reports/exposure",
     "/admin/v1/deadletters",
+    "/api/{project_id}/envelope/",
+    "/api/{project_id}/store/",
+    "/admin/v1/projects",
+    "/admin/v1/keys/{key}",
+    "/admin/v1/issues",
+    "/admin/v1/issues/{id}",
 ];
 
 /// The static form of a matched route pattern.
@@ -85,6 +92,14 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[2], get(ops::healthz))
         .route(ROUTES[3], get(ops::readyz))
         .route(ROUTES[4], get(ops::metrics))
+        .route(
+            ROUTES[13],
+            post(errors::envelope).layer(DefaultBodyLimit::max(errors::MAX_BODY_BYTES)),
+        )
+        .route(
+            ROUTES[14],
+            post(errors::store).layer(DefaultBodyLimit::max(errors::MAX_BODY_BYTES)),
+        )
         .nest("/admin/v1", admin::router(state.clone()))
         .layer(axum::middleware::from_fn(ops::track_latency))
         .with_state(state)
@@ -165,6 +180,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         bulletins,
         clock,
         config: config.clone(),
+        keys: Default::default(),
+        limiter: Default::default(),
     });
     let app = router(state);
 

@@ -15,6 +15,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/reports/growth"),
     ("GET", "/reports/exposure"),
     ("GET", "/deadletters"),
+    ("GET", "/projects"),
+    ("POST", "/projects"),
+    ("PATCH", "/keys/0123456789abcdef0123456789abcdef"),
+    ("GET", "/issues"),
+    ("GET", "/issues/1"),
 ];
 
 #[tokio::test]
@@ -25,6 +30,7 @@ async fn every_admin_route_needs_a_valid_token() {
         let url = format!("{}/admin/v1{path}", c.url);
         let req = |m: &str| match m {
             "GET" => c.http.get(&url),
+            "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
             _ => c.http.post(&url).json(&serde_json::json!({})),
         };
         for auth in [
@@ -52,6 +58,7 @@ async fn every_admin_route_needs_a_valid_token() {
         let url = format!("{}/admin/v1{path}", c.url);
         let req = match *method {
             "GET" => c.http.get(&url),
+            "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
             _ => c.http.post(&url).json(&serde_json::json!({})),
         };
         let resp = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
@@ -66,7 +73,12 @@ async fn openapi_lists_every_route() {
     let doc = c.admin_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (method, path) in ROUTES {
-        let openapi_path = format!("/admin/v1{}", path.replace("BSA-1", "{id}"));
+        let openapi_path = format!(
+            "/admin/v1{}",
+            path.replace("BSA-1", "{id}")
+                .replace("0123456789abcdef0123456789abcdef", "{key}")
+                .replace("/issues/1", "/issues/{id}")
+        );
         let op = &doc["paths"][&openapi_path][method.to_lowercase()];
         assert!(
             op.is_object(),

@@ -1,18 +1,41 @@
 //! Beacon's scrubbing rules, as pure functions: no I/O, no global state beyond compiled patterns.
 //!
 //! [`scrub_text`] redacts personal data and secrets from free text: e-mail addresses (`[email]`),
-//! IPv4/IPv6 addresses (`[ip]`), credit-card numbers, PEM keys, credentials in URLs, user home paths and
-//! values of secret-looking `key=value` pairs (`[Filtered]`). Every redaction is counted so callers can
-//! report what they removed.
+//! IPv4/IPv6 addresses (`[ip]`), credit-card numbers, IBANs, PEM keys, credentials in URLs, bearer tokens,
+//! user home paths and values of secret-looking `key=value` pairs (`[Filtered]`). [`scrub_event`] applies
+//! the same rules to every string of a [`StoredEvent`](beacon_wire::sentry::StoredEvent) in place, filters
+//! values stored under secret-looking keys and drops `extra` entries that needed any redaction. Every
+//! redaction is counted per [`Rule`] in [`ScrubStats`].
+//!
+//! | counter | what | becomes | not taken for it |
+//! | --- | --- | --- | --- |
+//! | `pem` | `-----BEGIN …-----` blocks, to `-----END …-----` or the end | `[Filtered]` | |
+//! | `url_credentials` | `user:password` in `scheme://user:password@host` | `[Filtered]` | `http://host:8080/` |
+//! | `secret_value` | value of `key=value`, `key: value`, `"key": "value"`, `'key': 'value'` with a secret-looking key ([`is_secret_key`]), with an auth scheme (`Basic …`) | `[Filtered]` | `auth::login`, `author: x`, `authenticate()` |
+//! | `bearer` | token after `Bearer ` | `[Filtered]` | "bearer of bad news" |
+//! | `email` | e-mail addresses | `[email]` | `app@1.2.3-beta.rc` (a release) |
+//! | `home_path` | `<name>` in `/home/<name>`, `/Users/<name>`, `C:\Users\<name>` | `[Filtered]` | `https://host/home/index.html` |
+//! | `iban` | IBANs passing mod-97 | `[Filtered]` | |
+//! | `card` | 13–19 digits (single space/dash groups), IIN 2–6, passing Luhn | `[Filtered]` | Luhn failures, epoch millis, UUID parts, decimals |
+//! | `ip` | IPv4, IPv6 (`Ipv6Addr` parses, has a digit, stands alone) | `[ip]` | `5.37.0.1234`, `1.2.3.4.5`, `12:30:45`, MACs, `Self::add`, `db::connect` |
+//!
+//! Scrubbing is idempotent (scrubbed text scrubs to itself, counting nothing) and cheap on clean input: a
+//! single pass over the bytes, then a precise scan per remaining rule, decide which rules can possibly
+//! match, so most patterns never run; text that needs no redaction is returned borrowed, without
+//! allocating.
 
-use regex::{Captures, Regex};
-use std::sync::LazyLock;
+mod event;
+mod rules;
+
+use std::borrow::Cow;
+
+pub use event::{scrub_event, scrub_value};
 
 pub const FILTERED: &str = "[Filtered]";
 pub const IP: &str = "[ip]";
 pub const EMAIL: &str = "[email]";
 
-/// Keys whose values are secrets, matched case-insensitively as substrings of a key.
+/// Keys whose values are secrets, matched case-insensitively as substrings of a key (`-` counts as `_`).
 pub const SECRET_KEY_WORDS: &[&str] = &[
     "password",
     "secret",
@@ -35,89 +58,182 @@ pub struct Scrubbed {
     pub redactions: usize,
 }
 
-/// Whether a key names a secret (`password`, `X-Auth-Token`, `sessionid` …).
+/// One scrubbing rule; each redaction is counted under the rule that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// A PEM block (`-----BEGIN … KEY-----` … `-----END … KEY-----`), whole.
+    Pem,
+    /// The `user:password` of a URL (`scheme://user:password@host`).
+    UrlCredentials,
+    /// The value of a secret-looking `key=value` / `key: value` / `"key": "value"` pair in text, and any
+    /// value stored under a secret-looking key in tags, contexts and `extra`.
+    SecretValue,
+    /// A token after `Bearer`.
+    Bearer,
+    /// An e-mail address (`[email]`).
+    Email,
+    /// The user name of a home path: `/home/<name>`, `/Users/<name>`, `C:\Users\<name>`.
+    HomePath,
+    /// An IBAN that passes the mod-97 check.
+    Iban,
+    /// A 13–19 digit card number (IIN starting 2–6) that passes the Luhn check.
+    Card,
+    /// An IPv4 or IPv6 address (`[ip]`).
+    Ip,
+}
+
+impl Rule {
+    /// Every rule, in the order the rules run.
+    pub const ALL: [Rule; 9] = [
+        Rule::Pem,
+        Rule::UrlCredentials,
+        Rule::SecretValue,
+        Rule::Bearer,
+        Rule::Email,
+        Rule::HomePath,
+        Rule::Iban,
+        Rule::Card,
+        Rule::Ip,
+    ];
+
+    /// The rule's counter name, as in [`ScrubStats`]: `pem`, `url_credentials`, `secret_value`, `bearer`,
+    /// `email`, `home_path`, `iban`, `card`, `ip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Pem => "pem",
+            Rule::UrlCredentials => "url_credentials",
+            Rule::SecretValue => "secret_value",
+            Rule::Bearer => "bearer",
+            Rule::Email => "email",
+            Rule::HomePath => "home_path",
+            Rule::Iban => "iban",
+            Rule::Card => "card",
+            Rule::Ip => "ip",
+        }
+    }
+}
+
+/// Redactions counted per rule, plus the `extra` entries dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScrubStats {
+    pub pem: u64,
+    pub url_credentials: u64,
+    pub secret_value: u64,
+    pub bearer: u64,
+    pub email: u64,
+    pub home_path: u64,
+    pub iban: u64,
+    pub card: u64,
+    pub ip: u64,
+    /// `extra` entries removed because their key looks secret or their value needed a redaction. Each one
+    /// is also counted under the rule(s) that fired, so this is not part of [`ScrubStats::total`].
+    pub extra_dropped: u64,
+}
+
+impl ScrubStats {
+    /// All redactions, over every rule (`extra_dropped` is not added: each dropped entry already counted
+    /// at least one redaction).
+    pub fn total(&self) -> u64 {
+        Rule::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+
+    /// Whether nothing was redacted or dropped.
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0 && self.extra_dropped == 0
+    }
+
+    /// Redactions made by one rule.
+    pub fn get(&self, rule: Rule) -> u64 {
+        *self.slot(rule)
+    }
+
+    /// Counts `n` redactions for `rule`.
+    pub fn add(&mut self, rule: Rule, n: u64) {
+        *self.slot_mut(rule) += n;
+    }
+
+    /// Adds another tally to this one.
+    pub fn merge(&mut self, other: &ScrubStats) {
+        for rule in Rule::ALL {
+            self.add(rule, other.get(rule));
+        }
+        self.extra_dropped += other.extra_dropped;
+    }
+
+    /// Every counter by name (the rules in [`Rule::ALL`] order, then `extra_dropped`), zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Rule::ALL
+            .iter()
+            .map(|&r| (r.name(), self.get(r)))
+            .chain(std::iter::once(("extra_dropped", self.extra_dropped)))
+    }
+
+    fn slot(&self, rule: Rule) -> &u64 {
+        match rule {
+            Rule::Pem => &self.pem,
+            Rule::UrlCredentials => &self.url_credentials,
+            Rule::SecretValue => &self.secret_value,
+            Rule::Bearer => &self.bearer,
+            Rule::Email => &self.email,
+            Rule::HomePath => &self.home_path,
+            Rule::Iban => &self.iban,
+            Rule::Card => &self.card,
+            Rule::Ip => &self.ip,
+        }
+    }
+
+    fn slot_mut(&mut self, rule: Rule) -> &mut u64 {
+        match rule {
+            Rule::Pem => &mut self.pem,
+            Rule::UrlCredentials => &mut self.url_credentials,
+            Rule::SecretValue => &mut self.secret_value,
+            Rule::Bearer => &mut self.bearer,
+            Rule::Email => &mut self.email,
+            Rule::HomePath => &mut self.home_path,
+            Rule::Iban => &mut self.iban,
+            Rule::Card => &mut self.card,
+            Rule::Ip => &mut self.ip,
+        }
+    }
+}
+
+/// Whether a key names a secret (`password`, `X-Auth-Token`, `X-Api-Key`, `sessionid` …): it contains one
+/// of [`SECRET_KEY_WORDS`], ignoring ASCII case and taking `-` for `_`. `auth` does not count in `author`
+/// or `authority` (it does in `authorization`, `authorize`, `oauth`). Allocation-free.
 pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEY_WORDS.iter().any(|w| key.contains(w))
+    let key = key.as_bytes();
+    SECRET_KEY_WORDS.iter().any(|w| {
+        let w = w.as_bytes();
+        key.len() >= w.len()
+            && (0..=key.len() - w.len()).any(|i| {
+                key[i..i + w.len()].iter().zip(w).all(|(&k, &c)| {
+                    let k = k.to_ascii_lowercase();
+                    k == c || (k == b'-' && c == b'_')
+                }) && !(w == b"auth" && is_author(&key[i + w.len()..]))
+            })
+    })
 }
 
-struct Rule {
-    re: Regex,
-    replace: fn(&Captures) -> Option<String>,
+/// Whether what follows `auth` makes it `author…` (but not `authoriz…` / `authoris…`).
+fn is_author(rest: &[u8]) -> bool {
+    let starts = |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"or") && !starts(b"oriz") && !starts(b"oris")
 }
-
-static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let rule = |re: &str, replace: fn(&Captures) -> Option<String>| Rule {
-        re: Regex::new(re).expect("scrub pattern"),
-        replace,
-    };
-    vec![
-        // PEM blocks, whole.
-        rule(
-            r"-----BEGIN [A-Z ]+-----[\s\S]*?(?:-----END [A-Z ]+-----|$)",
-            |_| Some(FILTERED.into()),
-        ),
-        // user:password@ in URLs.
-        rule(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@", |c| {
-            Some(format!("{}{FILTERED}@", &c[1]))
-        }),
-        // Bearer tokens without a key.
-        rule(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+", |_| {
-            Some(format!("Bearer {FILTERED}"))
-        }),
-        // Secret-looking key=value / key: value pairs (query strings, headers, logs).
-        rule(
-            r#"(?i)\b([a-z0-9_.-]*(?:password|secret|passwd|api_key|apikey|auth|credentials|token|bearer|private_key|cookie|session)[a-z0-9_.-]*)(\s*[=:]\s*|"\s*:\s*")([^\s&"',;]+)"#,
-            |c| Some(format!("{}{}{FILTERED}", &c[1], &c[2])),
-        ),
-        rule(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b", |_| {
-            Some(EMAIL.into())
-        }),
-        // Home directories: keep the rest of the path, drop the user name.
-        rule(r"(/home/|/Users/|(?i:[a-z]:\\+Users\\+))[^/\\\s]+", |c| {
-            Some(format!("{}{FILTERED}", &c[1]))
-        }),
-        // IBAN.
-        rule(
-            r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
-            |c| iban_valid(&c[0]).then(|| FILTERED.into()),
-        ),
-        // Card numbers: 13 to 19 digits, optionally grouped by spaces or dashes, passing Luhn.
-        rule(r"\b(?:[0-9][ -]?){12,18}[0-9]\b", |c| {
-            luhn_valid(&c[0]).then(|| FILTERED.into())
-        }),
-        rule(
-            r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b",
-            |_| Some(IP.into()),
-        ),
-        // IPv6: at least three groups with colons, or a :: compression with hex around it.
-        rule(
-            r"(?i)(?:\b[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}\b|\b(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?|::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4}\b)",
-            |c| (c[0].len() > 2).then(|| IP.into()),
-        ),
-    ]
-});
 
 /// Scrubs free text. Idempotent: scrubbing scrubbed text changes nothing more.
 pub fn scrub_text(input: &str) -> Scrubbed {
-    let mut text = input.to_string();
-    let mut redactions = 0;
-    for rule in RULES.iter() {
-        if !rule.re.is_match(&text) {
-            continue;
-        }
-        let replaced = rule
-            .re
-            .replace_all(&text, |c: &Captures| match (rule.replace)(c) {
-                Some(r) if r != c[0] => {
-                    redactions += 1;
-                    r
-                }
-                _ => c[0].to_string(),
-            });
-        text = replaced.into_owned();
+    let mut stats = ScrubStats::default();
+    let text = scrub_text_counted(input, &mut stats).into_owned();
+    Scrubbed {
+        text,
+        redactions: stats.total() as usize,
     }
-    Scrubbed { text, redactions }
+}
+
+/// Scrubs free text, adding each redaction to `stats` under the rule that made it. Returns the input
+/// borrowed, without allocating, when nothing needed redacting.
+pub fn scrub_text_counted<'a>(input: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
+    rules::scrub(input, stats)
 }
 
 /// Scrubs, then truncates to at most `max_bytes` (on a character boundary), marking the cut.
@@ -132,47 +248,6 @@ pub fn scrub_truncated(input: &str, max_bytes: usize) -> Scrubbed {
         s.text.push_str("…[truncated]");
     }
     s
-}
-
-fn luhn_valid(candidate: &str) -> bool {
-    let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-fn iban_valid(candidate: &str) -> bool {
-    let s: String = candidate.chars().filter(|c| !c.is_whitespace()).collect();
-    if !(15..=34).contains(&s.len()) {
-        return false;
-    }
-    let rearranged = format!("{}{}", &s[4..], &s[..4]);
-    let mut rem: u64 = 0;
-    for c in rearranged.chars() {
-        let v = match c.to_digit(36) {
-            Some(v) => v as u64,
-            None => return false,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem == 1
 }
 
 #[cfg(test)]
@@ -195,8 +270,8 @@ mod tests {
             ("X-Auth-Token: abc123", "X-Auth-Token: [Filtered]", 1),
             (
                 "Authorization: Bearer abc.def",
-                "Authorization: [Filtered] [Filtered]",
-                2,
+                "Authorization: [Filtered]",
+                1,
             ),
             ("/home/alice/src/main.rs", "/home/[Filtered]/src/main.rs", 1),
             (r"C:\Users\alice\app", r"C:\Users\[Filtered]\app", 1),
@@ -225,6 +300,45 @@ mod tests {
     }
 
     #[test]
+    fn clean_text_is_borrowed() {
+        let mut stats = ScrubStats::default();
+        let s = "/usr/lib/python3.11/site-packages/requests/api.py";
+        assert!(matches!(
+            scrub_text_counted(s, &mut stats),
+            Cow::Borrowed(_)
+        ));
+        assert!(stats.is_empty());
+    }
+
+    #[test]
+    fn counts_per_rule() {
+        let mut stats = ScrubStats::default();
+        let out = scrub_text_counted(
+            "alice@example.com bob@example.org 10.0.0.1 ::1 token=abc /home/carol/x",
+            &mut stats,
+        );
+        assert_eq!(
+            out,
+            "[email] [email] [ip] [ip] token=[Filtered] /home/[Filtered]/x"
+        );
+        assert_eq!(stats.email, 2);
+        assert_eq!(stats.ip, 2);
+        assert_eq!(stats.secret_value, 1);
+        assert_eq!(stats.home_path, 1);
+        assert_eq!(stats.total(), 6);
+        let names: Vec<_> = stats.iter().filter(|&(_, n)| n > 0).collect();
+        assert_eq!(
+            names,
+            [
+                ("secret_value", 1),
+                ("email", 2),
+                ("home_path", 1),
+                ("ip", 2)
+            ]
+        );
+    }
+
+    #[test]
     fn truncates_on_char_boundary() {
         let s = scrub_truncated(&"é".repeat(100), 11);
         assert!(s.text.starts_with("ééééé"));
@@ -233,8 +347,17 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        assert!(is_secret_key("X-Api-Key") || is_secret_key("api_key"));
+        assert!(is_secret_key("X-Api-Key"));
+        assert!(is_secret_key("api_key"));
         assert!(is_secret_key("SESSIONID"));
+        assert!(is_secret_key("X-Auth-Token"));
+        assert!(is_secret_key("Private-Key"));
+        assert!(is_secret_key("Authorization"));
+        assert!(is_secret_key("oauth_state"));
+        assert!(!is_secret_key("author"));
+        assert!(!is_secret_key("commit_authority"));
         assert!(!is_secret_key("version"));
+        assert!(!is_secret_key("api"));
+        assert!(!is_secret_key(""));
     }
 }

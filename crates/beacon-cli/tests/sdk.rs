@@ -1,0 +1,174 @@
+//! Real Sentry SDKs against a real collector: the Python `sentry-sdk` (with `brotli`, as in
+//! production) sends errors; they arrive grouped, and no canary of personal data reaches storage.
+//!
+//! Needs `python3` with `sentry_sdk` and `brotli` (`scripts/test` installs them). Skipped with a note
+//! without them, unless `BEACON_REQUIRE_SDKS=1` (set by `scripts/test`).
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+const CANARIES: &[&str] = &[
+    "alice.canary@example.com",
+    "203.0.113.77",
+    "tok_CANARY_5f3a9b1c7d",
+    "4111 1111 1111 1111",
+    "4111111111111111",
+    "hunter2-CANARY",
+    "db01.customer.internal",
+    "/home/alice",
+];
+
+fn python_ready() -> bool {
+    let required = std::env::var("BEACON_REQUIRE_SDKS").is_ok_and(|v| v == "1");
+    let ok = Command::new("python3")
+        .args(["-c", "import sentry_sdk, brotli"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !required,
+            "BEACON_REQUIRE_SDKS=1 but python3 with sentry_sdk and brotli is missing"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTE: Python sentry-sdk test SKIPPED: run `pip install sentry-sdk brotli` (scripts/test does)"
+        );
+    }
+    ok
+}
+
+fn admin(url: &str) -> reqwest::blocking::RequestBuilder {
+    client().get(url).bearer_auth(TOKEN)
+}
+
+#[test]
+fn python_sentry_sdk_events_arrive_grouped_and_scrubbed() {
+    if !python_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let created: serde_json::Value = client()
+        .post(format!("{}/admin/v1/projects", server.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "python-app"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let key = created["keys"][0]["public_key"].as_str().unwrap();
+    let project = created["id"].as_i64().unwrap();
+    let dsn = format!(
+        "{}/{project}",
+        server.url.replace("http://", &format!("http://{key}@"))
+    );
+
+    // The client lives under a home directory, so its frames carry /home/alice/… paths.
+    let app_dir = dir.path().join("home/alice/shop");
+    std::fs::create_dir_all(&app_dir).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/sdk/python_client.py"
+        ),
+        app_dir.join("app.py"),
+    )
+    .unwrap();
+    // Run as `python3 app.py` from its directory, as a service would: the frames' abs_path carries
+    // the home directory (and must not be stored); sys.argv (which the SDK puts in `extra`) is relative.
+    let out = Command::new("python3")
+        .arg("app.py")
+        .current_dir(&app_dir)
+        .env("BEACON_DSN", &dsn)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        text(&out.stderr)
+    );
+
+    let issues: Vec<serde_json::Value> = admin(&format!(
+        "{}/admin/v1/issues?project={project}&sort=count",
+        server.url
+    ))
+    .send()
+    .unwrap()
+    .json()
+    .unwrap();
+    let summary: Vec<(String, u64)> = issues
+        .iter()
+        .map(|i| {
+            (
+                i["title"].as_str().unwrap().to_string(),
+                i["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(issues.len(), 4, "{summary:?}");
+    let value_error = issues
+        .iter()
+        .find(|i| i["title"].as_str().unwrap().starts_with("ValueError"))
+        .unwrap();
+    assert_eq!(
+        value_error["count"], 2,
+        "the same error from the same place is one issue: {summary:?}"
+    );
+    assert_eq!(value_error["servers"], 1);
+    let key_errors = issues
+        .iter()
+        .filter(|i| i["title"].as_str().unwrap().starts_with("KeyError"))
+        .count();
+    assert_eq!(
+        key_errors, 2,
+        "one type from two call sites is two issues: {summary:?}"
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["title"].as_str().unwrap().starts_with("payment failed"))
+    );
+
+    let detail: serde_json::Value = admin(&format!(
+        "{}/admin/v1/issues/{}",
+        server.url, value_error["id"]
+    ))
+    .send()
+    .unwrap()
+    .json()
+    .unwrap();
+    let ev = &detail["latest_event"];
+    assert_eq!(ev["release"], "app@1.2.3");
+    assert_eq!(ev["platform"], "python");
+    let frames = ev["exceptions"][0]["frames"].as_array().unwrap();
+    assert!(frames.iter().any(|f| f["function"] == "parse_amount"));
+    assert!(
+        frames.iter().any(|f| f["filename"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/home/[Filtered]/shop")
+            || f["filename"].as_str().unwrap_or_default() == "app.py"),
+        "{frames:?}"
+    );
+    let event_text = ev.to_string();
+    for canary in CANARIES {
+        assert!(
+            !event_text.contains(canary),
+            "{canary} in the stored event: {event_text}"
+        );
+    }
+    drop(server);
+    // Nothing of the canaries anywhere in the store's files.
+    for f in ["beacon.db", "beacon.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+        for canary in CANARIES {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{canary} in {f}"
+            );
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Channel 2: Sentry-compatible error reporting — `POST /api/{project_id}/envelope/` and `/store/`.
+//!
+//! The handler checks header credentials first (cheap), then hands the body to the blocking pool for
+//! the CPU work — decoding, envelope parsing, projection, scrubbing, grouping — and submits the events
+//! to the ingest service, answering `200` only once they are committed.
+
+use crate::AppState;
+use crate::decode::{DecodeError, decode};
+use crate::error::ApiError;
+use crate::ingest::Ingest;
+use crate::metrics::{Outcome, count_item};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use beacon_store::{EventRecord, NewDeadLetter, Store, WriteOp, WriteOutcome};
+use beacon_wire::admin::KeyInfo;
+use beacon_wire::sentry::{auth, envelope, event, grouping};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const CHANNEL: &str = "errors";
+/// Largest request body, compressed.
+pub const MAX_BODY_BYTES: usize = 20 << 20;
+/// Largest request body, decompressed.
+pub const MAX_DECODED_BYTES: usize = 100 << 20;
+/// Bytes of a rejected item kept (scrubbed) as a dead letter.
+const DEAD_LETTER_BYTES: usize = 2048;
+
+/// Item types Sentry SDKs send that Beacon accepts, counts and does not store.
+const NOT_STORED: &[&str] = &[
+    "transaction",
+    "session",
+    "sessions",
+    "attachment",
+    "client_report",
+    "check_in",
+    "profile",
+    "profile_chunk",
+    "replay_event",
+    "replay_recording",
+    "statsd",
+    "metric_meta",
+    "user_report",
+    "feedback",
+    "span",
+    "log",
+    "otel_log",
+];
+
+/// Public keys in memory for a few seconds, so authentication does not read the database per request.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<String, (Option<KeyInfo>, Instant)>>,
+}
+
+const KEY_TTL: Duration = Duration::from_secs(10);
+
+impl KeyCache {
+    pub async fn get(&self, store: &dyn Store, key: &str) -> Result<Option<KeyInfo>, ApiError> {
+        if let Some((info, at)) = self.keys.lock().expect("key cache lock").get(key)
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(info.clone());
+        }
+        let info = store.project_key(key).await?;
+        let mut keys = self.keys.lock().expect("key cache lock");
+        if keys.len() > 100_000 {
+            keys.clear(); // bounded: unknown keys sent at random must not grow it forever
+        }
+        keys.insert(key.to_string(), (info.clone(), Instant::now()));
+        Ok(info)
+    }
+
+    /// Forgets a key after an admin change, so the change applies at once on this collector.
+    pub fn forget(&self, key: &str) {
+        self.keys.lock().expect("key cache lock").remove(key);
+    }
+}
+
+/// Events per key per minute, in fixed one-minute windows.
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl RateLimiter {
+    /// Takes `n` events from the key's allowance; `Err(seconds to wait)` when over.
+    pub fn take(&self, key: &str, limit: u64, n: u64, now: DateTime<Utc>) -> Result<(), u64> {
+        let minute = now.timestamp().div_euclid(60);
+        let mut w = self.windows.lock().expect("rate limiter lock");
+        if w.len() > 100_000 {
+            w.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = w.entry(key.to_string()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 + n > limit {
+            return Err((60 - now.timestamp().rem_euclid(60)).max(1) as u64);
+        }
+        entry.1 += n;
+        Ok(())
+    }
+}
+
+/// Keys named by the request's headers and query string.
+fn request_keys(headers: &HeaderMap, query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let mut keys = Vec::new();
+    for name in ["x-sentry-auth", "authorization"] {
+        if let Some(v) = headers.get(name) {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::Unauthenticated(format!("{name} is not ascii")))?;
+            if name == "authorization"
+                && !v.trim_start().to_ascii_lowercase().starts_with("sentry ")
+            {
+                continue;
+            }
+            keys.push(
+                auth::key_from_header(v).map_err(|e| ApiError::Unauthenticated(e.to_string()))?,
+            );
+        }
+    }
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some(("sentry_key", v)) = pair.split_once('=') {
+            keys.push(v.to_string());
+        }
+    }
+    Ok(keys)
+}
+
+/// One key, known, enabled, of this project.
+async fn authenticate(
+    state: &AppState,
+    keys: &[String],
+    project_id: u64,
+) -> Result<KeyInfo, ApiError> {
+    let mut distinct: Vec<&String> = keys.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let key = match distinct.as_slice() {
+        [] => return Err(ApiError::Unauthenticated("no sentry_key: send X-Sentry-Auth, Authorization: Sentry, ?sentry_key= or a dsn in the envelope header".into())),
+        [one] => *one,
+        _ => return Err(ApiError::Unauthenticated("conflicting sentry keys in one request".into())),
+    };
+    if !auth::is_public_key(key) {
+        return Err(ApiError::Forbidden("unknown sentry key".into()));
+    }
+    let info = state
+        .keys
+        .get(&*state.store, key)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("unknown sentry key".into()))?;
+    if !info.enabled {
+        return Err(ApiError::Forbidden("this sentry key is disabled".into()));
+    }
+    if info.project_id as u64 != project_id {
+        return Err(ApiError::Forbidden(format!(
+            "this key does not belong to project {project_id}"
+        )));
+    }
+    Ok(info)
+}
+
+/// What became of one item, before anything is written.
+enum Judged {
+    Event(Box<EventRecord>),
+    Rejected {
+        reason: &'static str,
+        detail: String,
+        copy: String,
+    },
+    NotStored(&'static str),
+}
+
+struct Prepared {
+    envelope_key: Option<String>,
+    header_event_id: Option<String>,
+    items: Vec<Judged>,
+}
+
+fn decode_error(e: DecodeError) -> ApiError {
+    match e {
+        DecodeError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+fn judge_event(
+    payload: &[u8],
+    fallback_id: &str,
+    project_id: i64,
+    received_at: DateTime<Utc>,
+) -> Judged {
+    let reject = |reason, detail: String| Judged::Rejected {
+        reason,
+        detail,
+        copy: beacon_scrub::scrub_truncated(
+            &String::from_utf8_lossy(&payload[..payload.len().min(DEAD_LETTER_BYTES * 4)]),
+            DEAD_LETTER_BYTES,
+        )
+        .text,
+    };
+    let mut ev = match event::project(payload, fallback_id, received_at) {
+        Ok(ev) => ev,
+        Err(event::EventError::TooLarge(n)) => {
+            return reject("too_large", format!("event is {n} bytes"));
+        }
+        Err(event::EventError::Json(e)) => return reject("invalid_json", e),
+        Err(event::EventError::Field(f)) => return reject("invalid_field", f.to_string()),
+    };
+    let stats = beacon_scrub::scrub_event(&mut ev);
+    if stats.total() > 0 {
+        metrics::counter!(crate::metrics::REDACTIONS_TOTAL, "channel" => CHANNEL)
+            .increment(stats.total());
+    }
+    let g = grouping::group(&ev);
+    let server_id = ev.tags.get("server_id").cloned();
+    Judged::Event(Box::new(EventRecord {
+        project_id,
+        received_at,
+        event: ev,
+        group_hash: g.hash,
+        title: g.title,
+        culprit: g.culprit,
+        server_id,
+    }))
+}
+
+fn new_event_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The CPU-heavy part, on the blocking pool.
+fn prepare(
+    body: Bytes,
+    encoding: Option<String>,
+    is_envelope: bool,
+    project_id: i64,
+    received_at: DateTime<Utc>,
+) -> Result<Prepared, ApiError> {
+    let decoded = decode(&body, encoding.as_deref(), MAX_DECODED_BYTES).map_err(decode_error)?;
+    if !is_envelope {
+        let id = new_event_id();
+        return Ok(Prepared {
+            envelope_key: None,
+            header_event_id: None,
+            items: vec![judge_event(&decoded, &id, project_id, received_at)],
+        });
+    }
+    let env = envelope::parse(&decoded).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let envelope_key = match env.header.dsn.as_deref() {
+        Some(dsn) => Some(
+            auth::parse_dsn(dsn)
+                .map_err(|e| ApiError::Unauthenticated(e.to_string()))?
+                .public_key,
+        ),
+        None => None,
+    };
+    let header_id = env
+        .header
+        .event_id
+        .as_deref()
+        .and_then(event::normalize_event_id);
+    let items = env
+        .items
+        .iter()
+        .map(|item| match item.ty.as_str() {
+            "event" => {
+                let fallback = header_id.clone().unwrap_or_else(new_event_id);
+                judge_event(item.payload, &fallback, project_id, received_at)
+            }
+            other => Judged::NotStored(
+                NOT_STORED
+                    .iter()
+                    .find(|t| **t == other)
+                    .copied()
+                    .unwrap_or("unknown"),
+            ),
+        })
+        .collect();
+    Ok(Prepared {
+        envelope_key,
+        header_event_id: header_id,
+        items,
+    })
+}
+
+pub async fn envelope(
+    state: State<AppState>,
+    path: Path<u64>,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ingest(state, path, headers, query, body, true).await
+}
+
+pub async fn store(
+    state: State<AppState>,
+    path: Path<u64>,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    ingest(state, path, headers, query, body, false).await
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    Path(project_id): Path<u64>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+    is_envelope: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let received_at = state.clock.now();
+    let mut keys = request_keys(&headers, query.as_deref())?;
+    // Credentials in headers are checked before any decoding work.
+    if !keys.is_empty() {
+        authenticate(&state, &keys, project_id).await?;
+    }
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let pid = i64::try_from(project_id)
+        .map_err(|_| ApiError::NotFound(format!("project {project_id} not found")))?;
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(body, encoding, is_envelope, pid, received_at))
+            .await
+            .map_err(|e| ApiError::Internal(format!("event processing failed: {e}")))??;
+    keys.extend(prepared.envelope_key.clone());
+    let key = authenticate(&state, &keys, project_id).await?;
+
+    let events = prepared
+        .items
+        .iter()
+        .filter(|i| matches!(i, Judged::Event(_)))
+        .count() as u64;
+    let limit = key
+        .rate_limit_per_minute
+        .map(u64::from)
+        .unwrap_or(state.config.errors.rate_limit_per_minute);
+    if events > 0
+        && let Err(retry_after_secs) =
+            state
+                .limiter
+                .take(&key.public_key, limit, events, received_at)
+    {
+        for _ in 0..events {
+            count_item(CHANNEL, Outcome::RateLimited);
+        }
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
+    let mut id = prepared.header_event_id.clone();
+    let mut ops = Vec::new();
+    let mut rejected = Vec::new();
+    for item in prepared.items {
+        match item {
+            Judged::Event(e) => {
+                id.get_or_insert_with(|| e.event.event_id.clone());
+                ops.push(WriteOp::Event(e));
+            }
+            Judged::Rejected {
+                reason,
+                detail,
+                copy,
+            } => {
+                count_item(CHANNEL, Outcome::Rejected(reason));
+                rejected.push(format!("{reason}: {detail}"));
+                ops.push(WriteOp::DeadLetter(NewDeadLetter {
+                    received_at,
+                    channel: CHANNEL.into(),
+                    reason: format!("{reason}: {detail}"),
+                    payload: copy,
+                }));
+            }
+            Judged::NotStored(kind) => {
+                metrics::counter!(crate::metrics::ITEMS_TOTAL, "channel" => CHANNEL, "outcome" => "accepted", "reason" => format!("not_stored_{kind}")).increment(1);
+            }
+        }
+    }
+    let outcomes = submit_all(&state.ingest, ops).await;
+    let mut stored = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Ok((true, WriteOutcome::Accepted)) => {
+                count_item(CHANNEL, Outcome::Accepted);
+                stored += 1;
+            }
+            Ok((true, WriteOutcome::Duplicate)) => {
+                count_item(CHANNEL, Outcome::Duplicate);
+                stored += 1;
+            }
+            Ok((false, _)) => {}
+            Err(_) => count_item(CHANNEL, Outcome::Rejected("store_unavailable")),
+        }
+    }
+    if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+        return Err(e);
+    }
+    if stored == 0 && events == 0 && !rejected.is_empty() {
+        // Nothing usable in the request.
+        let message = rejected.join("; ");
+        return Err(if rejected.iter().all(|r| r.starts_with("too_large")) {
+            ApiError::TooLarge(message)
+        } else {
+            ApiError::BadRequest(message)
+        });
+    }
+    Ok(Json(
+        serde_json::json!({ "id": id.unwrap_or_else(new_event_id) }),
+    ))
+}
+
+/// Submits every operation, then waits for all; `(is_event, outcome)` per operation.
+async fn submit_all(
+    ingest: &Ingest,
+    ops: Vec<WriteOp>,
+) -> Vec<Result<(bool, WriteOutcome), ApiError>> {
+    let waits: Vec<_> = ops
+        .into_iter()
+        .map(|op| {
+            let is_event = matches!(op, WriteOp::Event(_));
+            let ingest = ingest.clone();
+            async move { ingest.submit(op).await.map(|o| (is_event, o)) }
+        })
+        .collect();
+    futures_util::future::join_all(waits).await
+}
