@@ -29,16 +29,17 @@ pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u
             return Ok(body.to_vec());
         }
         // Several gzip members in a row are one stream (RFC 1952): decode them all.
-        "gzip" | "x-gzip" => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(body))),
+        // (The `bufread` decoders read the slice directly: no 32 KiB buffer per request.)
+        "gzip" | "x-gzip" => ("gzip", Box::new(flate2::bufread::MultiGzDecoder::new(body))),
         // HTTP "deflate" is zlib-wrapped; some clients send raw deflate: the zlib header tells.
         "deflate" => {
             let zlib = body.len() >= 2
                 && (u16::from(body[0]) << 8 | u16::from(body[1])) % 31 == 0
                 && body[0] & 0x0f == 8;
             if zlib {
-                ("deflate", Box::new(flate2::read::ZlibDecoder::new(body)))
+                ("deflate", Box::new(flate2::bufread::ZlibDecoder::new(body)))
             } else {
-                ("deflate", Box::new(flate2::read::DeflateDecoder::new(body)))
+                ("deflate", Box::new(flate2::bufread::DeflateDecoder::new(body)))
             }
         }
         "br" => ("br", Box::new(brotli::Decompressor::new(body, 64 * 1024))),

@@ -50,6 +50,11 @@ const NOT_STORED: &[&str] = &[
     "otel_log",
 ];
 
+/// Permits for the CPU-heavy step, one per core.
+static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+});
+
 /// Public keys in memory for a few seconds, so authentication does not read the database per request.
 #[derive(Default)]
 pub struct KeyCache {
@@ -329,10 +334,16 @@ async fn ingest(
         .map(str::to_string);
     let pid = i64::try_from(project_id)
         .map_err(|_| ApiError::NotFound(format!("project {project_id} not found")))?;
+    // As many bodies in work as there are cores: more would only add thread switches.
+    let cpu = CPU_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal("cpu slots closed".into()))?;
     let prepared =
         tokio::task::spawn_blocking(move || prepare(body, encoding, is_envelope, pid, received_at))
             .await
             .map_err(|e| ApiError::Internal(format!("event processing failed: {e}")))??;
+    drop(cpu);
     keys.extend(prepared.envelope_key.clone());
     let key = authenticate(&state, &keys, project_id).await?;
 

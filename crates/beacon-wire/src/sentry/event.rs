@@ -81,6 +81,66 @@ pub enum EventError {
     Field(crate::FieldError),
 }
 
+/// A string field as SDKs send it: a string, or a number or bool to show as text; anything else
+/// (objects, arrays) is skipped. Deserialised without building a `serde_json::Value`.
+#[derive(Default)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or bool")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(Some(clip(v))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text, E> {
+                Ok(Text(Some(if v.len() > MAX_STRING_CHARS { clip(&v) } else { v })))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_none<E>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
+                while m.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Text, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_STRING_CHARS {
+        return s.to_string();
+    }
+    s.chars().take(MAX_STRING_CHARS).collect()
+}
+
 #[derive(Deserialize)]
 struct RawEvent {
     #[serde(default)]
@@ -111,21 +171,52 @@ struct RawEvent {
     fingerprint: Option<Vec<serde_json::Value>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawExceptions {
-    Values { values: Vec<RawException> },
-    List(Vec<RawException>),
+/// `exception` is `{"values": [...]}` or, from old SDKs, the list itself. Read without serde's
+/// untagged buffering, which copied whole stack traces into an intermediate tree.
+struct RawExceptions(Vec<RawException>);
+
+impl<'de> Deserialize<'de> for RawExceptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawExceptions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{\"values\": [...]} or a list of exceptions")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<RawExceptions, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = s.next_element()? {
+                    out.push(e);
+                }
+                Ok(RawExceptions(out))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawExceptions, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if k == "values" {
+                        out = m.next_value::<Option<Vec<RawException>>>()?.unwrap_or_default();
+                    } else {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(RawExceptions(out))
+            }
+            fn visit_unit<E>(self) -> Result<RawExceptions, E> {
+                Ok(RawExceptions(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
 struct RawException {
     #[serde(default, rename = "type")]
-    ty: Option<serde_json::Value>,
+    ty: Text,
     #[serde(default)]
-    value: Option<serde_json::Value>,
+    value: Text,
     #[serde(default)]
-    module: Option<serde_json::Value>,
+    module: Text,
     #[serde(default)]
     mechanism: Option<RawMechanism>,
     #[serde(default)]
@@ -135,7 +226,7 @@ struct RawException {
 #[derive(Deserialize)]
 struct RawMechanism {
     #[serde(default, rename = "type")]
-    ty: Option<serde_json::Value>,
+    ty: Text,
     #[serde(default)]
     handled: Option<bool>,
 }
@@ -150,13 +241,13 @@ struct RawStacktrace {
 #[derive(Deserialize)]
 struct RawFrame {
     #[serde(default)]
-    module: Option<serde_json::Value>,
+    module: Text,
     #[serde(default)]
-    function: Option<serde_json::Value>,
+    function: Text,
     #[serde(default)]
-    filename: Option<serde_json::Value>,
+    filename: Text,
     #[serde(default)]
-    abs_path: Option<serde_json::Value>,
+    abs_path: Text,
     #[serde(default)]
     lineno: Option<serde_json::Value>,
     #[serde(default)]
@@ -254,7 +345,7 @@ pub fn project(
     };
     let exceptions = match raw.exception {
         None => Vec::new(),
-        Some(RawExceptions::Values { values }) | Some(RawExceptions::List(values)) => values
+        Some(RawExceptions(values)) => values
             .into_iter()
             .map(|e| {
                 let mut frames: Vec<StoredFrame> = e
@@ -263,9 +354,9 @@ pub fn project(
                     .unwrap_or_default()
                     .into_iter()
                     .map(|f| StoredFrame {
-                        module: text(f.module.as_ref()),
-                        function: text(f.function.as_ref()),
-                        filename: text(f.filename.as_ref()).or_else(|| text(f.abs_path.as_ref())),
+                        module: f.module.0,
+                        function: f.function.0,
+                        filename: f.filename.0.or(f.abs_path.0),
                         lineno: f.lineno.as_ref().and_then(serde_json::Value::as_u64),
                         in_app: f.in_app,
                     })
@@ -274,11 +365,11 @@ pub fn project(
                     frames.drain(..frames.len() - MAX_FRAMES);
                 }
                 StoredException {
-                    ty: text(e.ty.as_ref()),
-                    value: text(e.value.as_ref()),
-                    module: text(e.module.as_ref()),
+                    ty: e.ty.0,
+                    value: e.value.0,
+                    module: e.module.0,
                     mechanism: e.mechanism.map(|m| Mechanism {
-                        ty: text(m.ty.as_ref()).unwrap_or_else(|| "generic".into()),
+                        ty: m.ty.0.unwrap_or_else(|| "generic".into()),
                         handled: m.handled,
                     }),
                     frames,
