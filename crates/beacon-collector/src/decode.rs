@@ -39,7 +39,10 @@ pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u
             if zlib {
                 ("deflate", Box::new(flate2::bufread::ZlibDecoder::new(body)))
             } else {
-                ("deflate", Box::new(flate2::bufread::DeflateDecoder::new(body)))
+                (
+                    "deflate",
+                    Box::new(flate2::bufread::DeflateDecoder::new(body)),
+                )
             }
         }
         "br" => ("br", Box::new(brotli::Decompressor::new(body, 64 * 1024))),

@@ -52,7 +52,11 @@ const NOT_STORED: &[&str] = &[
 
 /// Permits for the CPU-heavy step, one per core.
 static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    tokio::sync::Semaphore::new(
+        2 * std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+    )
 });
 
 /// Public keys in memory for a few seconds, so authentication does not read the database per request.

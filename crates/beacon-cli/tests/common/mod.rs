@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's tests: spawn `beacon serve`, send checks, read the store.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -140,4 +141,100 @@ pub fn wait_for(acked: &AtomicU64, n: u64) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     panic!("load did not reach {n} acknowledged checks");
+}
+
+/// A database of its own on the test server, dropped at the end.
+pub struct TestDb {
+    pub rt: tokio::runtime::Runtime,
+    pub admin: tokio_postgres::Client,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn create() -> Option<TestDb> {
+        let required = std::env::var("BEACON_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let Ok(base) = std::env::var("BEACON_TEST_POSTGRES_URL") else {
+            assert!(
+                !required,
+                "BEACON_REQUIRE_POSTGRES=1 but BEACON_TEST_POSTGRES_URL is not set"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTE: PostgreSQL collector tests SKIPPED: set BEACON_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB"
+            );
+            return None;
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let admin = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+            tokio::spawn(conn);
+            client
+        });
+        let name = format!("beacon_t_{:016x}", rand::random::<u64>());
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+            .unwrap();
+        let config: tokio_postgres::Config = base.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("tcp host expected, got {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        let url = format!("postgres://{user}@{host}:{port}/{name}");
+        Some(TestDb {
+            rt,
+            admin,
+            name,
+            url,
+        })
+    }
+
+    pub fn sql(&self, sql: &str) {
+        self.rt
+            .block_on(self.admin.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub fn stored_server_ids(&self) -> HashSet<u64> {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query("SELECT server_id FROM checks", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0).parse().unwrap())
+                .collect()
+        })
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.query_one(sql, &[]).await.unwrap().get(0)
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )));
+    }
 }

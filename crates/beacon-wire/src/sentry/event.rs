@@ -98,7 +98,11 @@ impl<'de> Deserialize<'de> for Text {
                 Ok(Text(Some(clip(v))))
             }
             fn visit_string<E>(self, v: String) -> Result<Text, E> {
-                Ok(Text(Some(if v.len() > MAX_STRING_CHARS { clip(&v) } else { v })))
+                Ok(Text(Some(if v.len() > MAX_STRING_CHARS {
+                    clip(&v)
+                } else {
+                    v
+                })))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
                 Ok(Text(Some(v.to_string())))
@@ -122,7 +126,10 @@ impl<'de> Deserialize<'de> for Text {
                 d.deserialize_any(V)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
-                while m.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
                 Ok(Text(None))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Text, A::Error> {
@@ -162,6 +169,8 @@ struct RawEvent {
     #[serde(default)]
     exception: Option<RawExceptions>,
     #[serde(default)]
+    threads: Option<RawExceptions>,
+    #[serde(default)]
     tags: Option<serde_json::Value>,
     #[serde(default)]
     contexts: Option<BTreeMap<String, serde_json::Value>>,
@@ -183,18 +192,26 @@ impl<'de> Deserialize<'de> for RawExceptions {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("{\"values\": [...]} or a list of exceptions")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<RawExceptions, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<RawExceptions, A::Error> {
                 let mut out = Vec::new();
                 while let Some(e) = s.next_element()? {
                     out.push(e);
                 }
                 Ok(RawExceptions(out))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawExceptions, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawExceptions, A::Error> {
                 let mut out = Vec::new();
                 while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
                     if k == "values" {
-                        out = m.next_value::<Option<Vec<RawException>>>()?.unwrap_or_default();
+                        out = m
+                            .next_value::<Option<Vec<RawException>>>()?
+                            .unwrap_or_default();
                     } else {
                         m.next_value::<serde::de::IgnoredAny>()?;
                     }
@@ -280,6 +297,25 @@ fn scalar(v: &serde_json::Value) -> bool {
     )
 }
 
+fn frames_of(stacktrace: Option<RawStacktrace>) -> Vec<StoredFrame> {
+    let mut frames: Vec<StoredFrame> = stacktrace
+        .map(|s| s.frames)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| StoredFrame {
+            module: f.module.0,
+            function: f.function.0,
+            filename: f.filename.0.or(f.abs_path.0),
+            lineno: f.lineno.as_ref().and_then(serde_json::Value::as_u64),
+            in_app: f.in_app,
+        })
+        .collect();
+    if frames.len() > MAX_FRAMES {
+        frames.drain(..frames.len() - MAX_FRAMES);
+    }
+    frames
+}
+
 /// Normalises an event id: 32 hex digits, dashes allowed (a UUID), any case.
 pub fn normalize_event_id(id: &str) -> Option<String> {
     let hex: String = id
@@ -348,22 +384,7 @@ pub fn project(
         Some(RawExceptions(values)) => values
             .into_iter()
             .map(|e| {
-                let mut frames: Vec<StoredFrame> = e
-                    .stacktrace
-                    .map(|s| s.frames)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|f| StoredFrame {
-                        module: f.module.0,
-                        function: f.function.0,
-                        filename: f.filename.0.or(f.abs_path.0),
-                        lineno: f.lineno.as_ref().and_then(serde_json::Value::as_u64),
-                        in_app: f.in_app,
-                    })
-                    .collect();
-                if frames.len() > MAX_FRAMES {
-                    frames.drain(..frames.len() - MAX_FRAMES);
-                }
+                let frames = frames_of(e.stacktrace);
                 StoredException {
                     ty: e.ty.0,
                     value: e.value.0,
@@ -377,6 +398,15 @@ pub fn project(
             })
             .collect(),
     };
+    let mut exceptions = exceptions;
+    // SDKs that attach a stack trace to an error without one (sentry-rust's `attach_stacktrace`) put
+    // it on the current thread: use it for the raised exception, as Sentry does for grouping.
+    if let (Some(RawExceptions(threads)), Some(raised)) = (raw.threads, exceptions.last_mut())
+        && raised.frames.is_empty()
+        && let Some(thread) = threads.into_iter().find(|t| t.stacktrace.is_some())
+    {
+        raised.frames = frames_of(thread.stacktrace);
+    }
     let mut tags = BTreeMap::new();
     match raw.tags {
         Some(serde_json::Value::Object(map)) => {
