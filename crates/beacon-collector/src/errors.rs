@@ -228,9 +228,14 @@ fn judge_event(
     }
     let g = grouping::group(&ev);
     let server_id = ev.tags.get("server_id").cloned();
+    let event_json = match serde_json::to_string(&ev) {
+        Ok(j) => j,
+        Err(e) => return reject("invalid_json", format!("cannot serialise the event: {e}")),
+    };
     Judged::Event(Box::new(EventRecord {
         project_id,
         received_at,
+        event_json,
         event: ev,
         group_hash: g.hash,
         title: g.title,

@@ -319,7 +319,7 @@ async fn write_event(
     let e = &r.event;
     let level = level_str(e.level);
     // The event row first: a repeat (same project and event id) changes nothing.
-    let payload = serde_json::to_string(e).unwrap_or_default();
+    let payload = &r.event_json;
     let inserted = tx
         .execute(
             "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \

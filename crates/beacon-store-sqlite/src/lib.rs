@@ -360,7 +360,7 @@ fn write_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> Result<WriteO
         .map_err(map_err)?
         .query_row(params![r.project_id, r.group_hash, r.title, r.culprit, level, at], |row| row.get(0))
         .map_err(map_err)?;
-    let payload = serde_json::to_string(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
+    let payload = &r.event_json;
     tx.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \
          environment, server_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

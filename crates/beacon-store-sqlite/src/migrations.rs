@@ -80,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         UNIQUE (project_id, group_hash)
     );
+    -- A rowid table: rows carry a few KiB of JSON, which WITHOUT ROWID tables handle poorly.
     CREATE TABLE events (
         project_id INTEGER NOT NULL,
         event_id TEXT NOT NULL,
@@ -91,8 +92,8 @@ const MIGRATIONS: &[&str] = &[
         environment TEXT,
         server_id TEXT,
         payload TEXT NOT NULL,          -- the scrubbed StoredEvent, JSON
-        PRIMARY KEY (project_id, event_id)
-    ) WITHOUT ROWID;
+        UNIQUE (project_id, event_id)
+    );
     CREATE INDEX events_by_issue ON events (issue_id, received_at);
     CREATE TABLE issue_counts (
         issue_id INTEGER NOT NULL,

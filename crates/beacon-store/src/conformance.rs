@@ -628,22 +628,24 @@ fn event_op(
     server: Option<&str>,
     day: u64,
 ) -> WriteOp {
+    let event = StoredEvent {
+        event_id: format!("{n:032x}"),
+        timestamp: at(day, 3),
+        level: if hash == "h2" {
+            Level::Warning
+        } else {
+            Level::Error
+        },
+        release: Some(release.into()),
+        environment: Some(env.into()),
+        message: Some(format!("event {n}")),
+        ..Default::default()
+    };
     WriteOp::Event(Box::new(EventRecord {
         project_id,
         received_at: at(day, 3) + chrono::Duration::seconds(i64::from(n)),
-        event: StoredEvent {
-            event_id: format!("{n:032x}"),
-            timestamp: at(day, 3),
-            level: if hash == "h2" {
-                Level::Warning
-            } else {
-                Level::Error
-            },
-            release: Some(release.into()),
-            environment: Some(env.into()),
-            message: Some(format!("event {n}")),
-            ..Default::default()
-        },
+        event_json: serde_json::to_string(&event).unwrap(),
+        event,
         group_hash: hash.into(),
         title: format!("title {hash}"),
         culprit: Some("app in main".into()),

@@ -69,6 +69,8 @@ pub struct EventRecord {
     pub project_id: i64,
     pub received_at: DateTime<Utc>,
     pub event: beacon_wire::sentry::StoredEvent,
+    /// `event` serialised as JSON, made by the caller (off the single writer).
+    pub event_json: String,
     /// The grouping hash (32 hex), and what a new issue shows.
     pub group_hash: String,
     pub title: String,
