@@ -40,6 +40,27 @@ fn python_ready() -> bool {
     ok
 }
 
+/// Creates a project on the collector at `url`; returns its id and DSN.
+fn create_project(url: &str, name: &str) -> (i64, String) {
+    let created: serde_json::Value = client()
+        .post(format!("{url}/admin/v1/projects"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let key = created["keys"][0]["public_key"].as_str().unwrap();
+    let project = created["id"].as_i64().unwrap();
+    (
+        project,
+        format!(
+            "{}/{project}",
+            url.replace("http://", &format!("http://{key}@"))
+        ),
+    )
+}
+
 fn admin(url: &str) -> reqwest::blocking::RequestBuilder {
     client().get(url).bearer_auth(TOKEN)
 }
@@ -47,20 +68,7 @@ fn admin(url: &str) -> reqwest::blocking::RequestBuilder {
 /// Creates a project on the collector at `url`, runs the Python client against it, checks the
 /// grouping and the stored events; returns nothing but panics on any mismatch.
 fn python_client_round_trip(url: &str, dir: &std::path::Path) {
-    let created: serde_json::Value = client()
-        .post(format!("{url}/admin/v1/projects"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "python-app"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let key = created["keys"][0]["public_key"].as_str().unwrap();
-    let project = created["id"].as_i64().unwrap();
-    let dsn = format!(
-        "{}/{project}",
-        url.replace("http://", &format!("http://{key}@"))
-    );
+    let (project, dsn) = create_project(url, "python-app");
 
     // The client lives under a home directory, so its frames carry /home/alice/… paths.
     let app_dir = dir.join("home/alice/shop");
@@ -200,20 +208,7 @@ fn python_sentry_sdk_on_postgres_leaves_no_canary_in_a_dump() {
 fn rust_sentry_crate_errors_and_panics_arrive_grouped_and_scrubbed() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
-    let created: serde_json::Value = client()
-        .post(format!("{}/admin/v1/projects", server.url))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "rust-app"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let key = created["keys"][0]["public_key"].as_str().unwrap();
-    let project = created["id"].as_i64().unwrap();
-    let dsn = format!(
-        "{}/{project}",
-        server.url.replace("http://", &format!("http://{key}@"))
-    );
+    let (project, dsn) = create_project(&server.url, "rust-app");
 
     #[derive(Debug)]
     struct PaymentError(String);

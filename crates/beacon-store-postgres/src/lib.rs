@@ -302,22 +302,12 @@ async fn write_dead_letters(
     Ok(())
 }
 
-fn level_str(l: Level) -> &'static str {
-    match l {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warning => "warning",
-        Level::Error => "error",
-        Level::Fatal => "fatal",
-    }
-}
-
 async fn write_event(
     tx: &tokio_postgres::Transaction<'_>,
     r: &EventRecord,
 ) -> std::result::Result<WriteOutcome, tokio_postgres::Error> {
     let e = &r.event;
-    let level = level_str(e.level);
+    let level = e.level.as_str();
     // The event row first: a repeat (same project and event id) changes nothing.
     let payload = &r.event_json;
     let inserted = tx
@@ -903,7 +893,7 @@ impl Store for PgStore {
                      AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM issue_counts c WHERE c.issue_id = i.id AND c.environment = $4)) \
                      ORDER BY {order} LIMIT $5"
                 ),
-                &[&f.project_id, &f.level.map(level_str), &f.release, &f.environment, &i64::from(f.limit.max(1))],
+                &[&f.project_id, &f.level.map(Level::as_str), &f.release, &f.environment, &i64::from(f.limit.max(1))],
             )
             .await
             .map_err(map_err)?;

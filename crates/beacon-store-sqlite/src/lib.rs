@@ -322,16 +322,6 @@ fn write_dead_letter(tx: &rusqlite::Transaction<'_>, d: &NewDeadLetter) -> Resul
     Ok(WriteOutcome::Accepted)
 }
 
-fn level_str(l: Level) -> &'static str {
-    match l {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warning => "warning",
-        Level::Error => "error",
-        Level::Fatal => "fatal",
-    }
-}
-
 fn level_from(s: &str) -> rusqlite::Result<Level> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -349,7 +339,7 @@ fn write_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> Result<WriteO
         return Ok(WriteOutcome::Duplicate);
     }
     let at = ms(r.received_at);
-    let level = level_str(e.level);
+    let level = e.level.as_str();
     let issue_id: i64 = tx
         .prepare_cached(
             "INSERT INTO issues (project_id, group_hash, title, culprit, level, first_seen, last_seen, count) \
@@ -939,7 +929,7 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(
-                    params![f.project_id, f.level.map(level_str), f.release, f.environment, f.limit.max(1)],
+                    params![f.project_id, f.level.map(Level::as_str), f.release, f.environment, f.limit.max(1)],
                     issue_from_row,
                 )
                 .map_err(map_err)?;

@@ -17,6 +17,19 @@ pub enum Level {
     Fatal,
 }
 
+impl Level {
+    /// The name Sentry uses, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+}
+
 /// What Beacon keeps of an event, after projection and before scrubbing; scrubbing edits it in place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct StoredEvent {
