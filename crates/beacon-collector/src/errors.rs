@@ -50,7 +50,7 @@ const NOT_STORED: &[&str] = &[
     "otel_log",
 ];
 
-/// Permits for the CPU-heavy step, one per core.
+/// Permits for the CPU-heavy step: two per core (one decoding while the other waits on the writer).
 static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
     tokio::sync::Semaphore::new(
         2 * std::thread::available_parallelism()
@@ -343,7 +343,7 @@ async fn ingest(
         .map(str::to_string);
     let pid = i64::try_from(project_id)
         .map_err(|_| ApiError::NotFound(format!("project {project_id} not found")))?;
-    // As many bodies in work as there are cores: more would only add thread switches.
+    // A bounded number of bodies in work: more would only add thread switches.
     let cpu = CPU_SLOTS
         .acquire()
         .await
