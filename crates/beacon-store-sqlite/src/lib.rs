@@ -328,68 +328,121 @@ fn level_from(s: &str) -> rusqlite::Result<Level> {
     })
 }
 
-fn write_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> Result<WriteOutcome> {
-    let e = &r.event;
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM events WHERE project_id = ?1 AND event_id = ?2")
-        .map_err(map_err)?
-        .exists(params![r.project_id, e.event_id])
-        .map_err(map_err)?;
-    if exists {
-        return Ok(WriteOutcome::Duplicate);
+/// Writes a batch's events: one insert per event (a repeat of a (project, event id) is ignored and
+/// reported as a duplicate), then the issue bookkeeping once per issue, day, release and server of
+/// the batch rather than once per event — error bursts are mostly one issue.
+fn write_events(
+    tx: &rusqlite::Transaction<'_>,
+    recs: &[&EventRecord],
+) -> Result<Vec<WriteOutcome>> {
+    use std::collections::BTreeMap;
+    let mut out = Vec::with_capacity(recs.len());
+    // Inserted rows per (project, group hash), in order.
+    let mut groups: BTreeMap<(i64, &str), Vec<(i64, &EventRecord)>> = BTreeMap::new();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (project_id, event_id, issue_id, received_at, timestamp, level, \
+                 release, environment, server_id, payload) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(map_err)?;
+        for r in recs {
+            let e = &r.event;
+            let n = insert
+                .execute(params![
+                    r.project_id,
+                    e.event_id,
+                    ms(r.received_at),
+                    ms(e.timestamp),
+                    e.level.as_str(),
+                    e.release,
+                    e.environment,
+                    r.server_id,
+                    r.event_json
+                ])
+                .map_err(map_err)?;
+            if n == 0 {
+                out.push(WriteOutcome::Duplicate);
+            } else {
+                out.push(WriteOutcome::Accepted);
+                groups
+                    .entry((r.project_id, r.group_hash.as_str()))
+                    .or_default()
+                    .push((tx.last_insert_rowid(), r));
+            }
+        }
     }
-    let at = ms(r.received_at);
-    let level = e.level.as_str();
-    let issue_id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO issues (project_id, group_hash, title, culprit, level, first_seen, last_seen, count) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) ON CONFLICT (project_id, group_hash) DO UPDATE SET \
-             last_seen = max(last_seen, excluded.last_seen), first_seen = min(first_seen, excluded.first_seen), \
-             count = count + 1, level = excluded.level RETURNING id",
-        )
-        .map_err(map_err)?
-        .query_row(params![r.project_id, r.group_hash, r.title, r.culprit, level, at], |row| row.get(0))
-        .map_err(map_err)?;
-    let payload = &r.event_json;
-    tx.prepare_cached(
-        "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \
-         environment, server_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .map_err(map_err)?
-    .execute(params![
-        r.project_id,
-        e.event_id,
-        issue_id,
-        at,
-        ms(e.timestamp),
-        level,
-        e.release,
-        e.environment,
-        r.server_id,
-        payload
-    ])
-    .map_err(map_err)?;
-    tx.prepare_cached(
-        "INSERT INTO issue_counts (issue_id, day, release, environment, count) VALUES (?1, ?2, ?3, ?4, 1) \
-         ON CONFLICT (issue_id, day, release, environment) DO UPDATE SET count = count + 1",
-    )
-    .map_err(map_err)?
-    .execute(params![
-        issue_id,
-        day_num(r.received_at.date_naive()),
-        e.release.as_deref().unwrap_or(""),
-        e.environment.as_deref().unwrap_or("")
-    ])
-    .map_err(map_err)?;
-    if let Some(server) = &r.server_id {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO issue_servers (issue_id, server_id) VALUES (?1, ?2)",
-        )
-        .map_err(map_err)?
-        .execute(params![issue_id, server])
-        .map_err(map_err)?;
+    for ((project_id, hash), events) in groups {
+        let (first, last) = (
+            events.first().expect("non-empty").1,
+            events.last().expect("non-empty").1,
+        );
+        let issue_id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO issues (project_id, group_hash, title, culprit, level, first_seen, last_seen, count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (project_id, group_hash) DO UPDATE SET \
+                 last_seen = max(last_seen, excluded.last_seen), first_seen = min(first_seen, excluded.first_seen), \
+                 count = count + excluded.count, level = excluded.level RETURNING id",
+            )
+            .map_err(map_err)?
+            .query_row(
+                params![
+                    project_id,
+                    hash,
+                    first.title,
+                    first.culprit,
+                    last.event.level.as_str(),
+                    ms(first.received_at),
+                    ms(last.received_at),
+                    events.len() as i64
+                ],
+                |row| row.get(0),
+            )
+            .map_err(map_err)?;
+        let mut set_issue = tx
+            .prepare_cached("UPDATE events SET issue_id = ?1 WHERE rowid = ?2")
+            .map_err(map_err)?;
+        let mut counts: BTreeMap<(i64, &str, &str), i64> = BTreeMap::new();
+        let mut servers: Vec<&str> = Vec::new();
+        for (rowid, r) in &events {
+            set_issue
+                .execute(params![issue_id, rowid])
+                .map_err(map_err)?;
+            let e = &r.event;
+            *counts
+                .entry((
+                    day_num(r.received_at.date_naive()),
+                    e.release.as_deref().unwrap_or(""),
+                    e.environment.as_deref().unwrap_or(""),
+                ))
+                .or_default() += 1;
+            if let Some(s) = r.server_id.as_deref()
+                && !servers.contains(&s)
+            {
+                servers.push(s);
+            }
+        }
+        let mut count = tx
+            .prepare_cached(
+                "INSERT INTO issue_counts (issue_id, day, release, environment, count) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (issue_id, day, release, environment) DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(map_err)?;
+        for ((day, release, environment), n) in counts {
+            count
+                .execute(params![issue_id, day, release, environment, n])
+                .map_err(map_err)?;
+        }
+        let mut server = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO issue_servers (issue_id, server_id) VALUES (?1, ?2)",
+            )
+            .map_err(map_err)?;
+        for s in servers {
+            server.execute(params![issue_id, s]).map_err(map_err)?;
+        }
     }
-    Ok(WriteOutcome::Accepted)
+    Ok(out)
 }
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
@@ -499,6 +552,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction().map_err(map_err)?;
             let mut out = vec![WriteOutcome::Accepted; ops.len()];
             let (mut check_at, mut checks) = (Vec::new(), Vec::new());
+            let (mut event_at, mut events) = (Vec::new(), Vec::new());
             for (i, op) in ops.iter().enumerate() {
                 match op {
                     WriteOp::Check(rec) => {
@@ -506,10 +560,16 @@ impl Store for SqliteStore {
                         checks.push(rec);
                     }
                     WriteOp::DeadLetter(d) => out[i] = write_dead_letter(&tx, d)?,
-                    WriteOp::Event(e) => out[i] = write_event(&tx, e)?,
+                    WriteOp::Event(e) => {
+                        event_at.push(i);
+                        events.push(&**e);
+                    }
                 }
             }
             for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks)?) {
+                out[i] = outcome;
+            }
+            for (i, outcome) in event_at.into_iter().zip(write_events(&tx, &events)?) {
                 out[i] = outcome;
             }
             tx.commit().map_err(map_err)?;
