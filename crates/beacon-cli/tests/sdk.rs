@@ -20,6 +20,19 @@ const CANARIES: &[&str] = &[
     "/home/alice",
 ];
 
+/// Greps the SQLite database and its WAL for every canary.
+fn assert_no_canary_in_sqlite_files(data_dir: &std::path::Path) {
+    for f in ["beacon.db", "beacon.db-wal"] {
+        let bytes = std::fs::read(data_dir.join(f)).unwrap_or_default();
+        for canary in CANARIES {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{canary} in {f}"
+            );
+        }
+    }
+}
+
 fn python_ready() -> bool {
     let required = std::env::var("BEACON_REQUIRE_SDKS").is_ok_and(|v| v == "1");
     let ok = Command::new("python3")
@@ -164,15 +177,7 @@ fn python_sentry_sdk_events_arrive_grouped_and_scrubbed() {
     python_client_round_trip(&server.url, dir.path());
     drop(server);
     // Nothing of the canaries anywhere in the store's files.
-    for f in ["beacon.db", "beacon.db-wal"] {
-        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
-        for canary in CANARIES {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "{canary} in {f}"
-            );
-        }
-    }
+    assert_no_canary_in_sqlite_files(dir.path());
 }
 
 #[test]
@@ -318,13 +323,5 @@ fn rust_sentry_crate_errors_and_panics_arrive_grouped_and_scrubbed() {
         assert!(!text.contains(canary), "{canary} in {text}");
     }
     drop(server);
-    for f in ["beacon.db", "beacon.db-wal"] {
-        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
-        for canary in CANARIES {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "{canary} in {f}"
-            );
-        }
-    }
+    assert_no_canary_in_sqlite_files(dir.path());
 }
