@@ -172,8 +172,18 @@ async fn every_auth_form_and_encoding_is_accepted() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    // Events 1 to 10; 5 was sent twice (gzip and deflate) and counts once.
-    assert_eq!(stored_events(&c).await, 10);
+    // A big (200 KiB) but valid event takes the blocking-pool path rather than the inline one.
+    let big = event(11, &"y".repeat(200 << 10)).to_string().into_bytes();
+    let r = post(
+        &c,
+        &format!("/api/{}/store/", p.id),
+        big,
+        &[("x-sentry-auth", auth(&p.key))],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Events 1 to 11; 5 was sent twice (gzip and deflate) and counts once.
+    assert_eq!(stored_events(&c).await, 11);
     c.stop().await;
 }
 
