@@ -62,8 +62,9 @@ enum Cmd {
         connections: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// Distinct pre-built bodies (each a new event id); they repeat (as duplicates) after that.
-        #[arg(long, default_value_t = 100_000)]
+        /// Distinct pre-built bodies (each a new event id); they repeat (as duplicates) after that,
+        /// so make it larger than the run sends (~25k/s × (2 + rounds × duration) s).
+        #[arg(long, default_value_t = 800_000)]
         bodies: usize,
         #[arg(long)]
         beacon: Option<PathBuf>,
@@ -612,12 +613,13 @@ fn envelopes(
             .body(Full::new(built[n as usize % built.len()].clone()))
             .expect("static request")
     });
-    run_load(
+    let warm = run_load(
         url.trim_start_matches("http://"),
         connections,
         Duration::from_secs(2),
         make.clone(),
     )?;
+    let mut sent = warm.ok + warm.errors;
     println!(
         "{:<6} {:>10} {:>9} {:>9} {:>10} {:>7}",
         "round", "events/s", "p50 ms", "p99 ms", "ok", "errors"
@@ -640,8 +642,18 @@ fn envelopes(
             r.errors
         );
         rates.push(r.rps());
+        sent += r.ok + r.errors;
     }
     rates.sort_by(f64::total_cmp);
+    println!(
+        "requests sent {sent}, distinct events {}: {}",
+        bodies,
+        if sent as usize <= bodies {
+            "every event was new".to_string()
+        } else {
+            format!("{} repeats (duplicates)", sent as usize - bodies)
+        }
+    );
     println!(
         "median {:.0} events/s (target >= 20000); collector peak RSS {} kB",
         rates[rates.len() / 2],
