@@ -80,7 +80,7 @@ pub fn parse_query(raw: &str) -> Result<ParsedCheck, FieldError> {
             ),
         ));
     }
-    let mut values: [Option<String>; KNOWN_KEYS.len()] = Default::default();
+    let mut values: [Option<std::borrow::Cow<'_, str>>; KNOWN_KEYS.len()] = Default::default();
     let mut unknown_keys = 0;
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -88,10 +88,11 @@ pub fn parse_query(raw: &str) -> Result<ParsedCheck, FieldError> {
         // Values of unknown keys are ignored, not decoded: they cannot make a check invalid.
         match KNOWN_KEYS.iter().position(|known| *known == key) {
             Some(i) if values[i].is_some() => {
-                return Err(FieldError::new(key, "given more than once"));
+                return Err(FieldError::new(key.into_owned(), "given more than once"));
             }
             Some(i) => {
-                values[i] = Some(decode_component(v).map_err(|p| FieldError::new(key, p))?);
+                values[i] =
+                    Some(decode_component(v).map_err(|p| FieldError::new(key.into_owned(), p))?);
             }
             None => unknown_keys += 1,
         }
@@ -292,8 +293,11 @@ fn parse_count(field: &str, v: &str) -> Result<i64, FieldError> {
 }
 
 /// Strict `application/x-www-form-urlencoded` decoding of one component: `+` is a space, `%` must be
-/// followed by two hex digits, and the result must be UTF-8.
-fn decode_component(s: &str) -> Result<String, String> {
+/// followed by two hex digits, and the result must be UTF-8. Borrows when there is nothing to decode.
+fn decode_component(s: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(std::borrow::Cow::Borrowed(s));
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -317,7 +321,9 @@ fn decode_component(s: &str) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| "percent-encoding does not decode to utf-8".to_string())
+    String::from_utf8(out)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|_| "percent-encoding does not decode to utf-8".to_string())
 }
 
 /// Shortens a value quoted in an error message.
