@@ -222,9 +222,9 @@ fn judge_event(
         Err(event::EventError::Field(f)) => return reject("invalid_field", f.to_string()),
     };
     let stats = beacon_scrub::scrub_event(&mut ev);
-    if stats.total() > 0 {
-        metrics::counter!(crate::metrics::REDACTIONS_TOTAL, "channel" => CHANNEL)
-            .increment(stats.total());
+    for (rule, n) in stats.iter().filter(|(_, n)| *n > 0) {
+        metrics::counter!(crate::metrics::REDACTIONS_TOTAL, "channel" => CHANNEL, "rule" => rule)
+            .increment(n);
     }
     let g = grouping::group(&ev);
     let server_id = ev.tags.get("server_id").cloned();
@@ -367,9 +367,11 @@ async fn ingest(
     let received_at = state.clock.now();
     let mut keys = request_keys(&headers, query.as_deref())?;
     // Credentials in headers are checked before any decoding work.
-    if !keys.is_empty() {
-        authenticate(&state, &keys, project_id).await?;
-    }
+    let from_headers = if keys.is_empty() {
+        None
+    } else {
+        Some(authenticate(&state, &keys, project_id).await?)
+    };
     let encoding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -398,8 +400,14 @@ async fn ingest(
             .map_err(|e| ApiError::Internal(format!("event processing failed: {e}")))??
         }
     };
-    keys.extend(prepared.envelope_key.clone());
-    let key = authenticate(&state, &keys, project_id).await?;
+    // The envelope's own dsn may add a key (or conflict with the header's): only then check again.
+    let key = match (from_headers, &prepared.envelope_key) {
+        (Some(key), None) => key,
+        (_, envelope_key) => {
+            keys.extend(envelope_key.clone());
+            authenticate(&state, &keys, project_id).await?
+        }
+    };
 
     let events = prepared
         .items

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 pub const ITEMS_TOTAL: &str = "beacon_items_total";
 /// Unknown fields that were ignored, by channel.
 pub const UNKNOWN_FIELDS_TOTAL: &str = "beacon_unknown_fields_total";
-/// Redactions made by scrubbing, by channel.
+/// Redactions made by scrubbing, by channel and rule (`email`, `ip`, … and `extra_dropped`).
 pub const REDACTIONS_TOTAL: &str = "beacon_scrub_redactions_total";
 /// Request latency by route: `beacon_http_request_duration_seconds{route, method, status}`.
 pub const REQUEST_DURATION: &str = "beacon_http_request_duration_seconds";

@@ -148,20 +148,6 @@ impl PgStore {
             .map_err(map_err)?;
         Ok(row.get(0))
     }
-
-    /// The schema version the database is at.
-    pub async fn schema_version(&self) -> Result<i32> {
-        let row = self
-            .client()
-            .await?
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(row.get(0))
-    }
 }
 
 pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {

@@ -19,7 +19,7 @@ use beacon_wire::bulletin::{Bulletin, Severity};
 use beacon_wire::sentry::Level;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// The SQLite store. Cheap to clone.
@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
-    path: PathBuf,
     /// Keeps the checkpoint thread running while any clone of the store lives.
     _alive: Arc<()>,
 }
@@ -50,21 +49,8 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
-            path: path.to_path_buf(),
             _alive: alive,
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The schema version the file is at.
-    pub fn schema_version(&self) -> Result<i64> {
-        let conn = self.reader.lock().map_err(|_| poisoned())?;
-        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(map_err)
     }
 }
 

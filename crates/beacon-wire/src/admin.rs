@@ -185,9 +185,6 @@ pub struct DeadLetter {
     pub payload: String,
 }
 
-/// `POST /admin/v1/bulletins/{id}/retract` and the bulletin endpoints answer with this list element.
-pub type BulletinList = Vec<crate::bulletin::Bulletin>;
-
 /// A project that receives error events, with its keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectInfo {
