@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Client, Transaction};
 
 /// `pg_try_advisory_xact_lock` key of compaction: one compactor at a time across collectors.
-const COMPACT_LOCK: i64 = 0x6265_6163_6f6e_01;
+const COMPACT_LOCK: i64 = 0x0062_6561_636f_6e01;
 
 /// Stores the batches' contexts, raw events and one sketch delta per key they touch.
 pub(crate) async fn write_traces(
@@ -131,15 +131,15 @@ pub(crate) async fn compact(client: &mut deadpool_postgres::Client) -> Result<u6
     }
     let mut keys: Vec<Key> = merged.keys().cloned().collect();
     keys.sort();
-    let (tr, dim, day, emu, value): (Vec<i16>, Vec<i16>, Vec<NaiveDate>, Vec<bool>, Vec<String>) =
-        keys.iter().cloned().fold(Default::default(), |mut acc, k| {
-            acc.0.push(k.0);
-            acc.1.push(k.1);
-            acc.2.push(k.2);
-            acc.3.push(k.3);
-            acc.4.push(k.4);
-            acc
-        });
+    let (mut tr, mut dim, mut day, mut emu, mut value) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for k in &keys {
+        tr.push(k.0);
+        dim.push(k.1);
+        day.push(k.2);
+        emu.push(k.3);
+        value.push(k.4.clone());
+    }
     let old = tx
         .query(
             "SELECT s.trace, s.dim, s.day, s.emulator, s.value, s.cell FROM perf_sketches s \

@@ -832,7 +832,7 @@ fn trace_batch(
         version: Some(version.into()),
         model: Some(format!("model-{}", device % 2)),
         is_emulator: Some(emulator),
-        is_tablet: Some(device % 3 == 0),
+        is_tablet: Some(device.is_multiple_of(3)),
         ..Default::default()
     };
     let ts = at(day, 12).timestamp_micros();
