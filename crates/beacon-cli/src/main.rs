@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod perf;
 mod table;
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +50,12 @@ enum Command {
     /// Grouped errors (admin API).
     #[command(subcommand)]
     Issues(admin::IssuesCommand),
+    /// Mobile API keys for `POST /v1/mobile/metrics` (admin API).
+    #[command(subcommand)]
+    Apikey(perf::ApikeyCommand),
+    /// Mobile app performance: percentiles, histograms, regressions (admin API).
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -133,6 +140,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Project(cmd) => admin::project(cmd).await,
         Command::Key(cmd) => admin::key(cmd).await,
         Command::Issues(cmd) => admin::issues(cmd).await,
+        Command::Apikey(cmd) => perf::apikey(cmd).await,
+        Command::Perf(cmd) => perf::perf(cmd).await,
     }
 }
 
