@@ -42,9 +42,11 @@ const APP_VERSIONS: &[&str] = &["2.18.0", "2.19.0", "2.20.0", "2.21.0", "2.22.0"
 const COUNTRIES: &[&str] = &["US", "DE", "BR", "IN", "FR", "GB", "JP", "PL", "NL", "ES", "CA", "AU"];
 const SERVER_VERSIONS: &[&str] = &["9.11.6", "10.0.3", "10.1.2", "10.2.0"];
 
-/// One request body: 100 events of one device over the last `days` days.
+/// One request body: 100 events of one device within ten minutes, some time in the last `days` days
+/// (an app sends what it measured since its last batch).
 fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
     let device = rng.random_range(0..50_000u32);
+    let window_start = now_us - rng.random_range(700_000_000..days * 86_400_000_000);
     let (manufacturer, model, tablet, speed) = MODELS[device as usize % MODELS.len()];
     let ios = manufacturer == "Apple";
     let events = (0..100)
@@ -52,7 +54,7 @@ fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
             let name = TraceName::ALL[rng.random_range(0..TraceName::ALL.len())];
             let base = TRACE_BASE_US[name.code() as usize - 1];
             let dur = (base * speed * (rng.random::<f64>() * 1.6 - 0.5).exp()) as i64;
-            let ts = now_us - rng.random_range(60_000_000..days * 86_400_000_000);
+            let ts = window_start + rng.random_range(0..600_000_000);
             TraceEvent::complete(name, ts, dur.max(1))
         })
         .collect();

@@ -90,33 +90,76 @@ pub fn day_of(ts_us: i64) -> NaiveDate {
 
 /// The sketch deltas of some batches: one cell per key they touch.
 pub fn cells_of<'a>(batches: impl IntoIterator<Item = &'a TraceBatch>) -> HashMap<CellKey, Cell> {
-    let mut out: HashMap<CellKey, Cell> = HashMap::new();
-    for batch in batches {
+    let mut acc = CellAccumulator::default();
+    for b in batches {
+        acc.add(b);
+    }
+    acc.into_cells()
+}
+
+/// Builds sketch cells batch by batch. Dimension values are interned, so adding a batch clones no
+/// string that was seen before.
+#[derive(Default)]
+pub struct CellAccumulator {
+    values: HashMap<String, u32>,
+    cells: HashMap<(NaiveDate, TraceName, bool, Dimension, u32), Cell>,
+}
+
+impl CellAccumulator {
+    pub fn add(&mut self, batch: &TraceBatch) {
         let device = batch.context.device_key();
         let emulator = batch.context.emulator();
         // One cell per (day, trace) of this batch, then merged into each dimension's cell.
-        let mut base: BTreeMap<(NaiveDate, TraceName), Cell> = BTreeMap::new();
+        let mut base: Vec<((NaiveDate, TraceName), Cell)> = Vec::new();
         for e in &batch.events {
-            base.entry((day_of(e.ts_us), e.name))
-                .or_default()
-                .add(e.dur_us as u64, device);
+            let k = (day_of(e.ts_us), e.name);
+            let cell = match base.iter_mut().find(|(bk, _)| *bk == k) {
+                Some((_, c)) => c,
+                None => {
+                    base.push((k, Cell::default()));
+                    &mut base.last_mut().expect("just pushed").1
+                }
+            };
+            cell.add(e.dur_us as u64, device);
         }
         for &dim in Dimension::ALL {
             let value = batch.context.info.dimension(dim);
+            let next = self.values.len() as u32;
+            let id = *self.values.entry(value).or_insert(next);
             for ((day, trace), cell) in &base {
-                out.entry(CellKey {
-                    day: *day,
-                    trace: *trace,
-                    emulator,
-                    dim,
-                    value: value.clone(),
-                })
-                .or_default()
-                .merge(cell);
+                self.cells
+                    .entry((*day, *trace, emulator, dim, id))
+                    .or_default()
+                    .merge(cell);
             }
         }
     }
-    out
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    pub fn into_cells(self) -> HashMap<CellKey, Cell> {
+        let mut names = vec![String::new(); self.values.len()];
+        for (v, id) in self.values {
+            names[id as usize] = v;
+        }
+        self.cells
+            .into_iter()
+            .map(|((day, trace, emulator, dim, id), cell)| {
+                (
+                    CellKey {
+                        day,
+                        trace,
+                        emulator,
+                        dim,
+                        value: names[id as usize].clone(),
+                    },
+                    cell,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Which sketch rows a report reads.

@@ -237,7 +237,9 @@ impl DeviceSample {
     }
 
     pub fn merge(&mut self, other: &DeviceSample) {
-        if other.hashes.is_empty() {
+        if other.hashes.len() <= 4 {
+            // Typical of one request's cell (one device): in place, no new allocation.
+            other.hashes.iter().for_each(|h| self.add(*h));
             return;
         }
         let mut merged =
