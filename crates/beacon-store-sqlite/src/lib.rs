@@ -570,10 +570,10 @@ impl Store for SqliteStore {
                 out[i] = outcome;
             }
             tx.commit().map_err(map_err)?;
-            if let Some(w) = written {
+            if let Some(max_rowid) = written {
                 let due = {
                     let mut p = pending.lock().map_err(|_| poisoned())?;
-                    p.absorb(w.cells, w.max_rowid, w.events);
+                    p.absorb(&traces, max_rowid);
                     p.due()
                 };
                 if due {

@@ -2,7 +2,7 @@
 
 use crate::{day_from, day_num, map_err, ms, time_from};
 use beacon_store::perf::{
-    CellKey, PerfContext, PerfRow, PerfSelect, StoredTrace, TraceBatch, cells_of,
+    CellAccumulator, CellKey, PerfContext, PerfRow, PerfSelect, StoredTrace, TraceBatch,
 };
 use beacon_store::sketch::Cell;
 use beacon_store::{Result, StoreError};
@@ -45,7 +45,7 @@ static INSERT_EVENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::ne
 /// event; a crash loses only this memory, and [`recover`] rebuilds it from `trace_events`.
 #[derive(Default)]
 pub(crate) struct Pending {
-    cells: HashMap<CellKey, Cell>,
+    cells: CellAccumulator,
     max_rowid: i64,
     events: u64,
 }
@@ -54,12 +54,13 @@ pub(crate) struct Pending {
 const FOLD_EVENTS: u64 = 2_000_000;
 
 impl Pending {
-    pub(crate) fn absorb(&mut self, cells: HashMap<CellKey, Cell>, max_rowid: i64, events: u64) {
-        for (k, c) in cells {
-            self.cells.entry(k).or_default().merge(&c);
+    /// Takes in the batches of a committed transaction whose newest event has `max_rowid`.
+    pub(crate) fn absorb(&mut self, batches: &[&TraceBatch], max_rowid: i64) {
+        for b in batches {
+            self.cells.add(b);
+            self.events += b.events.len() as u64;
         }
         self.max_rowid = self.max_rowid.max(max_rowid);
-        self.events += events;
     }
 
     pub(crate) fn due(&self) -> bool {
@@ -67,16 +68,9 @@ impl Pending {
     }
 }
 
-/// What a write of trace batches leaves for the pending cells.
-pub(crate) struct Written {
-    pub cells: HashMap<CellKey, Cell>,
-    pub max_rowid: i64,
-    pub events: u64,
-}
-
-/// Stores the batches' contexts and raw events; returns their sketch cells, to be absorbed into
-/// [`Pending`] once the transaction commits.
-pub(crate) fn write_traces(tx: &Transaction<'_>, batches: &[&TraceBatch]) -> Result<Option<Written>> {
+/// Stores the batches' contexts and raw events; returns the newest event's rowid, for
+/// [`Pending::absorb`] once the transaction commits.
+pub(crate) fn write_traces(tx: &Transaction<'_>, batches: &[&TraceBatch]) -> Result<Option<i64>> {
     if batches.is_empty() {
         return Ok(None);
     }
@@ -118,11 +112,7 @@ pub(crate) fn write_traces(tx: &Transaction<'_>, batches: &[&TraceBatch]) -> Res
             .collect();
         stmt.execute(params.as_slice()).map_err(map_err)?;
     }
-    Ok(Some(Written {
-        cells: cells_of(batches.iter().copied()),
-        max_rowid: tx.last_insert_rowid(),
-        events: rows.len() as u64,
-    }))
+    Ok(Some(tx.last_insert_rowid()))
 }
 
 type Key = (i16, i16, i64, bool, String);
@@ -136,7 +126,11 @@ fn watermark(tx: &Transaction<'_>) -> Result<i64> {
 }
 
 /// Merges cells into their `perf_sketches` rows and moves the watermark, in `tx`.
-fn fold_into(tx: &Transaction<'_>, cells: HashMap<CellKey, Cell>, max_rowid: i64) -> Result<()> {
+fn fold_into<'a>(
+    tx: &Transaction<'_>,
+    cells: impl Iterator<Item = (CellKey, &'a Cell)>,
+    max_rowid: i64,
+) -> Result<()> {
     let mut get = tx
         .prepare_cached(
             "SELECT cell FROM perf_sketches WHERE trace = ?1 AND dim = ?2 AND day = ?3 AND emulator = ?4 AND value = ?5",
@@ -148,7 +142,8 @@ fn fold_into(tx: &Transaction<'_>, cells: HashMap<CellKey, Cell>, max_rowid: i64
              ON CONFLICT (trace, dim, day, emulator, value) DO UPDATE SET cell = excluded.cell",
         )
         .map_err(map_err)?;
-    for (k, mut cell) in cells {
+    for (k, cell) in cells {
+        let mut cell = cell.clone();
         let key: Key = (k.trace.code(), k.dim.code(), day_num(k.day), k.emulator, k.value);
         let old: Option<Vec<u8>> = get
             .query_row(params![key.0, key.1, key.2, key.3, key.4], |r| r.get(0))
@@ -177,7 +172,7 @@ pub(crate) fn fold_pending(conn: &mut Connection, pending: &Mutex<Pending>) -> R
         return Ok(0);
     }
     let tx = conn.transaction().map_err(map_err)?;
-    fold_into(&tx, p.cells.clone(), p.max_rowid)?;
+    fold_into(&tx, p.cells.iter(), p.max_rowid)?;
     tx.commit().map_err(map_err)?;
     let n = p.events;
     *p = Pending::default();
@@ -230,7 +225,9 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<u64> {
     }
     let n: u64 = batches.iter().map(|b| b.events.len() as u64).sum();
     if n > 0 {
-        fold_into(&tx, cells_of(&batches), max_rowid)?;
+        let mut acc = CellAccumulator::default();
+        batches.iter().for_each(|b| acc.add(b));
+        fold_into(&tx, acc.iter(), max_rowid)?;
         tracing::info!(events = n, "folded trace events left unfolded by an unclean stop");
     }
     tx.commit().map_err(map_err)?;

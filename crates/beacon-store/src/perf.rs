@@ -97,40 +97,65 @@ pub fn cells_of<'a>(batches: impl IntoIterator<Item = &'a TraceBatch>) -> HashMa
     acc.into_cells()
 }
 
-/// Builds sketch cells batch by batch. Dimension values are interned, so adding a batch clones no
-/// string that was seen before.
+type CellId = (NaiveDate, TraceName, bool, Dimension, u32);
+
+/// Builds sketch cells batch by batch, cheaply: dimension values are interned (no string is cloned
+/// twice), cells live in an arena, and each event's bin is computed once and counted in the eight
+/// cells of its (day, trace) — the total and one per dimension.
 #[derive(Default)]
 pub struct CellAccumulator {
-    values: HashMap<String, u32>,
-    cells: HashMap<(NaiveDate, TraceName, bool, Dimension, u32), Cell>,
+    values: foldhash::HashMap<String, u32>,
+    names: Vec<String>,
+    index: foldhash::HashMap<CellId, usize>,
+    ids: Vec<CellId>,
+    cells: Vec<Cell>,
 }
 
 impl CellAccumulator {
+    fn cell(&mut self, id: CellId) -> usize {
+        *self.index.entry(id).or_insert_with(|| {
+            self.ids.push(id);
+            self.cells.push(Cell::default());
+            self.cells.len() - 1
+        })
+    }
+
     pub fn add(&mut self, batch: &TraceBatch) {
         let device = batch.context.device_key();
         let emulator = batch.context.emulator();
-        // One cell per (day, trace) of this batch, then merged into each dimension's cell.
-        let mut base: Vec<((NaiveDate, TraceName), Cell)> = Vec::new();
-        for e in &batch.events {
-            let k = (day_of(e.ts_us), e.name);
-            let cell = match base.iter_mut().find(|(bk, _)| *bk == k) {
-                Some((_, c)) => c,
+        let mut dims = [(Dimension::All, 0u32); 8];
+        for (slot, &dim) in dims.iter_mut().zip(Dimension::ALL) {
+            let value = batch.context.info.dimension(dim);
+            let id = match self.values.get(&value) {
+                Some(id) => *id,
                 None => {
-                    base.push((k, Cell::default()));
-                    &mut base.last_mut().expect("just pushed").1
+                    let id = self.names.len() as u32;
+                    self.names.push(value.clone());
+                    self.values.insert(value, id);
+                    id
                 }
             };
-            cell.add(e.dur_us as u64, device);
+            *slot = (dim, id);
         }
-        for &dim in Dimension::ALL {
-            let value = batch.context.info.dimension(dim);
-            let next = self.values.len() as u32;
-            let id = *self.values.entry(value).or_insert(next);
-            for ((day, trace), cell) in &base {
-                self.cells
-                    .entry((*day, *trace, emulator, dim, id))
-                    .or_default()
-                    .merge(cell);
+        // The cells of each (day, trace) this batch touches, found once per batch.
+        let mut groups: Vec<((NaiveDate, TraceName), [usize; 8])> = Vec::new();
+        for e in &batch.events {
+            let k = (day_of(e.ts_us), e.name);
+            let cells = match groups.iter().find(|(gk, _)| *gk == k) {
+                Some((_, cells)) => *cells,
+                None => {
+                    let cells = dims.map(|(dim, id)| self.cell((k.0, k.1, emulator, dim, id)));
+                    for c in cells {
+                        self.cells[c].devices.add(device);
+                    }
+                    groups.push((k, cells));
+                    cells
+                }
+            };
+            let v = e.dur_us.max(1) as u64;
+            let key = crate::sketch::key_of(v);
+            for c in cells {
+                self.cells[c].sketch.add_at(key, v);
             }
         }
     }
@@ -139,26 +164,24 @@ impl CellAccumulator {
         self.cells.is_empty()
     }
 
+    /// Every cell with its key.
+    pub fn iter(&self) -> impl Iterator<Item = (CellKey, &Cell)> + '_ {
+        self.ids.iter().zip(&self.cells).map(|((day, trace, emulator, dim, id), cell)| {
+            (
+                CellKey {
+                    day: *day,
+                    trace: *trace,
+                    emulator: *emulator,
+                    dim: *dim,
+                    value: self.names[*id as usize].clone(),
+                },
+                cell,
+            )
+        })
+    }
+
     pub fn into_cells(self) -> HashMap<CellKey, Cell> {
-        let mut names = vec![String::new(); self.values.len()];
-        for (v, id) in self.values {
-            names[id as usize] = v;
-        }
-        self.cells
-            .into_iter()
-            .map(|((day, trace, emulator, dim, id), cell)| {
-                (
-                    CellKey {
-                        day,
-                        trace,
-                        emulator,
-                        dim,
-                        value: names[id as usize].clone(),
-                    },
-                    cell,
-                )
-            })
-            .collect()
+        self.iter().map(|(k, c)| (k, c.clone())).collect()
     }
 }
 
