@@ -44,6 +44,10 @@ impl SqliteStore {
         perf::recover(&mut writer)?;
         let reader = connect(path)?;
         let checkpointer = connect(path)?;
+        // Copying WAL frames needs no page cache of its own.
+        checkpointer
+            .execute_batch("PRAGMA cache_size=-2048")
+            .map_err(map_err)?;
         let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
         std::thread::Builder::new()
