@@ -2,15 +2,13 @@
 //! of the percentile report over a store filled to N events, beside PostgreSQL's `percentile_cont`
 //! over the same raw rows.
 
-use super::{
-    BenchDb, MakeRequest, TOKEN, peak_rss_kb, run_load, run_load_upto, start_collector,
-};
+use super::{BenchDb, MakeRequest, TOKEN, peak_rss_kb, run_load, run_load_upto, start_collector};
 use anyhow::{Context, Result, bail};
+use beacon_wire::mobile::{DeviceInfo, Payload, TraceEvent, TraceName};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
 use rand::{RngExt, SeedableRng};
-use beacon_wire::mobile::{DeviceInfo, Payload, TraceEvent, TraceName};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,8 +17,20 @@ use std::time::{Duration, Instant};
 
 /// Typical duration (µs) of each trace name, by storage code (1-based).
 const TRACE_BASE_US: [f64; 14] = [
-    1_800_000.0, 250_000.0, 900_000.0, 400_000.0, 1_200_000.0, 350_000.0, 500_000.0, 300_000.0,
-    150_000.0, 80_000.0, 90_000.0, 600_000.0, 280_000.0, 320_000.0,
+    1_800_000.0,
+    250_000.0,
+    900_000.0,
+    400_000.0,
+    1_200_000.0,
+    350_000.0,
+    500_000.0,
+    300_000.0,
+    150_000.0,
+    80_000.0,
+    90_000.0,
+    600_000.0,
+    280_000.0,
+    320_000.0,
 ];
 
 /// (manufacturer, model, tablet, speed factor)
@@ -39,7 +49,9 @@ const MODELS: &[(&str, &str, bool, f64)] = &[
     ("Apple", "iPad13,4", true, 0.8),
 ];
 const APP_VERSIONS: &[&str] = &["2.18.0", "2.19.0", "2.20.0", "2.21.0", "2.22.0"];
-const COUNTRIES: &[&str] = &["US", "DE", "BR", "IN", "FR", "GB", "JP", "PL", "NL", "ES", "CA", "AU"];
+const COUNTRIES: &[&str] = &[
+    "US", "DE", "BR", "IN", "FR", "GB", "JP", "PL", "NL", "ES", "CA", "AU",
+];
 const SERVER_VERSIONS: &[&str] = &["9.11.6", "10.0.3", "10.1.2", "10.2.0"];
 
 /// One request body: 100 events of one device within ten minutes, some time in the last `days` days
@@ -68,7 +80,10 @@ fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
         device_id: s(model),
         device_locale: s("en-US"),
         device_type: s(if tablet { "Tablet" } else { "Handset" }),
-        device_unique_id: Some(format!("{:016x}", u64::from(device).wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+        device_unique_id: Some(format!(
+            "{:016x}",
+            u64::from(device).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        )),
         height: Some(915.0),
         is_emulator: Some(device % 97 == 0),
         is_tablet: Some(tablet),
@@ -88,7 +103,11 @@ fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
 fn bodies(n: usize, seed: u64) -> Arc<Vec<Bytes>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let now_us = chrono_now_us();
-    Arc::new((0..n).map(|_| Bytes::from(body(&mut rng, now_us, 6))).collect())
+    Arc::new(
+        (0..n)
+            .map(|_| Bytes::from(body(&mut rng, now_us, 6)))
+            .collect(),
+    )
 }
 
 fn chrono_now_us() -> i64 {
@@ -159,11 +178,19 @@ pub struct Options {
 
 pub fn run(o: Options) -> Result<()> {
     let me = std::env::current_exe()?;
-    let beacon = o.beacon.clone().unwrap_or_else(|| me.with_file_name("beacon"));
+    let beacon = o
+        .beacon
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("beacon"));
     if !beacon.exists() {
-        bail!("{} not found; build it with cargo build --release", beacon.display());
+        bail!(
+            "{} not found; build it with cargo build --release",
+            beacon.display()
+        );
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let built = bodies(4000, 1);
     println!(
         "beacon-bench mobile: batches of 100 trace events ({} bytes JSON each, typical device info, 50,000 devices); \
@@ -258,12 +285,23 @@ pub fn run(o: Options) -> Result<()> {
         for _ in 0..10 {
             let t = Instant::now();
             let out = Command::new(&beacon)
-                .args(["perf", "percentiles", "--trace", trace, "--by", "app_version", "--json"])
+                .args([
+                    "perf",
+                    "percentiles",
+                    "--trace",
+                    trace,
+                    "--by",
+                    "app_version",
+                    "--json",
+                ])
                 .env("BEACON_URL", &url)
                 .env("BEACON_TOKEN", TOKEN)
                 .output()?;
             if !out.status.success() {
-                bail!("beacon perf percentiles failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "beacon perf percentiles failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             cli_times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
@@ -288,12 +326,16 @@ pub fn run(o: Options) -> Result<()> {
                        GROUP BY 1";
             let mut pg_times = Vec::new();
             let rows = db.rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
+                let (client, conn) =
+                    tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
                 tokio::spawn(conn);
                 let mut rows = 0;
                 for _ in 0..3 {
                     let t = Instant::now();
-                    rows = client.query(sql, &[&TraceName::ChannelSwitchLoaded.code()]).await?.len();
+                    rows = client
+                        .query(sql, &[&TraceName::ChannelSwitchLoaded.code()])
+                        .await?
+                        .len();
                     pg_times.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 Ok::<_, tokio_postgres::Error>(rows)

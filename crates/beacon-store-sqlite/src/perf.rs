@@ -83,8 +83,13 @@ pub(crate) fn write_traces(tx: &Transaction<'_>, batches: &[&TraceBatch]) -> Res
         for b in batches {
             let info = serde_json::to_string(&b.context.info)
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            ctx.execute(params![b.context.id, b.context.device_hash, info, ms(b.received_at)])
-                .map_err(map_err)?;
+            ctx.execute(params![
+                b.context.id,
+                b.context.device_hash,
+                info,
+                ms(b.received_at)
+            ])
+            .map_err(map_err)?;
         }
     }
     let rows: Vec<(i64, i16, i64, i64)> = batches
@@ -119,7 +124,11 @@ type Key = (i16, i16, i64, bool, String);
 
 fn watermark(tx: &Transaction<'_>) -> Result<i64> {
     Ok(tx
-        .query_row("SELECT value FROM meta WHERE key = 'perf_watermark'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'perf_watermark'",
+            [],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(map_err)?
         .unwrap_or(0))
@@ -144,7 +153,13 @@ fn fold_into<'a>(
         .map_err(map_err)?;
     for (k, cell) in cells {
         let mut cell = cell.clone();
-        let key: Key = (k.trace.code(), k.dim.code(), day_num(k.day), k.emulator, k.value);
+        let key: Key = (
+            k.trace.code(),
+            k.dim.code(),
+            day_num(k.day),
+            k.emulator,
+            k.value,
+        );
         let old: Option<Vec<u8>> = get
             .query_row(params![key.0, key.1, key.2, key.3, key.4], |r| r.get(0))
             .optional()
@@ -228,7 +243,10 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<u64> {
         let mut acc = CellAccumulator::default();
         batches.iter().for_each(|b| acc.add(b));
         fold_into(&tx, acc.iter(), max_rowid)?;
-        tracing::info!(events = n, "folded trace events left unfolded by an unclean stop");
+        tracing::info!(
+            events = n,
+            "folded trace events left unfolded by an unclean stop"
+        );
     }
     tx.commit().map_err(map_err)?;
     Ok(n)
@@ -244,7 +262,11 @@ fn trace_from(code: i16) -> Result<TraceName> {
 }
 
 /// The sketch rows of a report: the table's, plus the pending cells (read under one lock).
-pub(crate) fn rows(conn: &Connection, pending: &Mutex<Pending>, sel: &PerfSelect) -> Result<Vec<PerfRow>> {
+pub(crate) fn rows(
+    conn: &Connection,
+    pending: &Mutex<Pending>,
+    sel: &PerfSelect,
+) -> Result<Vec<PerfRow>> {
     let traces: Vec<TraceName> = match sel.trace {
         Some(t) => vec![t],
         None => TraceName::ALL.to_vec(),

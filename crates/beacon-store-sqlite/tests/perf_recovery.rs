@@ -52,8 +52,15 @@ async fn unfolded_cells_are_rebuilt_after_an_unclean_stop_and_never_counted_twic
     {
         let store = SqliteStore::open(&path).unwrap();
         let ops: Vec<WriteOp> = (0..6).map(|d| batch(d, 50, at)).collect();
-        assert_eq!(store.write_batch(ops).await.unwrap(), vec![WriteOutcome::Accepted; 6]);
-        assert_eq!(count(&store, at).await, 300, "pending cells answer before any fold");
+        assert_eq!(
+            store.write_batch(ops).await.unwrap(),
+            vec![WriteOutcome::Accepted; 6]
+        );
+        assert_eq!(
+            count(&store, at).await,
+            300,
+            "pending cells answer before any fold"
+        );
         assert_eq!(store.compact_perf().await.unwrap(), 300);
         assert_eq!(count(&store, at).await, 300, "folded cells answer alike");
         store.write_batch(vec![batch(7, 40, at)]).await.unwrap();
@@ -61,10 +68,22 @@ async fn unfolded_cells_are_rebuilt_after_an_unclean_stop_and_never_counted_twic
         // Dropped without folding the last 40: as if the process had been killed.
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(count(&store, at).await, 340, "the 40 were rebuilt from trace_events, the 300 not again");
-    assert_eq!(store.compact_perf().await.unwrap(), 0, "nothing pending after recovery");
+    assert_eq!(
+        count(&store, at).await,
+        340,
+        "the 40 were rebuilt from trace_events, the 300 not again"
+    );
+    assert_eq!(
+        store.compact_perf().await.unwrap(),
+        0,
+        "nothing pending after recovery"
+    );
     drop(store);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(count(&store, at).await, 340, "a clean reopen changes nothing");
+    assert_eq!(
+        count(&store, at).await,
+        340,
+        "a clean reopen changes nothing"
+    );
     assert_eq!(store.count_trace_events().await.unwrap(), 340);
 }

@@ -166,18 +166,21 @@ impl CellAccumulator {
 
     /// Every cell with its key.
     pub fn iter(&self) -> impl Iterator<Item = (CellKey, &Cell)> + '_ {
-        self.ids.iter().zip(&self.cells).map(|((day, trace, emulator, dim, id), cell)| {
-            (
-                CellKey {
-                    day: *day,
-                    trace: *trace,
-                    emulator: *emulator,
-                    dim: *dim,
-                    value: self.names[*id as usize].clone(),
-                },
-                cell,
-            )
-        })
+        self.ids
+            .iter()
+            .zip(&self.cells)
+            .map(|((day, trace, emulator, dim, id), cell)| {
+                (
+                    CellKey {
+                        day: *day,
+                        trace: *trace,
+                        emulator: *emulator,
+                        dim: *dim,
+                        value: self.names[*id as usize].clone(),
+                    },
+                    cell,
+                )
+            })
     }
 
     pub fn into_cells(self) -> HashMap<CellKey, Cell> {
