@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod perf;
+mod sim;
 mod table;
 
 use anyhow::{Context, Result, bail};
@@ -56,6 +57,10 @@ enum Command {
     /// Mobile app performance: percentiles, histograms, regressions (admin API).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// Drive a running collector with a simulated fleet (security checks, errors, mobile).
+    Sim(sim::SimArgs),
+    /// Start a collector with a month of simulated traffic and print its reports; serves until Ctrl-C.
+    Demo(sim::DemoArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -142,6 +147,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Issues(cmd) => admin::issues(cmd).await,
         Command::Apikey(cmd) => perf::apikey(cmd).await,
         Command::Perf(cmd) => perf::perf(cmd).await,
+        Command::Sim(args) => sim::sim(args).await,
+        Command::Demo(args) => sim::demo(args).await,
     }
 }
 
@@ -164,7 +171,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
+pub(crate) async fn shutdown_signal() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,

@@ -31,7 +31,7 @@ pub enum ApikeyCommand {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct Range {
     /// First day (YYYY-MM-DD); default 29 days before --to.
     #[arg(long)]

@@ -38,3 +38,26 @@ impl Clock for ManualClock {
         *self.0.lock().expect("clock lock")
     }
 }
+
+/// The system clock moved by an adjustable offset: `beacon demo` runs a month of simulated traffic
+/// through a collector whose days follow the simulation, then sets the offset back to zero.
+#[derive(Default)]
+pub struct OffsetClock(std::sync::atomic::AtomicI64);
+
+impl OffsetClock {
+    /// Makes `now()` answer `at` at this instant (and move on from there).
+    pub fn set(&self, at: DateTime<Utc>) {
+        let offset = (at - Utc::now()).num_milliseconds();
+        self.0.store(offset, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn reset(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}

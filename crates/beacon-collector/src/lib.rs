@@ -21,7 +21,7 @@ pub mod security;
 pub mod server;
 pub mod tokens;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use config::Config;
 pub use error::ApiError;
 pub use server::{RunningCollector, StartError, open_store, start};
