@@ -3,6 +3,7 @@
 //! flight each) for a fixed time, and prints throughput and latency beside a baseline measured in the
 //! same run. Every loop is bounded by its deadline.
 
+mod durability;
 mod mobile;
 
 use anyhow::{Context, Result, bail};
@@ -90,6 +91,16 @@ enum Cmd {
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
+    /// The simulator at full rate, the collector SIGKILLed at random moments and restarted, then every
+    /// acknowledged item looked up in the store.
+    Durability {
+        #[arg(long, default_value_t = 20)]
+        trials: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -138,6 +149,17 @@ fn main() -> Result<()> {
             bodies.max(1),
             beacon,
         ),
+        Cmd::Durability {
+            trials,
+            seed,
+            beacon,
+        } => {
+            let o = durability::run(trials, beacon, seed)?;
+            if o.lost_checks + o.lost_events > 0 || o.lost_traces > 0 || o.stored_traces != o.sketch_events {
+                bail!("acknowledged items were lost");
+            }
+            Ok(())
+        }
         Cmd::Mobile {
             duration,
             connections,
