@@ -81,9 +81,12 @@ enum Cmd {
         connections: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// Events stored before the percentile report is timed.
+        /// Stored-event counts at which the percentile report and ingestion are measured again.
+        #[arg(long, value_delimiter = ',', default_value = "10000000")]
+        levels: Vec<u64>,
+        /// Levels above this are skipped on PostgreSQL.
         #[arg(long, default_value_t = 10_000_000)]
-        fill: u64,
+        postgres_max_level: u64,
         /// Also on PostgreSQL (and time percentile_cont there): an admin URL where the bench may
         /// create (and drops) a database.
         #[arg(long)]
@@ -164,17 +167,20 @@ fn main() -> Result<()> {
             duration,
             connections,
             rounds,
-            fill,
+            levels,
+            postgres_max_level,
             postgres,
             beacon,
         } => mobile::run(mobile::Options {
             duration: Duration::from_secs(duration),
             connections,
             rounds: rounds.max(1),
-            fill,
+            levels,
+            postgres_max_level,
             postgres,
             beacon,
-        }),
+        })
+        .map(|_| ()),
         Cmd::Security {
             duration,
             connections,

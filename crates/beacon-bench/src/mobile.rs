@@ -11,7 +11,6 @@ use hyper::Request;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,184 +170,173 @@ pub struct Options {
     pub duration: Duration,
     pub connections: usize,
     pub rounds: usize,
-    pub fill: u64,
+    /// Stored-event counts at which the percentile report (and ingestion) is measured again.
+    pub levels: Vec<u64>,
+    /// Levels above this are measured on SQLite only (PostgreSQL fills at a third of the rate).
+    pub postgres_max_level: u64,
     pub postgres: Option<String>,
     pub beacon: Option<PathBuf>,
 }
 
-pub fn run(o: Options) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let beacon = o
-        .beacon
-        .clone()
-        .unwrap_or_else(|| me.with_file_name("beacon"));
-    if !beacon.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release",
-            beacon.display()
-        );
+/// One measurement point of one backend.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub backend: &'static str,
+    /// Trace events stored when measured.
+    pub stored: u64,
+    /// Median events/s of the ingestion rounds at this level.
+    pub ingest: f64,
+    pub ingest_p50_ms: f64,
+    pub ingest_p99_ms: f64,
+    pub rss_kb: String,
+    /// Percentile report (HTTP) p50 and p99, ms; events in the queried trace.
+    pub query_p50_ms: f64,
+    pub query_p99_ms: f64,
+    pub query_trace_events: u64,
+    /// `percentile_cont` over the same raw rows (PostgreSQL), median ms.
+    pub percentile_cont_ms: Option<f64>,
+}
+
+fn ingest_rounds(addr: &str, o: &Options, rounds: usize, load: &MakeRequest) -> Result<(f64, f64, f64, u64)> {
+    let mut rates = Vec::new();
+    let (mut p50, mut p99, mut ok) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        let r = run_load(addr, o.connections, o.duration, load.clone())?;
+        rates.push(r.rps() * 100.0);
+        p50.push(r.ms(0.5));
+        p99.push(r.ms(0.99));
+        ok += r.ok;
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    rates.sort_by(f64::total_cmp);
+    p50.sort_by(f64::total_cmp);
+    p99.sort_by(f64::total_cmp);
+    Ok((rates[rates.len() / 2], p50[p50.len() / 2], p99[p99.len() / 2], ok))
+}
+
+fn query_latency(url: &str) -> Result<(f64, f64, u64)> {
+    let trace = TraceName::ChannelSwitchLoaded.as_str();
+    let path = format!("/perf/percentiles?trace={trace}&by=app_version");
+    let first = admin_get(url, &path)?;
+    let in_trace: u64 = first["groups"]
+        .as_array()
+        .map(|g| g.iter().map(|g| g["count"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0);
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        admin_get(url, &path)?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((quantile(&times, 0.5), quantile(&times, 0.99), in_trace))
+}
+
+fn percentile_cont(db: &BenchDb) -> Result<f64> {
+    let sql = "SELECT c.info->>'version' AS v, count(*), \
+               percentile_cont(ARRAY[0.5, 0.75, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.dur) \
+               FROM trace_events e JOIN perf_contexts c ON c.id = e.context \
+               WHERE e.trace = $1 AND NOT coalesce((c.info->>'is_emulator')::boolean, false) \
+               GROUP BY 1";
+    let mut times = db.rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            client.query(sql, &[&TraceName::ChannelSwitchLoaded.code()]).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok::<_, tokio_postgres::Error>(times)
+    })?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
+pub fn run(o: Options) -> Result<Vec<Row>> {
+    let me = std::env::current_exe()?;
+    let beacon = o.beacon.clone().unwrap_or_else(|| me.with_file_name("beacon"));
+    if !beacon.exists() {
+        bail!("{} not found; build it with cargo build --release", beacon.display());
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let built = bodies(4000, 1);
     println!(
         "beacon-bench mobile: batches of 100 trace events ({} bytes JSON each, typical device info, 50,000 devices); \
-         {} rounds of {}s; {} connections; fill to {} events; loopback; {cores} cores",
+         {} rounds of {}s; {} connections; measured at {:?} stored events; loopback; {cores} cores",
         built[0].len(),
         o.rounds,
         o.duration.as_secs(),
         o.connections,
-        o.fill
+        o.levels
     );
-    let mut backends: Vec<(&str, Option<BenchDb>)> = vec![("sqlite", None)];
+    let mut backends: Vec<(&'static str, Option<BenchDb>)> = vec![("sqlite", None)];
     if let Some(admin) = &o.postgres {
         backends.push(("postgres", Some(BenchDb::create(admin)?)));
     }
+    let mut rows = Vec::new();
+    println!(
+        "{:<9} {:>12} {:>12} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>16}",
+        "backend", "stored", "events/s", "p50 ms", "p99 ms", "RSS kB", "query p50", "query p99", "in trace", "percentile_cont"
+    );
     for (backend, db) in &backends {
         let dir = tempfile::tempdir()?;
-        let (collector, url) =
-            start_collector(&beacon, dir.path(), db.as_ref().map(|d| d.url.as_str()))?;
+        let (collector, url) = start_collector(&beacon, dir.path(), db.as_ref().map(|d| d.url.as_str()))?;
         let addr = url.trim_start_matches("http://").to_string();
-        let key = create_key(&url)?;
-        let load = make(built.clone(), key);
-
-        // 1. Ingestion rate.
-        let warm = run_load(&addr, o.connections, Duration::from_secs(2), load.clone())?;
-        let mut sent = warm.ok;
-        println!(
-            "\n[{backend}] ingestion\n{:<6} {:>12} {:>10} {:>9} {:>9} {:>7}",
-            "round", "events/s", "batches/s", "p50 ms", "p99 ms", "errors"
-        );
-        let mut rates = Vec::new();
-        for round in 0..o.rounds {
-            let r = run_load(&addr, o.connections, o.duration, load.clone())?;
-            println!(
-                "{:<6} {:>12.0} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                round + 1,
-                r.rps() * 100.0,
-                r.rps(),
-                r.ms(0.5),
-                r.ms(0.99),
-                r.errors
-            );
-            rates.push(r.rps() * 100.0);
-            sent += r.ok;
-        }
-        rates.sort_by(f64::total_cmp);
-        println!(
-            "[{backend}] median {:.0} trace events/s (target >= 200000); collector peak RSS {} kB",
-            rates[rates.len() / 2],
-            peak_rss_kb(collector.0.id())
-        );
-
-        // 2. Fill to `fill` events through the same endpoint, then let compaction catch up.
-        let started = Instant::now();
-        let remaining = o.fill.saturating_sub(sent * 100) / 100;
-        if remaining > 0 {
-            let r = run_load_upto(
-                &addr,
-                o.connections,
-                Duration::from_secs(3600),
-                Some(remaining),
-                load.clone(),
-            )?;
-            sent += r.ok;
-            if r.errors > 0 {
-                println!("[{backend}] fill: {} batches failed", r.errors);
+        let load = make(built.clone(), create_key(&url)?);
+        let mut stored = 0u64;
+        let mut levels = vec![0];
+        levels.extend(o.levels.iter().copied().filter(|l| *backend == "sqlite" || *l <= o.postgres_max_level));
+        for level in levels {
+            if level > stored {
+                let r = run_load_upto(&addr, o.connections, Duration::from_secs(7200), Some((level - stored) / 100), load.clone())?;
+                stored += r.ok * 100;
+                // Let the background fold/compaction catch up before timing reports.
+                std::thread::sleep(Duration::from_secs(5));
             }
-        }
-        println!(
-            "[{backend}] stored {} trace events ({} batches acknowledged); fill took {:.0}s",
-            sent * 100,
-            sent,
-            started.elapsed().as_secs_f64()
-        );
-        std::thread::sleep(Duration::from_secs(5));
-
-        // 3. The percentile report over everything stored, grouped by app version.
-        let trace = TraceName::ChannelSwitchLoaded.as_str();
-        let path = format!("/perf/percentiles?trace={trace}&by=app_version");
-        let first = admin_get(&url, &path)?;
-        let in_trace: u64 = first["groups"]
-            .as_array()
-            .map(|g| g.iter().map(|g| g["count"].as_u64().unwrap_or(0)).sum())
-            .unwrap_or(0);
-        let mut times = Vec::new();
-        for _ in 0..50 {
-            let t = Instant::now();
-            admin_get(&url, &path)?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        times.sort_by(f64::total_cmp);
-        let mut cli_times = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let out = Command::new(&beacon)
-                .args([
-                    "perf",
-                    "percentiles",
-                    "--trace",
-                    trace,
-                    "--by",
-                    "app_version",
-                    "--json",
-                ])
-                .env("BEACON_URL", &url)
-                .env("BEACON_TOKEN", TOKEN)
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "beacon perf percentiles failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+            let (query_p50_ms, query_p99_ms, query_trace_events) = if stored > 0 {
+                query_latency(&url)?
+            } else {
+                (0.0, 0.0, 0)
+            };
+            let percentile_cont_ms = match db {
+                Some(db) if stored > 0 => Some(percentile_cont(db)?),
+                _ => None,
+            };
+            let stored_before = stored;
+            if level == 0 {
+                run_load(&addr, o.connections, Duration::from_secs(2), load.clone())?;
             }
-            cli_times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        cli_times.sort_by(f64::total_cmp);
-        println!(
-            "[{backend}] percentiles of {trace} by app_version over {} stored events ({} in this trace, {} groups): \
-             HTTP p50 {:.2} ms, p99 {:.2} ms (50 calls); `beacon perf percentiles` process p50 {:.1} ms (10 runs)",
-            sent * 100,
-            in_trace,
-            first["groups"].as_array().map(Vec::len).unwrap_or(0),
-            quantile(&times, 0.5),
-            quantile(&times, 0.99),
-            quantile(&cli_times, 0.5)
-        );
-
-        // 4. The same question from raw rows with percentile_cont (PostgreSQL only).
-        if let Some(db) = db {
-            let sql = "SELECT c.info->>'version' AS v, count(*), \
-                       percentile_cont(ARRAY[0.5, 0.75, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.dur) \
-                       FROM trace_events e JOIN perf_contexts c ON c.id = e.context \
-                       WHERE e.trace = $1 AND NOT coalesce((c.info->>'is_emulator')::boolean, false) \
-                       GROUP BY 1";
-            let mut pg_times = Vec::new();
-            let rows = db.rt.block_on(async {
-                let (client, conn) =
-                    tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                let mut rows = 0;
-                for _ in 0..3 {
-                    let t = Instant::now();
-                    rows = client
-                        .query(sql, &[&TraceName::ChannelSwitchLoaded.code()])
-                        .await?
-                        .len();
-                    pg_times.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-                Ok::<_, tokio_postgres::Error>(rows)
-            })?;
-            pg_times.sort_by(f64::total_cmp);
-            let pg = quantile(&pg_times, 0.5);
+            let rounds = if level == 0 { o.rounds } else { 1 };
+            let (ingest, p50, p99, ok) = ingest_rounds(&addr, &o, rounds, &load)?;
+            stored += ok * 100;
+            let row = Row {
+                backend,
+                stored: stored_before,
+                ingest,
+                ingest_p50_ms: p50,
+                ingest_p99_ms: p99,
+                rss_kb: peak_rss_kb(collector.0.id()),
+                query_p50_ms,
+                query_p99_ms,
+                query_trace_events,
+                percentile_cont_ms,
+            };
             println!(
-                "[{backend}] percentile_cont over the same raw rows ({rows} groups): median {pg:.0} ms (3 runs) → \
-                 sketches are {:.0}x faster (target >= 100x; query target <= 20 ms)",
-                pg / quantile(&times, 0.5)
+                "{:<9} {:>12} {:>12.0} {:>8.2} {:>8.2} {:>10} {:>9.2} {:>9.2} {:>10} {:>16}",
+                row.backend,
+                row.stored,
+                row.ingest,
+                row.ingest_p50_ms,
+                row.ingest_p99_ms,
+                row.rss_kb,
+                row.query_p50_ms,
+                row.query_p99_ms,
+                row.query_trace_events,
+                row.percentile_cont_ms.map(|m| format!("{m:.0} ms")).unwrap_or_else(|| "-".into())
             );
+            rows.push(row);
         }
         drop(collector);
     }
-    Ok(())
+    Ok(rows)
 }
