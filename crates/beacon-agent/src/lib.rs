@@ -424,12 +424,18 @@ impl Agent {
         } else {
             (None, None)
         };
+        // The first tick's time is fixed now, at start, not when the task first runs.
+        let jitter_ms = match inner.config.first_tick_jitter_secs {
+            0 => 0,
+            s => rand::random_range(0..=s.saturating_mul(1000)),
+        };
+        let first_tick = inner.clock.now() + chrono::TimeDelta::milliseconds(jitter_ms as i64);
         let run = {
             let inner = inner.clone();
             async move {
                 let scheduled = async {
                     if inner.collector.is_some() {
-                        schedule(inner.clone(), stop_rx.clone()).await;
+                        schedule(inner.clone(), first_tick, stop_rx.clone()).await;
                     }
                 };
                 let worker = async {
@@ -453,13 +459,13 @@ impl Agent {
 
 /// The schedule: a tick every `tick_interval_secs`, the first after a random jitter; each tick runs
 /// the check if it is due. A tick that comes late (the machine slept) is not made up for.
-async fn schedule(inner: Arc<Inner>, mut stop: watch::Receiver<Option<Instant>>) {
-    let jitter_ms = match inner.config.first_tick_jitter_secs {
-        0 => 0,
-        s => rand::random_range(0..=s.saturating_mul(1000)),
-    };
+async fn schedule(
+    inner: Arc<Inner>,
+    first_tick: chrono::DateTime<chrono::Utc>,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
     let interval = chrono::TimeDelta::seconds(inner.config.tick_interval_secs.max(1) as i64);
-    let mut next = inner.clock.now() + chrono::TimeDelta::milliseconds(jitter_ms as i64);
+    let mut next = first_tick;
     tracing::debug!(%next, "first tick");
     loop {
         tokio::select! {
