@@ -141,7 +141,9 @@ impl TestCollector {
             .json()
             .await
             .unwrap();
-        let key = created["keys"][0]["public_key"].as_str().unwrap();
+        let key = created["keys"][0]["public_key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("project not created: {created}"));
         let id = created["id"].as_i64().unwrap();
         (id, format!("https://{key}@{host_port}/{id}"))
     }
