@@ -68,7 +68,9 @@ pub(crate) async fn preview(inner: &Arc<Inner>) -> Result<Preview, CheckError> {
         server_id: state.diagnostic_id.clone(),
         ..inner.event_meta.clone()
     };
-    let envelope = blocking(move || crate::reporting::sample_envelope(&meta))
+    // The stack of this call (the caller's thread), resolved on a blocking thread.
+    let backtrace = backtrace::Backtrace::new_unresolved();
+    let envelope = blocking(move || crate::reporting::sample_envelope(&meta, backtrace))
         .await
         .map_err(|_| CheckError::Panicked("sample report"))?;
     Ok(Preview {

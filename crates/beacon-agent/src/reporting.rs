@@ -242,6 +242,13 @@ fn stacktrace_of(mut bt: Backtrace, meta: &EventMeta) -> Option<Stacktrace> {
         .frames
         .into_iter()
         .map(|f| Frame {
+            // A symbol without a path (`clone3`, `start_thread`, `<unknown>`) is not Rust code, so
+            // not the host's: sentry would otherwise count it in-app when nothing else is.
+            in_app: f
+                .function
+                .as_deref()
+                .is_none_or(|name| !name.contains("::"))
+                .then_some(false),
             function: f.function,
             filename: f.filename,
             lineno: f.lineno,
@@ -315,8 +322,9 @@ pub(crate) fn envelope_bytes(event: Event<'static>) -> Vec<u8> {
     body
 }
 
-/// A sample report, built the way a real one is (with this call's stack), for `preview`.
-pub(crate) fn sample_envelope(meta: &EventMeta) -> Vec<u8> {
+/// A sample report, built the way a real one is (with the stack of `backtrace`'s capture), for
+/// `preview`.
+pub(crate) fn sample_envelope(meta: &EventMeta, backtrace: Backtrace) -> Vec<u8> {
     #[derive(Debug)]
     struct SampleError(String);
     impl std::fmt::Display for SampleError {
@@ -332,7 +340,7 @@ pub(crate) fn sample_envelope(meta: &EventMeta) -> Vec<u8> {
     );
     let job = Job {
         event: sentry::event_from_error(&err as &dyn Error),
-        backtrace: Some(Backtrace::new_unresolved()),
+        backtrace: Some(backtrace),
     };
     envelope_bytes(finish_event(job, meta))
 }

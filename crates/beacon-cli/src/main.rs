@@ -1,6 +1,7 @@
 //! `beacon`: the collector (`serve`), its offline tools, and the admin CLI that talks to the admin API.
 
 mod admin;
+mod agent;
 mod client;
 mod table;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Grouped errors (admin API).
     #[command(subcommand)]
     Issues(admin::IssuesCommand),
+    /// The agent stand-alone: run, check once, or preview what it sends.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -133,6 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Project(cmd) => admin::project(cmd).await,
         Command::Key(cmd) => admin::key(cmd).await,
         Command::Issues(cmd) => admin::issues(cmd).await,
+        Command::Agent(cmd) => agent::agent(cmd).await,
     }
 }
 
