@@ -118,12 +118,12 @@ pub enum DeadletterCommand {
     },
 }
 
-fn json<T: Serialize>(v: &T) -> Result<()> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn time(t: &DateTime<Utc>) -> String {
+pub(crate) fn time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
 

@@ -89,6 +89,11 @@ impl Client {
         self.send(req).await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let req = self.http.delete(format!("{}/admin/v1{path}", self.base));
+        self.send(req).await
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req
             .bearer_auth(&self.token)

@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod client;
+mod perf;
 mod table;
 
 use anyhow::{Context, Result, bail};
@@ -50,6 +51,12 @@ enum Command {
     /// Grouped errors (admin API).
     #[command(subcommand)]
     Issues(admin::IssuesCommand),
+    /// Mobile API keys for `POST /v1/mobile/metrics` (admin API).
+    #[command(subcommand)]
+    Apikey(perf::ApikeyCommand),
+    /// Mobile app performance: percentiles, histograms, regressions (admin API).
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
     /// The agent stand-alone: run, check once, or preview what it sends.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -137,6 +144,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Project(cmd) => admin::project(cmd).await,
         Command::Key(cmd) => admin::key(cmd).await,
         Command::Issues(cmd) => admin::issues(cmd).await,
+        Command::Apikey(cmd) => perf::apikey(cmd).await,
+        Command::Perf(cmd) => perf::perf(cmd).await,
         Command::Agent(cmd) => agent::agent(cmd).await,
     }
 }

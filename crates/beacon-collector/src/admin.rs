@@ -38,6 +38,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{key}", axum::routing::patch(update_key))
         .route("/issues", get(list_issues))
         .route("/issues/{id}", get(show_issue))
+        .route(
+            "/apikeys",
+            get(crate::perf::list_api_keys).post(crate::perf::create_api_key),
+        )
+        .route(
+            "/apikeys/{name}",
+            axum::routing::delete(crate::perf::revoke_api_key),
+        )
+        .route("/perf/percentiles", get(crate::perf::percentiles))
+        .route("/perf/histogram", get(crate::perf::histogram))
+        .route("/perf/regressions", get(crate::perf::regressions))
         .layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -125,7 +136,7 @@ struct ReportParams {
     limit: Option<String>,
 }
 
-fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, FieldError> {
+pub(crate) fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, FieldError> {
     v.as_deref()
         .map(|s| {
             NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
@@ -135,7 +146,7 @@ fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, FieldError
         .transpose()
 }
 
-fn flag(field: &str, v: &Option<String>) -> Result<bool, FieldError> {
+pub(crate) fn flag(field: &str, v: &Option<String>) -> Result<bool, FieldError> {
     match v.as_deref() {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
@@ -146,7 +157,10 @@ fn flag(field: &str, v: &Option<String>) -> Result<bool, FieldError> {
     }
 }
 
-fn number<T: std::str::FromStr>(field: &str, v: &Option<String>) -> Result<Option<T>, FieldError> {
+pub(crate) fn number<T: std::str::FromStr>(
+    field: &str,
+    v: &Option<String>,
+) -> Result<Option<T>, FieldError> {
     v.as_deref()
         .map(|s| {
             s.parse().map_err(|_| {

@@ -85,6 +85,8 @@ pub struct IngestConfig {
     pub queue: usize,
     /// How often bulletins are re-read from the store (other collectors may change them).
     pub bulletin_refresh_secs: u64,
+    /// How often mobile sketch deltas are merged into one row per group.
+    pub perf_compact_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +115,7 @@ impl Default for IngestConfig {
             batch_max: 1024,
             queue: 16384,
             bulletin_refresh_secs: 10,
+            perf_compact_secs: 2,
         }
     }
 }
@@ -138,6 +141,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("ingest", "batch_max", Kind::Int),
     ("ingest", "queue", Kind::Int),
     ("ingest", "bulletin_refresh_secs", Kind::Int),
+    ("ingest", "perf_compact_secs", Kind::Int),
     ("errors", "rate_limit_per_minute", Kind::Int),
 ];
 
@@ -239,6 +243,9 @@ impl Config {
         }
         if self.errors.rate_limit_per_minute == 0 {
             p.push("errors.rate_limit_per_minute: must be at least 1".into());
+        }
+        if self.ingest.perf_compact_secs == 0 {
+            p.push("ingest.perf_compact_secs: must be at least 1".into());
         }
         if self.ingest.bulletin_refresh_secs == 0 {
             p.push("ingest.bulletin_refresh_secs: must be at least 1".into());

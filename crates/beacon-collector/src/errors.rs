@@ -13,13 +13,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use beacon_store::{EventRecord, NewDeadLetter, Store, WriteOp, WriteOutcome};
+use beacon_store::{EventRecord, NewDeadLetter, WriteOp, WriteOutcome};
 use beacon_wire::admin::KeyInfo;
 use beacon_wire::sentry::{auth, envelope, event, grouping};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 pub const CHANNEL: &str = "errors";
 /// Largest request body, compressed.
@@ -59,35 +58,8 @@ static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyL
     )
 });
 
-/// Public keys in memory for a few seconds, so authentication does not read the database per request.
-#[derive(Default)]
-pub struct KeyCache {
-    keys: Mutex<HashMap<String, (Option<KeyInfo>, Instant)>>,
-}
-
-const KEY_TTL: Duration = Duration::from_secs(10);
-
-impl KeyCache {
-    pub async fn get(&self, store: &dyn Store, key: &str) -> Result<Option<KeyInfo>, ApiError> {
-        if let Some((info, at)) = self.keys.lock().expect("key cache lock").get(key)
-            && at.elapsed() < KEY_TTL
-        {
-            return Ok(info.clone());
-        }
-        let info = store.project_key(key).await?;
-        let mut keys = self.keys.lock().expect("key cache lock");
-        if keys.len() > 100_000 {
-            keys.clear(); // bounded: unknown keys sent at random must not grow it forever
-        }
-        keys.insert(key.to_string(), (info.clone(), Instant::now()));
-        Ok(info)
-    }
-
-    /// Forgets a key after an admin change, so the change applies at once on this collector.
-    pub fn forget(&self, key: &str) {
-        self.keys.lock().expect("key cache lock").remove(key);
-    }
-}
+/// Public keys by key, cached.
+pub type KeyCache = crate::cache::TtlCache<Option<KeyInfo>>;
 
 /// Events per key per minute, in fixed one-minute windows.
 #[derive(Default)]
@@ -160,7 +132,7 @@ async fn authenticate(
     }
     let info = state
         .keys
-        .get(&*state.store, key)
+        .get(key, state.store.project_key(key))
         .await?
         .ok_or_else(|| ApiError::Forbidden("unknown sentry key".into()))?;
     if !info.enabled {

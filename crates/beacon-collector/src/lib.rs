@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod bulletins;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod decode;
@@ -13,7 +14,9 @@ pub mod error;
 pub mod errors;
 pub mod ingest;
 pub mod metrics;
+pub mod mobile;
 pub mod ops;
+pub mod perf;
 pub mod security;
 pub mod server;
 pub mod tokens;
@@ -37,6 +40,10 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub keys: errors::KeyCache,
     pub limiter: errors::RateLimiter,
+    /// Mobile API keys by SHA-256: valid or not.
+    pub api_keys: cache::TtlCache<bool>,
+    /// The keyed hash that replaces `device_unique_id`.
+    pub device_hasher: mobile::DeviceHasher,
 }
 
 impl AppState {

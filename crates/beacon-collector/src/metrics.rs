@@ -80,6 +80,14 @@ pub enum Outcome<'a> {
 
 /// Counts one item's outcome in `beacon_items_total`.
 pub fn count_item(channel: &'static str, outcome: Outcome<'_>) {
+    count_items(channel, outcome, 1);
+}
+
+/// Counts `n` items of one channel with one outcome.
+pub fn count_items(channel: &'static str, outcome: Outcome<'_>, n: u64) {
+    if n == 0 {
+        return;
+    }
     let (name, reason): (&'static str, metrics::SharedString) = match outcome {
         Outcome::Accepted => ("accepted", "".into()),
         Outcome::Duplicate => ("duplicate", "".into()),
@@ -87,5 +95,5 @@ pub fn count_item(channel: &'static str, outcome: Outcome<'_>) {
         Outcome::RateLimited => ("rate_limited", "".into()),
     };
     metrics::counter!(ITEMS_TOTAL, "channel" => channel, "outcome" => name, "reason" => reason)
-        .increment(1);
+        .increment(n);
 }

@@ -3,7 +3,7 @@
 use crate::bulletins::BulletinCache;
 use crate::config::{Config, StoreUrl};
 use crate::ingest::Ingest;
-use crate::{AppState, Clock, admin, errors, ops, security};
+use crate::{AppState, Clock, admin, errors, mobile, ops, security};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -73,6 +73,12 @@ const ROUTES: &[&str] = &[
     "/admin/v1/keys/{key}",
     "/admin/v1/issues",
     "/admin/v1/issues/{id}",
+    "/v1/mobile/metrics",
+    "/admin/v1/apikeys",
+    "/admin/v1/apikeys/{name}",
+    "/admin/v1/perf/percentiles",
+    "/admin/v1/perf/histogram",
+    "/admin/v1/perf/regressions",
 ];
 
 /// The static form of a matched route pattern.
@@ -100,6 +106,13 @@ pub fn router(state: AppState) -> Router {
             ROUTES[14],
             post(errors::store).layer(DefaultBodyLimit::max(errors::MAX_BODY_BYTES)),
         )
+        .route(
+            ROUTES[19],
+            // One byte over the limit still reaches the handler, which answers 413 itself.
+            post(mobile::metrics).layer(DefaultBodyLimit::max(
+                beacon_wire::mobile::MAX_BODY_BYTES + 1,
+            )),
+        )
         .nest("/admin/v1", admin::router(state.clone()))
         .layer(axum::middleware::from_fn(ops::track_latency))
         .with_state(state)
@@ -113,6 +126,7 @@ pub struct RunningCollector {
     server: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    compactor: JoinHandle<()>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
     /// Shown once; only its hash is stored.
@@ -145,6 +159,7 @@ impl RunningCollector {
     pub async fn wait(self) -> std::io::Result<()> {
         let served = self.server.await.map_err(std::io::Error::other)?;
         self.refresher.abort();
+        self.compactor.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
         if tokio::time::timeout(self.grace, self.writer).await.is_err() {
             tracing::error!("writer did not finish within the grace period");
@@ -164,6 +179,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let store = open_store(&config).await?;
     let initial_token = bootstrap_token(&*store, &config, &*clock).await?;
 
+    let device_hasher = mobile::DeviceHasher::load(&*store).await?;
     let bulletins = Arc::new(BulletinCache::default());
     bulletins.refresh(&*store).await?;
     let (ingest, writer) =
@@ -172,6 +188,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         store.clone(),
         bulletins.clone(),
         Duration::from_secs(config.ingest.bulletin_refresh_secs),
+    ));
+    let compactor = tokio::spawn(compact_perf(
+        store.clone(),
+        Duration::from_secs(config.ingest.perf_compact_secs),
     ));
     let config = Arc::new(config);
     let state = AppState::new(crate::Shared {
@@ -182,6 +202,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         config: config.clone(),
         keys: Default::default(),
         limiter: Default::default(),
+        api_keys: Default::default(),
+        device_hasher,
     });
     let app = router(state);
 
@@ -231,6 +253,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         server,
         writer,
         refresher,
+        compactor,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
         store,
@@ -281,6 +304,20 @@ async fn refresh_bulletins(store: Arc<dyn Store>, cache: Arc<BulletinCache>, eve
         tick.tick().await;
         if let Err(e) = cache.refresh(&*store).await {
             tracing::warn!(error = %e, "bulletin refresh failed");
+        }
+    }
+}
+
+/// Merges mobile sketch deltas in the background, so reports read about one row per group.
+async fn compact_perf(store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.compact_perf().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deltas = n, "sketch deltas compacted"),
+            Err(e) => tracing::warn!(error = %e, "sketch compaction failed; retrying on schedule"),
         }
     }
 }

@@ -20,6 +20,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/keys/0123456789abcdef0123456789abcdef"),
     ("GET", "/issues"),
     ("GET", "/issues/1"),
+    ("GET", "/apikeys"),
+    ("POST", "/apikeys"),
+    ("DELETE", "/apikeys/android"),
+    ("GET", "/perf/percentiles"),
+    ("GET", "/perf/histogram"),
+    ("GET", "/perf/regressions"),
 ];
 
 #[tokio::test]
@@ -31,6 +37,7 @@ async fn every_admin_route_needs_a_valid_token() {
         let req = |m: &str| match m {
             "GET" => c.http.get(&url),
             "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
+            "DELETE" => c.http.delete(&url),
             _ => c.http.post(&url).json(&serde_json::json!({})),
         };
         for auth in [
@@ -59,6 +66,7 @@ async fn every_admin_route_needs_a_valid_token() {
         let req = match *method {
             "GET" => c.http.get(&url),
             "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
+            "DELETE" => c.http.delete(&url),
             _ => c.http.post(&url).json(&serde_json::json!({})),
         };
         let resp = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
@@ -78,6 +86,7 @@ async fn openapi_lists_every_route() {
             path.replace("BSA-1", "{id}")
                 .replace("0123456789abcdef0123456789abcdef", "{key}")
                 .replace("/issues/1", "/issues/{id}")
+                .replace("/apikeys/android", "/apikeys/{name}")
         );
         let op = &doc["paths"][&openapi_path][method.to_lowercase()];
         assert!(

@@ -7,15 +7,18 @@
 //! verified against the webpki roots plus `sslrootcert`); otherwise the connection is plain.
 
 mod migrations;
+mod perf;
 
 use async_trait::async_trait;
 use beacon_store::EventRecord;
+use beacon_store::perf::{PerfRow, PerfSelect, StoredTrace};
 use beacon_store::{
     CheckRecord, DayCount, GrowthRaw, NewDeadLetter, Result, ServerSnapshot, Store, StoreError,
     VersionDayCount, WriteOp, WriteOutcome,
 };
 use beacon_wire::admin::{
-    CountBy, DeadLetter, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, CountBy, DeadLetter, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo,
+    ProjectInfo,
 };
 use beacon_wire::bulletin::{Bulletin, Severity};
 use beacon_wire::sentry::Level;
@@ -408,6 +411,7 @@ impl PgStore {
             let mut out = vec![WriteOutcome::Accepted; ops.len()];
             let (mut check_at, mut checks, mut letters, mut events) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut traces = Vec::new();
             for (i, op) in ops.iter().enumerate() {
                 match op {
                     WriteOp::Check(rec) => {
@@ -416,8 +420,10 @@ impl PgStore {
                     }
                     WriteOp::DeadLetter(d) => letters.push(d),
                     WriteOp::Event(e) => events.push((i, e)),
+                    WriteOp::Traces(t) => traces.push(&**t),
                 }
             }
+            perf::write_traces(&tx, &traces).await?;
             // Events sorted by group, so concurrent batches lock issue rows in one order.
             events.sort_by(|a, b| {
                 (a.1.project_id, &a.1.group_hash).cmp(&(b.1.project_id, &b.1.group_hash))
@@ -935,5 +941,53 @@ impl Store for PgStore {
             by_release,
             by_day,
         }))
+    }
+
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        perf::secret(&**self.client().await?, name, candidate).await
+    }
+
+    async fn create_api_key(
+        &self,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ApiKeyInfo> {
+        perf::create_api_key(&**self.client().await?, name, key_hash, prefix, at).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        perf::api_keys(&**self.client().await?).await
+    }
+
+    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<ApiKeyInfo> {
+        perf::revoke_api_key(&**self.client().await?, name, at).await
+    }
+
+    async fn api_key_valid(&self, key_hash: &str) -> Result<bool> {
+        perf::api_key_valid(&**self.client().await?, key_hash).await
+    }
+
+    async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>> {
+        perf::rows(&**self.client().await?, select).await
+    }
+
+    async fn compact_perf(&self) -> Result<u64> {
+        perf::compact(&mut self.client().await?).await
+    }
+
+    async fn count_trace_events(&self) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM trace_events", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>> {
+        perf::trace_events(&**self.client().await?, limit).await
     }
 }

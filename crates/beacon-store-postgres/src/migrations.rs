@@ -110,6 +110,51 @@ const MIGRATIONS: &[&str] = &[
         server_id TEXT NOT NULL,
         PRIMARY KEY (issue_id, server_id)
     );",
+    // 3: mobile API keys, collector secrets, trace events and their sketches.
+    "CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+    );
+    CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,  -- SHA-256 hex; the key is shown once
+        prefix TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        revoked_at TIMESTAMPTZ
+    );
+    -- A device as one batch described it, pseudonymised; id is a content hash.
+    CREATE TABLE perf_contexts (
+        id BIGINT PRIMARY KEY,
+        device_hash TEXT,               -- HMAC of device_unique_id; the raw value is never stored
+        info JSONB NOT NULL,
+        first_seen TIMESTAMPTZ NOT NULL
+    );
+    -- Raw events: a heap without indexes, append only.
+    CREATE TABLE trace_events (
+        ts BIGINT NOT NULL,             -- unix µs
+        trace SMALLINT NOT NULL,        -- TraceName code
+        dur BIGINT NOT NULL,            -- µs
+        context BIGINT NOT NULL
+    );
+    -- One merged sketch per key; deltas wait in perf_deltas until compacted.
+    CREATE TABLE perf_sketches (
+        trace SMALLINT NOT NULL,
+        dim SMALLINT NOT NULL,
+        day DATE NOT NULL,
+        emulator BOOLEAN NOT NULL,
+        value TEXT NOT NULL,
+        cell BYTEA NOT NULL,
+        PRIMARY KEY (trace, dim, day, emulator, value)
+    );
+    CREATE TABLE perf_deltas (
+        trace SMALLINT NOT NULL,
+        dim SMALLINT NOT NULL,
+        day DATE NOT NULL,
+        emulator BOOLEAN NOT NULL,
+        value TEXT NOT NULL,
+        cell BYTEA NOT NULL
+    );
+    CREATE INDEX perf_deltas_by_key ON perf_deltas (trace, dim, day);",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

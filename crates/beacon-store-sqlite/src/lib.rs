@@ -5,15 +5,18 @@
 //! writes run on tokio's blocking pool.
 
 mod migrations;
+mod perf;
 
 use async_trait::async_trait;
 use beacon_store::EventRecord;
+use beacon_store::perf::{PerfRow, PerfSelect, StoredTrace};
 use beacon_store::{
     CheckRecord, DayCount, GrowthRaw, NewDeadLetter, Result, ServerSnapshot, Store, StoreError,
     VersionDayCount, WriteOp, WriteOutcome,
 };
 use beacon_wire::admin::{
-    CountBy, DeadLetter, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, CountBy, DeadLetter, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo,
+    ProjectInfo,
 };
 use beacon_wire::bulletin::{Bulletin, Severity};
 use beacon_wire::sentry::Level;
@@ -539,6 +542,7 @@ impl Store for SqliteStore {
             let mut out = vec![WriteOutcome::Accepted; ops.len()];
             let (mut check_at, mut checks) = (Vec::new(), Vec::new());
             let (mut event_at, mut events) = (Vec::new(), Vec::new());
+            let mut traces = Vec::new();
             for (i, op) in ops.iter().enumerate() {
                 match op {
                     WriteOp::Check(rec) => {
@@ -550,8 +554,10 @@ impl Store for SqliteStore {
                         event_at.push(i);
                         events.push(&**e);
                     }
+                    WriteOp::Traces(t) => traces.push(&**t),
                 }
             }
+            perf::write_traces(&tx, &traces)?;
             for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks)?) {
                 out[i] = outcome;
             }
@@ -1024,5 +1030,65 @@ impl Store for SqliteStore {
             Ok(Some(IssueDetail { issue, latest_event, by_release, by_day }))
         })
         .await
+    }
+
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+        let (name, candidate) = (name.to_string(), candidate.to_vec());
+        run(&self.writer, move |c| perf::secret(c, &name, &candidate)).await
+    }
+
+    async fn create_api_key(
+        &self,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ApiKeyInfo> {
+        let (name, hash, prefix) = (name.to_string(), key_hash.to_string(), prefix.to_string());
+        run(&self.writer, move |c| {
+            perf::create_api_key(c, &name, &hash, &prefix, ms(at))
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        run(&self.reader, |c| perf::api_keys(c)).await
+    }
+
+    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<ApiKeyInfo> {
+        let name = name.to_string();
+        run(&self.writer, move |c| {
+            perf::revoke_api_key(c, &name, ms(at))
+        })
+        .await
+    }
+
+    async fn api_key_valid(&self, key_hash: &str) -> Result<bool> {
+        let hash = key_hash.to_string();
+        run(&self.reader, move |c| perf::api_key_valid(c, &hash)).await
+    }
+
+    async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>> {
+        let select = select.clone();
+        run(&self.reader, move |c| perf::rows(c, &select)).await
+    }
+
+    async fn compact_perf(&self) -> Result<u64> {
+        run(&self.writer, perf::compact).await
+    }
+
+    async fn count_trace_events(&self) -> Result<u64> {
+        run(&self.reader, |c| {
+            c.query_row("SELECT count(*) FROM trace_events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>> {
+        run(&self.reader, move |c| perf::trace_events(c, limit)).await
     }
 }

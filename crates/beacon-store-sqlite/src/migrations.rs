@@ -108,6 +108,51 @@ const MIGRATIONS: &[&str] = &[
         server_id TEXT NOT NULL,
         PRIMARY KEY (issue_id, server_id)
     ) WITHOUT ROWID;",
+    // 3: mobile API keys, collector secrets, trace events and their sketches.
+    "CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,  -- SHA-256 hex; the key is shown once
+        prefix TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    -- A device as one batch described it, pseudonymised; id is a content hash.
+    CREATE TABLE perf_contexts (
+        id INTEGER PRIMARY KEY,
+        device_hash TEXT,               -- HMAC of device_unique_id; the raw value is never stored
+        info TEXT NOT NULL,             -- the other device_info keys, JSON
+        first_seen INTEGER NOT NULL
+    );
+    -- Raw events: no index, append only (drill-down and retention read them in rowid order).
+    CREATE TABLE trace_events (
+        ts INTEGER NOT NULL,            -- unix µs
+        trace INTEGER NOT NULL,         -- TraceName code
+        dur INTEGER NOT NULL,           -- µs
+        context INTEGER NOT NULL
+    );
+    -- One merged sketch per key; deltas wait in perf_deltas until compacted.
+    CREATE TABLE perf_sketches (
+        trace INTEGER NOT NULL,
+        dim INTEGER NOT NULL,           -- Dimension code
+        day INTEGER NOT NULL,
+        emulator INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        cell BLOB NOT NULL,
+        PRIMARY KEY (trace, dim, day, emulator, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE perf_deltas (
+        trace INTEGER NOT NULL,
+        dim INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        emulator INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        cell BLOB NOT NULL
+    );
+    CREATE INDEX perf_deltas_by_key ON perf_deltas (trace, dim, day);",
 ];
 
 /// The schema version this build writes.

@@ -3,12 +3,14 @@
 //! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an expression that
 //! builds a fresh, empty store (`Arc<dyn Store>`) per test; each function here becomes one `#[tokio::test]`.
 
+use crate::perf::{PerfContext, TraceBatch};
 use crate::{
     CheckRecord, EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome, report,
 };
 use beacon_wire::admin::FleetDimension;
 use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
+use beacon_wire::mobile::{DeviceInfo, Dimension, TraceName, TraceRecord};
 use beacon_wire::security::SecurityCheck;
 use beacon_wire::sentry::{Level, StoredEvent};
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
@@ -34,6 +36,9 @@ macro_rules! conformance_suite {
             dead_letters_listed_newest_first,
             projects_and_keys,
             events_group_into_issues,
+            api_keys_and_secrets,
+            traces_sketches_and_reports,
+            compaction_keeps_every_event,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -764,4 +769,327 @@ pub async fn events_group_into_issues(store: &dyn Store) {
     let days: Vec<_> = d.by_day.iter().map(|c| (c.key, c.count)).collect();
     assert_eq!(days, vec![(day0(), 2), (day0() + Days::new(1), 1)]);
     assert!(store.issue(h1.id + 1000).await.unwrap().is_none());
+}
+
+pub async fn api_keys_and_secrets(store: &dyn Store) {
+    let a = store
+        .create_api_key("android", &"a".repeat(64), "bmk_1234", at(0, 1))
+        .await
+        .unwrap();
+    assert_eq!(a.name, "android");
+    assert!(a.revoked_at.is_none());
+    assert!(matches!(
+        store
+            .create_api_key("android", &"b".repeat(64), "bmk_5678", at(0, 2))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .create_api_key("ios", &"c".repeat(64), "bmk_9abc", at(0, 3))
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, vec!["android", "ios"]);
+    assert!(store.api_key_valid(&"a".repeat(64)).await.unwrap());
+    assert!(!store.api_key_valid(&"b".repeat(64)).await.unwrap());
+    let r = store.revoke_api_key("android", at(1, 0)).await.unwrap();
+    assert_eq!(r.revoked_at, Some(at(1, 0)));
+    let again = store.revoke_api_key("android", at(2, 0)).await.unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(at(1, 0)),
+        "the first revocation stays"
+    );
+    assert!(!store.api_key_valid(&"a".repeat(64)).await.unwrap());
+    assert!(store.api_key_valid(&"c".repeat(64)).await.unwrap());
+    assert!(matches!(
+        store.revoke_api_key("nope", at(2, 0)).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let first = store.secret("device_hash", &[1; 32]).await.unwrap();
+    assert_eq!(first, vec![1; 32]);
+    let second = store.secret("device_hash", &[2; 32]).await.unwrap();
+    assert_eq!(second, vec![1; 32], "the first secret stored is kept");
+    assert_eq!(store.secret("other", &[3; 8]).await.unwrap(), vec![3; 8]);
+}
+
+fn trace_batch(
+    day: u64,
+    version: &str,
+    device: u32,
+    emulator: bool,
+    trace: TraceName,
+    durs: &[i64],
+) -> WriteOp {
+    let info = DeviceInfo {
+        version: Some(version.into()),
+        model: Some(format!("model-{}", device % 2)),
+        is_emulator: Some(emulator),
+        is_tablet: Some(device.is_multiple_of(3)),
+        ..Default::default()
+    };
+    let ts = at(day, 12).timestamp_micros();
+    WriteOp::Traces(Box::new(TraceBatch {
+        received_at: at(day, 12),
+        context: PerfContext::new(info, Some(format!("{device:016x}{}", "0".repeat(48)))),
+        events: durs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| TraceRecord {
+                name: trace,
+                ts_us: ts + i as i64,
+                dur_us: *d,
+            })
+            .collect(),
+    }))
+}
+
+pub async fn traces_sketches_and_reports(store: &dyn Store) {
+    // Version 1.0: 6 devices, durations 1..=600 ms; version 1.1: 6 devices, 30 % slower; version
+    // 0.9: 2 devices (folded); an emulator with very long durations.
+    let mut all_10 = Vec::new();
+    let mut ops = Vec::new();
+    for device in 0..6u32 {
+        let durs: Vec<i64> = (0..100)
+            .map(|i| (1 + i * 6 + device as i64) * 1000)
+            .collect();
+        all_10.extend(durs.iter().copied());
+        ops.push(trace_batch(
+            0,
+            "1.0.0",
+            device,
+            false,
+            TraceName::ChannelSwitchLoaded,
+            &durs,
+        ));
+        let slower: Vec<i64> = durs.iter().map(|d| d * 13 / 10).collect();
+        ops.push(trace_batch(
+            1,
+            "1.1.0",
+            10 + device,
+            false,
+            TraceName::ChannelSwitchLoaded,
+            &slower,
+        ));
+    }
+    ops.push(trace_batch(
+        0,
+        "0.9.0",
+        20,
+        false,
+        TraceName::ChannelSwitchLoaded,
+        &[5_000; 10],
+    ));
+    ops.push(trace_batch(
+        0,
+        "0.9.0",
+        21,
+        false,
+        TraceName::ChannelSwitchLoaded,
+        &[5_000; 10],
+    ));
+    ops.push(trace_batch(
+        0,
+        "1.0.0",
+        30,
+        true,
+        TraceName::ChannelSwitchLoaded,
+        &[500_000_000; 50],
+    ));
+    ops.push(trace_batch(
+        0,
+        "1.0.0",
+        0,
+        false,
+        TraceName::TeamSwitch,
+        &[1_000],
+    ));
+    let n = ops.len();
+    let outcomes = store.write_batch(ops).await.unwrap();
+    assert_eq!(outcomes, vec![WriteOutcome::Accepted; n]);
+    assert_eq!(
+        store.count_trace_events().await.unwrap(),
+        1200 + 20 + 50 + 1
+    );
+
+    let q = |by: Option<Dimension>, include_emulators: bool| crate::perf::PerfQuery {
+        trace: TraceName::ChannelSwitchLoaded,
+        from: day0(),
+        to: day0() + Days::new(1),
+        by,
+        include_emulators,
+        min_group_size: 5,
+    };
+    let check = |report: beacon_wire::admin::PercentileReport| {
+        assert!(report.thresholded, "0.9.0 has 2 devices");
+        let v10 = report.groups.iter().find(|g| g.value == "1.0.0").unwrap();
+        assert_eq!(v10.count, 600);
+        assert_eq!(v10.devices, 6);
+        let mut sorted = all_10.clone();
+        sorted.sort_unstable();
+        for (got, qq) in [(v10.p50_ms, 0.5), (v10.p95_ms, 0.95), (v10.p99_ms, 0.99)] {
+            let want = sorted[(qq * (sorted.len() - 1) as f64).floor() as usize] as f64 / 1000.0;
+            assert!(
+                (got - want).abs() / want <= 0.01 + 1e-9,
+                "q{qq}: {got} vs {want}"
+            );
+        }
+        let other = report.groups.last().unwrap();
+        assert_eq!(
+            (other.value.as_str(), other.count, other.devices),
+            ("other", 20, 2)
+        );
+        report
+    };
+    let before = check(
+        crate::perf::percentiles(store, &q(Some(Dimension::AppVersion), false))
+            .await
+            .unwrap(),
+    );
+    let merged = store.compact_perf().await.unwrap();
+    assert!(merged > 0);
+    assert_eq!(
+        store.compact_perf().await.unwrap(),
+        0,
+        "nothing left to merge"
+    );
+    let after = check(
+        crate::perf::percentiles(store, &q(Some(Dimension::AppVersion), false))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, after, "compaction changes no answer");
+
+    // Ungrouped; emulators only when asked.
+    let total = crate::perf::percentiles(store, &q(None, false))
+        .await
+        .unwrap();
+    assert_eq!(total.groups.len(), 1);
+    assert_eq!(total.groups[0].count, 1220);
+    let with_emu = crate::perf::percentiles(store, &q(None, true))
+        .await
+        .unwrap();
+    assert_eq!(with_emu.groups[0].count, 1270);
+    assert!(with_emu.groups[0].p99_ms > 400_000.0);
+    // Other dimensions: devices whose number is a multiple of 3 are tablets (0, 3, 12, 15, 21).
+    let tablet = crate::perf::percentiles(store, &q(Some(Dimension::Tablet), false))
+        .await
+        .unwrap();
+    let phones = tablet.groups.iter().find(|g| g.value == "phone").unwrap();
+    assert_eq!(phones.count, 800 + 10);
+    // One day only.
+    let mut day1 = q(Some(Dimension::AppVersion), false);
+    day1.from = day0() + Days::new(1);
+    let r = crate::perf::percentiles(store, &day1).await.unwrap();
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].value, "1.1.0");
+
+    let h = crate::perf::histogram(store, &q(None, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.groups[0].buckets.iter().map(|b| b.count).sum::<u64>(),
+        1220
+    );
+
+    let reg = |threshold: f64, min_samples: u64| crate::perf::RegressionQuery {
+        trace: None,
+        from: day0(),
+        to: day0() + Days::new(1),
+        threshold,
+        min_samples,
+        include_emulators: false,
+        min_group_size: 5,
+    };
+    let r = crate::perf::regressions(store, &reg(0.1, 100))
+        .await
+        .unwrap();
+    assert!(r.thresholded);
+    assert_eq!(r.comparisons.len(), 1, "{r:?}");
+    let c = &r.comparisons[0];
+    assert_eq!(
+        (
+            c.trace.as_str(),
+            c.version.as_str(),
+            c.previous_version.as_str()
+        ),
+        ("channel:switch_loaded", "1.1.0", "1.0.0")
+    );
+    assert!(c.flagged && (c.p95_change - 0.3).abs() < 0.03, "{c:?}");
+    assert!(
+        !crate::perf::regressions(store, &reg(0.35, 100))
+            .await
+            .unwrap()
+            .comparisons[0]
+            .flagged
+    );
+    let few = crate::perf::regressions(store, &reg(0.1, 601))
+        .await
+        .unwrap();
+    assert!(!few.comparisons[0].flagged && few.comparisons[0].too_few_samples);
+
+    let raw = store.trace_events(5).await.unwrap();
+    assert_eq!(raw.len(), 5);
+    assert!(
+        raw.iter()
+            .all(|t| t.context.info.device_unique_id.is_none() && t.context.device_hash.is_some())
+    );
+}
+
+pub async fn compaction_keeps_every_event(store: &dyn Store) {
+    let mut expected = 0u64;
+    for round in 0..6u32 {
+        let ops: Vec<WriteOp> = (0..8u32)
+            .map(|d| {
+                trace_batch(
+                    u64::from(round % 2),
+                    "2.0.0",
+                    d,
+                    false,
+                    TraceName::PostsLoading,
+                    &[1_000 * i64::from(round + 1); 25],
+                )
+            })
+            .collect();
+        expected += 8 * 25;
+        let (w, c1, c2) = tokio::join!(
+            store.write_batch(ops),
+            store.compact_perf(),
+            store.compact_perf()
+        );
+        w.unwrap();
+        c1.unwrap();
+        c2.unwrap();
+    }
+    let q = crate::perf::PerfQuery {
+        trace: TraceName::PostsLoading,
+        from: day0(),
+        to: day0() + Days::new(1),
+        by: None,
+        include_emulators: false,
+        min_group_size: 5,
+    };
+    let before = crate::perf::percentiles(store, &q).await.unwrap();
+    assert_eq!(before.groups[0].count, expected);
+    store.compact_perf().await.unwrap();
+    let after = crate::perf::percentiles(store, &q).await.unwrap();
+    assert_eq!(after, before);
+    let by_day = crate::perf::percentiles(
+        store,
+        &crate::perf::PerfQuery {
+            by: Some(Dimension::AppVersion),
+            ..q
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_day.groups[0].count, expected);
+    assert_eq!(by_day.groups[0].devices, 8);
 }

@@ -11,18 +11,21 @@
 //! * outcomes are reported per operation, in order: the first check of a (server, day) is
 //!   [`WriteOutcome::Accepted`], every later one [`WriteOutcome::Duplicate`], across batches and processes.
 
+pub mod perf;
 pub mod report;
+pub mod sketch;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 use async_trait::async_trait;
 use beacon_wire::admin::{
-    DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use beacon_wire::security::SecurityCheck;
 use chrono::{DateTime, NaiveDate, Utc};
+use perf::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +89,9 @@ pub enum WriteOp {
     DeadLetter(NewDeadLetter),
     /// An error event: `Accepted` when new, `Duplicate` when its (project, event id) is stored.
     Event(Box<EventRecord>),
+    /// A mobile batch's accepted trace events: raw rows, its context and sketch deltas. Always
+    /// `Accepted` (trace events carry no id to de-duplicate by).
+    Traces(Box<TraceBatch>),
 }
 
 /// What became of one [`WriteOp`] once its batch committed.
@@ -222,4 +228,33 @@ pub trait Store: Send + Sync + 'static {
     async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>>;
     /// One issue with its latest event and counts by release and by day.
     async fn issue(&self, id: i64) -> Result<Option<IssueDetail>>;
+
+    /// The secret stored under `name`; when there is none yet, stores `candidate` and returns it.
+    /// Every collector on one database gets the same value.
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
+    /// Stores a mobile API key's SHA-256 (hex); [`StoreError::Conflict`] when the name is taken.
+    async fn create_api_key(
+        &self,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ApiKeyInfo>;
+    /// Every API key, revoked ones included, by creation.
+    async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+    /// Revokes a key by name (idempotent: a second revocation keeps the first time).
+    async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<ApiKeyInfo>;
+    /// True when a key with this hash exists and is not revoked.
+    async fn api_key_valid(&self, key_hash: &str) -> Result<bool>;
+
+    /// The sketch rows (compacted rows and deltas not yet compacted) a report needs, unmerged.
+    async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>>;
+    /// Merges sketch deltas into one row per key; returns how many deltas it merged. Safe to run from
+    /// several collectors at once.
+    async fn compact_perf(&self) -> Result<u64>;
+    /// How many raw trace events are stored.
+    async fn count_trace_events(&self) -> Result<u64>;
+    /// The newest raw trace events with their contexts (drill-down).
+    async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>>;
 }

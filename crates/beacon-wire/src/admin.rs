@@ -273,3 +273,124 @@ pub struct IssueDetail {
     pub by_release: Vec<CountBy<Option<String>>>,
     pub by_day: Vec<CountBy<NaiveDate>>,
 }
+
+/// A mobile API key, as listed. The key itself is shown once, at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub name: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /admin/v1/apikeys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    pub name: String,
+}
+
+/// The answer to `POST /admin/v1/apikeys`: the only time the key is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    pub key: String,
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+}
+
+/// Durations of one group of a performance report, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerfGroup {
+    /// The group's value of the `by` dimension (`""` when ungrouped, `other` when folded).
+    pub value: String,
+    pub count: u64,
+    /// Distinct devices (exact up to 64, estimated above).
+    pub devices: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p75_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// `GET /admin/v1/perf/percentiles`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PercentileReport {
+    pub trace: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: Option<crate::mobile::Dimension>,
+    pub include_emulators: bool,
+    /// Every percentile is within this relative error of the exact value.
+    pub relative_accuracy: f64,
+    pub min_group_size: u64,
+    /// True when a group with fewer than `min_group_size` devices was folded into `other`.
+    pub thresholded: bool,
+    pub groups: Vec<PerfGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramBucket {
+    pub lower_ms: f64,
+    pub upper_ms: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramGroup {
+    pub value: String,
+    pub count: u64,
+    pub devices: u64,
+    /// From the first to the last non-empty bucket.
+    pub buckets: Vec<HistogramBucket>,
+}
+
+/// `GET /admin/v1/perf/histogram`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramReport {
+    pub trace: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: Option<crate::mobile::Dimension>,
+    pub include_emulators: bool,
+    pub min_group_size: u64,
+    pub thresholded: bool,
+    pub groups: Vec<HistogramGroup>,
+}
+
+/// One app version against the one before it, for one trace name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    pub trace: String,
+    pub version: String,
+    pub previous_version: String,
+    pub samples: u64,
+    pub previous_samples: u64,
+    pub p75_ms: f64,
+    pub previous_p75_ms: f64,
+    /// `(p75 − previous p75) / previous p75`; positive is slower.
+    pub p75_change: f64,
+    pub p95_ms: f64,
+    pub previous_p95_ms: f64,
+    pub p95_change: f64,
+    /// Both sides have `min_samples` and p75 or p95 got slower by more than `threshold`.
+    pub flagged: bool,
+    /// True when one side has fewer than `min_samples` (never flagged then).
+    pub too_few_samples: bool,
+}
+
+/// `GET /admin/v1/perf/regressions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub threshold: f64,
+    pub min_samples: u64,
+    pub include_emulators: bool,
+    pub min_group_size: u64,
+    /// True when a version with fewer than `min_group_size` devices was left out.
+    pub thresholded: bool,
+    pub comparisons: Vec<Regression>,
+}

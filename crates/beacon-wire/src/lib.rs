@@ -4,10 +4,12 @@
 //!
 //! * [`security`]: the `GET /security` query a Mattermost server sends, and the bulletin list it gets back;
 //! * [`bulletin`]: security bulletins as the vendor publishes them;
+//! * [`mobile`]: the mobile app's trace batches (`POST /v1/mobile/metrics`);
 //! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI.
 
 pub mod admin;
 pub mod bulletin;
+pub mod mobile;
 pub mod security;
 pub mod sentry;
 
