@@ -69,7 +69,7 @@ pub(crate) async fn preview(inner: &Arc<Inner>) -> Result<Preview, CheckError> {
         ..inner.event_meta.clone()
     };
     // The stack of this call (the caller's thread), resolved on a blocking thread.
-    let backtrace = backtrace::Backtrace::new_unresolved();
+    let backtrace = crate::reporting::capture_stack();
     let envelope = blocking(move || crate::reporting::sample_envelope(&meta, backtrace))
         .await
         .map_err(|_| CheckError::Panicked("sample report"))?;

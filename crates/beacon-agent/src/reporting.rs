@@ -111,7 +111,7 @@ impl Reporter {
     fn enqueue(&self, event: Event<'static>) -> Captured {
         let job = Job {
             event,
-            backtrace: Some(Backtrace::new_unresolved()),
+            backtrace: Some(capture_stack()),
         };
         let stats = &self.inner.stats;
         match self.tx.try_send(job) {
@@ -125,6 +125,32 @@ impl Reporter {
             }
         }
     }
+}
+
+/// Most frames kept of a stack (the innermost ones).
+const MAX_FRAMES: usize = 128;
+
+/// The current thread's stack as raw frames (instruction pointers), without resolving symbols.
+///
+/// `backtrace::Backtrace::new_unresolved` takes the crate's global lock, which symbol resolution on
+/// the agent's worker holds for milliseconds at a time: a host thread capturing then would wait. On
+/// unix the walk goes through `_Unwind_Backtrace`, which is thread-safe (every panicking thread uses
+/// it concurrently), so the unlocked walk is used there; elsewhere (Windows' dbghelp is not
+/// thread-safe) the locked one.
+pub(crate) fn capture_stack() -> Backtrace {
+    let mut frames = Vec::with_capacity(64);
+    let mut push = |f: &backtrace::Frame| {
+        frames.push(backtrace::BacktraceFrame::from(f.clone()));
+        frames.len() < MAX_FRAMES
+    };
+    #[cfg(unix)]
+    // SAFETY: see above; the callback only copies the frame's addresses.
+    unsafe {
+        backtrace::trace_unsynchronized(&mut push)
+    };
+    #[cfg(not(unix))]
+    backtrace::trace(&mut push);
+    Backtrace::from(frames)
 }
 
 // ---- the process-wide reporter: the panic hook and the free `capture_error` use it ----

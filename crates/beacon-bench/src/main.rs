@@ -3,6 +3,8 @@
 //! flight each) for a fixed time, and prints throughput and latency beside a baseline measured in the
 //! same run. Every loop is bounded by its deadline.
 
+mod agent;
+
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -74,6 +76,15 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// The agent's cost on its host: RSS added, CPU per check and per captured error, host lag.
+    Agent {
+        #[arg(long, default_value_t = 200)]
+        checks: u64,
+        #[arg(long, default_value_t = 200)]
+        errors: u64,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -130,6 +141,15 @@ fn main() -> Result<()> {
             beacon,
             postgres,
         ),
+        Cmd::Agent {
+            checks,
+            errors,
+            beacon,
+        } => agent::run(agent::Options {
+            checks: checks.max(1),
+            errors: errors.max(1),
+            beacon,
+        }),
     }
 }
 
