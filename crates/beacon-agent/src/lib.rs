@@ -65,6 +65,8 @@ mod payload_log;
 mod preview;
 mod reporting;
 mod state;
+#[cfg(target_os = "linux")]
+mod symtab;
 mod transport;
 
 pub use check::{
@@ -303,6 +305,7 @@ impl AgentBuilder {
             release: config.errors.release.clone(),
             environment: config.errors.environment.clone(),
             server_id: None,
+            resolve_lines: config.errors.resolve_lines,
             // sentry's in-app rules take &'static str; a handful of short prefixes per agent.
             in_app: config
                 .errors

@@ -224,36 +224,64 @@ pub(crate) struct EventMeta {
     pub environment: Option<String>,
     pub server_id: Option<String>,
     pub in_app: Vec<&'static str>,
+    /// Files and lines through the DWARF resolver (costly in memory; see `symtab`).
+    pub resolve_lines: bool,
 }
 
-/// Frames of the capture itself (the agent, the backtrace walk, the panic machinery, `unwrap`), at
-/// the innermost end of a stack; they are cut so that the top frame is the host's.
+/// Frames of the capture itself (the agent, the backtrace walk, the panic machinery, `unwrap`,
+/// indexing), at the innermost end of a stack; they are cut so that the top frame is the host's.
+/// A trait impl counts when its type is std's or a primitive (`<usize as core::…>`), not when it is
+/// the host's (`<myserver::Foo as core::fmt::Display>::fmt`).
 fn is_capture_frame(function: &str) -> bool {
-    const PREFIXES: [&str; 14] = [
+    const PREFIXES: [&str; 9] = [
         "beacon_agent::",
-        "<beacon_agent::",
         "backtrace::",
-        "<backtrace::",
         "std::",
-        "<std::",
         "core::",
-        "<core::",
         "alloc::",
-        "<alloc::",
         "rust_begin_unwind",
         "__rust",
         "_rust_",
-        "<unknown>",
+        "unknown>",
     ];
-    PREFIXES.iter().any(|p| function.starts_with(p))
+    let f = function.strip_prefix('<').unwrap_or(function);
+    if PREFIXES.iter().any(|p| f.starts_with(p)) {
+        return true;
+    }
+    function.starts_with('<')
+        && f.split_once(" as ")
+            .is_some_and(|(self_type, _)| !self_type.contains("::"))
 }
 
-fn stacktrace_of(mut bt: Backtrace, meta: &EventMeta) -> Option<Stacktrace> {
+/// The stack's frames, oldest first, with function names (and, with `resolve_lines` or off Linux,
+/// files and lines from the DWARF resolver).
+fn named_frames(mut bt: Backtrace, resolve_lines: bool) -> Vec<Frame> {
+    #[cfg(target_os = "linux")]
+    if !resolve_lines {
+        let ips: Vec<u64> = bt.frames().iter().map(|f| f.ip() as u64).collect();
+        let mut frames: Vec<Frame> = crate::symtab::resolve(&ips)
+            .into_iter()
+            .map(|name| Frame {
+                function: Some(name.unwrap_or_else(|| "<unknown>".into())),
+                ..Default::default()
+            })
+            .collect();
+        frames.reverse();
+        return frames;
+    }
+    let _ = resolve_lines;
     bt.resolve();
     let st = sentry::integrations::backtrace::backtrace_to_stacktrace(&bt);
     // The resolver keeps the binary's debug information mapped; let it go (errors are rare).
     backtrace::clear_symbol_cache();
-    let mut st = st?;
+    st.map(|st| st.frames).unwrap_or_default()
+}
+
+fn stacktrace_of(bt: Backtrace, meta: &EventMeta) -> Option<Stacktrace> {
+    let mut st = Stacktrace {
+        frames: named_frames(bt, meta.resolve_lines),
+        ..Default::default()
+    };
     while st
         .frames
         .last()
@@ -284,6 +312,15 @@ fn stacktrace_of(mut bt: Backtrace, meta: &EventMeta) -> Option<Stacktrace> {
     let mut options = sentry::ClientOptions::default();
     options.in_app_include = meta.in_app.clone();
     sentry::integrations::backtrace::process_event_stacktrace(&mut st, &options);
+    // The collector groups and names culprits by module (or file) and function: without a file,
+    // the crate is the module.
+    for f in &mut st.frames {
+        if f.filename.is_none() {
+            f.module = f.package.take();
+        } else {
+            f.package = None;
+        }
+    }
     Some(st)
 }
 
@@ -495,6 +532,35 @@ impl Worker {
                 stats.errors_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("error report not sent: {}", crate::SendError::http(e));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_capture_frame;
+
+    #[test]
+    fn capture_frames_are_std_and_agent_frames_but_not_host_impls() {
+        for f in [
+            "beacon_agent::reporting::capture_stack",
+            "<beacon_agent::LogNotifier as beacon_agent::Notifier>::notify",
+            "std::panicking::begin_panic_handler",
+            "core::panicking::panic_bounds_check",
+            "<usize as core::slice::index::SliceIndex<[T]>>::index",
+            "<alloc::vec::Vec<T,A> as core::ops::index::Index<I>>::index",
+            "<&T as core::fmt::Display>::fmt",
+            "rust_begin_unwind",
+            "<unknown>",
+        ] {
+            assert!(is_capture_frame(f), "{f}");
+        }
+        for f in [
+            "myserver::api::handle",
+            "<myserver::Foo as core::fmt::Display>::fmt",
+            "panics::handle_request",
+        ] {
+            assert!(!is_capture_frame(f), "{f}");
         }
     }
 }

@@ -62,8 +62,29 @@ async fn preview_shows_the_url_the_next_check_sends_and_sends_nothing() {
         assert!(sample.contains("[email]"), "{sample}");
         assert!(sample.contains("\"server_id\""), "{sample}");
     }
-    // The first preview's URL has no lc; the second carries the first check's time.
     assert_eq!(fwd.count(), 2);
     assert_eq!(errors_fwd.count(), 0);
+
+    // Frames name functions from the symbol table; with resolve_lines, files and lines too.
+    let default = agent.preview().await.unwrap().error_report.envelope;
+    assert!(default.contains("\"function\""), "{default}");
+    assert!(!default.contains("\"lineno\""), "{default}");
+    let mut config = agent_config(&fwd.url(), &tls, dir.path());
+    config.errors.resolve_lines = true;
+    let with_lines = Agent::builder(config)
+        .facts(facts())
+        .env(no_env)
+        .build()
+        .unwrap()
+        .preview()
+        .await
+        .unwrap()
+        .error_report
+        .envelope;
+    assert!(with_lines.contains("\"lineno\""), "{with_lines}");
+    assert!(
+        with_lines.contains("\"filename\":\"preview.rs\""),
+        "{with_lines}"
+    );
     collector.stop().await;
 }
