@@ -4,6 +4,7 @@
 //! same run. Every loop is bounded by its deadline.
 
 mod agent;
+mod mobile;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -71,6 +72,25 @@ enum Cmd {
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
+    /// Mobile trace batches (100 events each): ingestion rate, then the percentile report over a store
+    /// filled to `--fill` events, beside PostgreSQL's `percentile_cont` over the same raw rows.
+    Mobile {
+        #[arg(long, default_value_t = 8)]
+        duration: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Events stored before the percentile report is timed.
+        #[arg(long, default_value_t = 10_000_000)]
+        fill: u64,
+        /// Also on PostgreSQL (and time percentile_cont there): an admin URL where the bench may
+        /// create (and drops) a database.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -128,6 +148,21 @@ fn main() -> Result<()> {
             bodies.max(1),
             beacon,
         ),
+        Cmd::Mobile {
+            duration,
+            connections,
+            rounds,
+            fill,
+            postgres,
+            beacon,
+        } => mobile::run(mobile::Options {
+            duration: Duration::from_secs(duration),
+            connections,
+            rounds: rounds.max(1),
+            fill,
+            postgres,
+            beacon,
+        }),
         Cmd::Security {
             duration,
             connections,
@@ -243,6 +278,17 @@ fn run_load(
     duration: Duration,
     make: MakeRequest,
 ) -> Result<LoadResult> {
+    run_load_upto(addr, connections, duration, None, make)
+}
+
+/// [`run_load`], also stopping once `limit` requests have been started.
+fn run_load_upto(
+    addr: &str,
+    connections: usize,
+    duration: Duration,
+    limit: Option<u64>,
+    make: MakeRequest,
+) -> Result<LoadResult> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -264,6 +310,9 @@ fn run_load(
                 tokio::spawn(conn);
                 while Instant::now() < deadline {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
+                    if limit.is_some_and(|l| n >= l) {
+                        break;
+                    }
                     let mut req = make(n);
                     req.headers_mut().insert("host", addr.parse()?);
                     let t = Instant::now();

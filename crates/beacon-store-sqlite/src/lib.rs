@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Sketch cells of committed trace events not yet in `perf_sketches` (see `perf::Pending`).
+    pending: Arc<Mutex<perf::Pending>>,
     /// Keeps the checkpoint thread running while any clone of the store lives.
     _alive: Arc<()>,
 }
@@ -39,8 +41,13 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
         migrations::apply(&mut writer)?;
+        perf::recover(&mut writer)?;
         let reader = connect(path)?;
         let checkpointer = connect(path)?;
+        // Copying WAL frames needs no page cache of its own.
+        checkpointer
+            .execute_batch("PRAGMA cache_size=-2048")
+            .map_err(map_err)?;
         let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
         std::thread::Builder::new()
@@ -52,6 +59,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            pending: Arc::default(),
             _alive: alive,
         })
     }
@@ -105,7 +113,7 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
     }
 }
 
-fn poisoned() -> StoreError {
+pub(crate) fn poisoned() -> StoreError {
     StoreError::Unavailable("sqlite connection lock poisoned by an earlier panic".into())
 }
 
@@ -537,6 +545,7 @@ impl Store for SqliteStore {
     }
 
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let pending = self.pending.clone();
         run(&self.writer, move |conn| {
             let tx = conn.transaction().map_err(map_err)?;
             let mut out = vec![WriteOutcome::Accepted; ops.len()];
@@ -557,7 +566,7 @@ impl Store for SqliteStore {
                     WriteOp::Traces(t) => traces.push(&**t),
                 }
             }
-            perf::write_traces(&tx, &traces)?;
+            let written = perf::write_traces(&tx, &traces)?;
             for (i, outcome) in check_at.into_iter().zip(write_checks(&tx, &checks)?) {
                 out[i] = outcome;
             }
@@ -565,6 +574,19 @@ impl Store for SqliteStore {
                 out[i] = outcome;
             }
             tx.commit().map_err(map_err)?;
+            if let Some(max_rowid) = written {
+                let due = {
+                    let mut p = pending.lock().map_err(|_| poisoned())?;
+                    p.absorb(&traces, max_rowid);
+                    p.due()
+                };
+                if due {
+                    // Committed already: a failed fold only delays it (the events stay pending).
+                    if let Err(e) = perf::fold_pending(conn, &pending) {
+                        tracing::warn!(error = %e, "folding trace sketches failed; retrying later");
+                    }
+                }
+            }
             Ok(out)
         })
         .await
@@ -1069,12 +1091,13 @@ impl Store for SqliteStore {
     }
 
     async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>> {
-        let select = select.clone();
-        run(&self.reader, move |c| perf::rows(c, &select)).await
+        let (select, pending) = (select.clone(), self.pending.clone());
+        run(&self.reader, move |c| perf::rows(c, &pending, &select)).await
     }
 
     async fn compact_perf(&self) -> Result<u64> {
-        run(&self.writer, perf::compact).await
+        let pending = self.pending.clone();
+        run(&self.writer, move |c| perf::fold_pending(c, &pending)).await
     }
 
     async fn count_trace_events(&self) -> Result<u64> {

@@ -134,7 +134,9 @@ const MIGRATIONS: &[&str] = &[
         dur INTEGER NOT NULL,           -- µs
         context INTEGER NOT NULL
     );
-    -- One merged sketch per key; deltas wait in perf_deltas until compacted.
+    -- One merged sketch per key. Cells of newer events wait in the writer's memory and are folded in
+    -- every few seconds; meta 'perf_watermark' is the newest trace_events rowid folded in, so events
+    -- past it are re-folded from trace_events after a crash.
     CREATE TABLE perf_sketches (
         trace INTEGER NOT NULL,
         dim INTEGER NOT NULL,           -- Dimension code
@@ -143,16 +145,7 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         cell BLOB NOT NULL,
         PRIMARY KEY (trace, dim, day, emulator, value)
-    ) WITHOUT ROWID;
-    CREATE TABLE perf_deltas (
-        trace INTEGER NOT NULL,
-        dim INTEGER NOT NULL,
-        day INTEGER NOT NULL,
-        emulator INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        cell BLOB NOT NULL
-    );
-    CREATE INDEX perf_deltas_by_key ON perf_deltas (trace, dim, day);",
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

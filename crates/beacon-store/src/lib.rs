@@ -250,8 +250,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sketch rows (compacted rows and deltas not yet compacted) a report needs, unmerged.
     async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>>;
-    /// Merges sketch deltas into one row per key; returns how many deltas it merged. Safe to run from
-    /// several collectors at once.
+    /// Brings pending sketch data (deltas, or cells held in memory) into one row per key; returns how
+    /// many pending items it merged, 0 when nothing was pending. Reports are exact with or without
+    /// it. Safe to run from several collectors at once.
     async fn compact_perf(&self) -> Result<u64>;
     /// How many raw trace events are stored.
     async fn count_trace_events(&self) -> Result<u64>;

@@ -90,33 +90,102 @@ pub fn day_of(ts_us: i64) -> NaiveDate {
 
 /// The sketch deltas of some batches: one cell per key they touch.
 pub fn cells_of<'a>(batches: impl IntoIterator<Item = &'a TraceBatch>) -> HashMap<CellKey, Cell> {
-    let mut out: HashMap<CellKey, Cell> = HashMap::new();
-    for batch in batches {
+    let mut acc = CellAccumulator::default();
+    for b in batches {
+        acc.add(b);
+    }
+    acc.into_cells()
+}
+
+type CellId = (NaiveDate, TraceName, bool, Dimension, u32);
+
+/// Builds sketch cells batch by batch, cheaply: dimension values are interned (no string is cloned
+/// twice), cells live in an arena, and each event's bin is computed once and counted in the eight
+/// cells of its (day, trace) — the total and one per dimension.
+#[derive(Default)]
+pub struct CellAccumulator {
+    values: foldhash::HashMap<String, u32>,
+    names: Vec<String>,
+    index: foldhash::HashMap<CellId, usize>,
+    ids: Vec<CellId>,
+    cells: Vec<Cell>,
+}
+
+impl CellAccumulator {
+    fn cell(&mut self, id: CellId) -> usize {
+        *self.index.entry(id).or_insert_with(|| {
+            self.ids.push(id);
+            self.cells.push(Cell::default());
+            self.cells.len() - 1
+        })
+    }
+
+    pub fn add(&mut self, batch: &TraceBatch) {
         let device = batch.context.device_key();
         let emulator = batch.context.emulator();
-        // One cell per (day, trace) of this batch, then merged into each dimension's cell.
-        let mut base: BTreeMap<(NaiveDate, TraceName), Cell> = BTreeMap::new();
-        for e in &batch.events {
-            base.entry((day_of(e.ts_us), e.name))
-                .or_default()
-                .add(e.dur_us as u64, device);
-        }
-        for &dim in Dimension::ALL {
+        let mut dims = [(Dimension::All, 0u32); 8];
+        for (slot, &dim) in dims.iter_mut().zip(Dimension::ALL) {
             let value = batch.context.info.dimension(dim);
-            for ((day, trace), cell) in &base {
-                out.entry(CellKey {
-                    day: *day,
-                    trace: *trace,
-                    emulator,
-                    dim,
-                    value: value.clone(),
-                })
-                .or_default()
-                .merge(cell);
+            let id = match self.values.get(&value) {
+                Some(id) => *id,
+                None => {
+                    let id = self.names.len() as u32;
+                    self.names.push(value.clone());
+                    self.values.insert(value, id);
+                    id
+                }
+            };
+            *slot = (dim, id);
+        }
+        // The cells of each (day, trace) this batch touches, found once per batch.
+        let mut groups: Vec<((NaiveDate, TraceName), [usize; 8])> = Vec::new();
+        for e in &batch.events {
+            let k = (day_of(e.ts_us), e.name);
+            let cells = match groups.iter().find(|(gk, _)| *gk == k) {
+                Some((_, cells)) => *cells,
+                None => {
+                    let cells = dims.map(|(dim, id)| self.cell((k.0, k.1, emulator, dim, id)));
+                    for c in cells {
+                        self.cells[c].devices.add(device);
+                    }
+                    groups.push((k, cells));
+                    cells
+                }
+            };
+            let v = e.dur_us.max(1) as u64;
+            let key = crate::sketch::key_of(v);
+            for c in cells {
+                self.cells[c].sketch.add_at(key, v);
             }
         }
     }
-    out
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Every cell with its key.
+    pub fn iter(&self) -> impl Iterator<Item = (CellKey, &Cell)> + '_ {
+        self.ids
+            .iter()
+            .zip(&self.cells)
+            .map(|((day, trace, emulator, dim, id), cell)| {
+                (
+                    CellKey {
+                        day: *day,
+                        trace: *trace,
+                        emulator: *emulator,
+                        dim: *dim,
+                        value: self.names[*id as usize].clone(),
+                    },
+                    cell,
+                )
+            })
+    }
+
+    pub fn into_cells(self) -> HashMap<CellKey, Cell> {
+        self.iter().map(|(k, c)| (k, c.clone())).collect()
+    }
 }
 
 /// Which sketch rows a report reads.

@@ -32,7 +32,7 @@ fn ln_gamma() -> f64 {
 }
 
 /// The bin of a value (µs, ≥ 1).
-fn key_of(v: u64) -> i32 {
+pub fn key_of(v: u64) -> i32 {
     ((v.max(1) as f64).ln() / ln_gamma()).ceil() as i32
 }
 
@@ -66,7 +66,13 @@ impl Sketch {
     /// Adds one duration in microseconds (values below 1 count as 1).
     pub fn add(&mut self, v: u64) {
         let v = v.max(1);
-        self.add_to_key(key_of(v), 1);
+        self.add_at(key_of(v), v);
+    }
+
+    /// Adds `v` (≥ 1) whose bin [`key_of`] already computed.
+    pub fn add_at(&mut self, key: i32, v: u64) {
+        debug_assert_eq!(key, key_of(v));
+        self.add_to_key(key, 1);
         if self.count == 0 || v < self.min {
             self.min = v;
         }
@@ -237,7 +243,9 @@ impl DeviceSample {
     }
 
     pub fn merge(&mut self, other: &DeviceSample) {
-        if other.hashes.is_empty() {
+        if other.hashes.len() <= 4 {
+            // Typical of one request's cell (one device): in place, no new allocation.
+            other.hashes.iter().for_each(|h| self.add(*h));
             return;
         }
         let mut merged =

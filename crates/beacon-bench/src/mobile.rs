@@ -1,0 +1,354 @@
+//! `beacon-bench mobile`: trace-event ingestion (batches of 100, typical device info) and the latency
+//! of the percentile report over a store filled to N events, beside PostgreSQL's `percentile_cont`
+//! over the same raw rows.
+
+use super::{BenchDb, MakeRequest, TOKEN, peak_rss_kb, run_load, run_load_upto, start_collector};
+use anyhow::{Context, Result, bail};
+use beacon_wire::mobile::{DeviceInfo, Payload, TraceEvent, TraceName};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Typical duration (µs) of each trace name, by storage code (1-based).
+const TRACE_BASE_US: [f64; 14] = [
+    1_800_000.0,
+    250_000.0,
+    900_000.0,
+    400_000.0,
+    1_200_000.0,
+    350_000.0,
+    500_000.0,
+    300_000.0,
+    150_000.0,
+    80_000.0,
+    90_000.0,
+    600_000.0,
+    280_000.0,
+    320_000.0,
+];
+
+/// (manufacturer, model, tablet, speed factor)
+const MODELS: &[(&str, &str, bool, f64)] = &[
+    ("Google", "Pixel 8", false, 0.8),
+    ("Google", "Pixel 7", false, 0.9),
+    ("Google", "Pixel 6a", false, 1.1),
+    ("samsung", "SM-S918B", false, 0.8),
+    ("samsung", "SM-A546B", false, 1.3),
+    ("samsung", "SM-X710", true, 1.0),
+    ("Xiaomi", "23049PCD8G", false, 1.2),
+    ("OnePlus", "CPH2449", false, 0.9),
+    ("motorola", "moto g54 5G", false, 1.6),
+    ("Apple", "iPhone15,2", false, 0.7),
+    ("Apple", "iPhone13,2", false, 0.9),
+    ("Apple", "iPad13,4", true, 0.8),
+];
+const APP_VERSIONS: &[&str] = &["2.18.0", "2.19.0", "2.20.0", "2.21.0", "2.22.0"];
+const COUNTRIES: &[&str] = &[
+    "US", "DE", "BR", "IN", "FR", "GB", "JP", "PL", "NL", "ES", "CA", "AU",
+];
+const SERVER_VERSIONS: &[&str] = &["9.11.6", "10.0.3", "10.1.2", "10.2.0"];
+
+/// One request body: 100 events of one device within ten minutes, some time in the last `days` days
+/// (an app sends what it measured since its last batch).
+fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
+    let device = rng.random_range(0..50_000u32);
+    let window_start = now_us - rng.random_range(700_000_000..days * 86_400_000_000);
+    let (manufacturer, model, tablet, speed) = MODELS[device as usize % MODELS.len()];
+    let ios = manufacturer == "Apple";
+    let events = (0..100)
+        .map(|_| {
+            let name = TraceName::ALL[rng.random_range(0..TraceName::ALL.len())];
+            let base = TRACE_BASE_US[name.code() as usize - 1];
+            let dur = (base * speed * (rng.random::<f64>() * 1.6 - 0.5).exp()) as i64;
+            let ts = window_start + rng.random_range(0..600_000_000);
+            TraceEvent::complete(name, ts, dur.max(1))
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    let info = DeviceInfo {
+        api_level: (!ios).then_some(34),
+        brand: s(manufacturer),
+        build_number: s("612"),
+        bundle_id: s("com.mattermost.rnbeta"),
+        country: s(COUNTRIES[device as usize % COUNTRIES.len()]),
+        device_id: s(model),
+        device_locale: s("en-US"),
+        device_type: s(if tablet { "Tablet" } else { "Handset" }),
+        device_unique_id: Some(format!(
+            "{:016x}",
+            u64::from(device).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        )),
+        height: Some(915.0),
+        is_emulator: Some(device % 97 == 0),
+        is_tablet: Some(tablet),
+        manufacturer: s(manufacturer),
+        max_memory: Some(536_870_912.0),
+        model: s(model),
+        server_version: s(SERVER_VERSIONS[device as usize % SERVER_VERSIONS.len()]),
+        system_name: s(if ios { "iOS" } else { "Android" }),
+        system_version: s(if ios { "17.4" } else { "14" }),
+        timezone: s("Europe/Berlin"),
+        version: s(APP_VERSIONS[(device as usize / 7) % APP_VERSIONS.len()]),
+        width: Some(412.0),
+    };
+    serde_json::to_string(&Payload::new(info, events)).expect("payload serialises")
+}
+
+fn bodies(n: usize, seed: u64) -> Arc<Vec<Bytes>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now_us = chrono_now_us();
+    Arc::new(
+        (0..n)
+            .map(|_| Bytes::from(body(&mut rng, now_us, 6)))
+            .collect(),
+    )
+}
+
+fn chrono_now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+fn make(bodies: Arc<Vec<Bytes>>, key: String) -> MakeRequest {
+    Arc::new(move |n| {
+        Request::post("/v1/mobile/metrics")
+            .header("x-api-key", key.as_str())
+            .header("content-type", "application/json")
+            .body(Full::new(bodies[n as usize % bodies.len()].clone()))
+            .expect("static request")
+    })
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
+}
+
+fn admin_get(url: &str, path: &str) -> Result<Value> {
+    block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}/admin/v1{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await
+    })?
+    .context("admin request")
+}
+
+fn create_key(url: &str) -> Result<String> {
+    let v: Value = block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/admin/v1/apikeys"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await
+    })??;
+    Ok(v["key"].as_str().unwrap_or_default().to_string())
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+pub struct Options {
+    pub duration: Duration,
+    pub connections: usize,
+    pub rounds: usize,
+    pub fill: u64,
+    pub postgres: Option<String>,
+    pub beacon: Option<PathBuf>,
+}
+
+pub fn run(o: Options) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let beacon = o
+        .beacon
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("beacon"));
+    if !beacon.exists() {
+        bail!(
+            "{} not found; build it with cargo build --release",
+            beacon.display()
+        );
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let built = bodies(4000, 1);
+    println!(
+        "beacon-bench mobile: batches of 100 trace events ({} bytes JSON each, typical device info, 50,000 devices); \
+         {} rounds of {}s; {} connections; fill to {} events; loopback; {cores} cores",
+        built[0].len(),
+        o.rounds,
+        o.duration.as_secs(),
+        o.connections,
+        o.fill
+    );
+    let mut backends: Vec<(&str, Option<BenchDb>)> = vec![("sqlite", None)];
+    if let Some(admin) = &o.postgres {
+        backends.push(("postgres", Some(BenchDb::create(admin)?)));
+    }
+    for (backend, db) in &backends {
+        let dir = tempfile::tempdir()?;
+        let (collector, url) =
+            start_collector(&beacon, dir.path(), db.as_ref().map(|d| d.url.as_str()))?;
+        let addr = url.trim_start_matches("http://").to_string();
+        let key = create_key(&url)?;
+        let load = make(built.clone(), key);
+
+        // 1. Ingestion rate.
+        let warm = run_load(&addr, o.connections, Duration::from_secs(2), load.clone())?;
+        let mut sent = warm.ok;
+        println!(
+            "\n[{backend}] ingestion\n{:<6} {:>12} {:>10} {:>9} {:>9} {:>7}",
+            "round", "events/s", "batches/s", "p50 ms", "p99 ms", "errors"
+        );
+        let mut rates = Vec::new();
+        for round in 0..o.rounds {
+            let r = run_load(&addr, o.connections, o.duration, load.clone())?;
+            println!(
+                "{:<6} {:>12.0} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                round + 1,
+                r.rps() * 100.0,
+                r.rps(),
+                r.ms(0.5),
+                r.ms(0.99),
+                r.errors
+            );
+            rates.push(r.rps() * 100.0);
+            sent += r.ok;
+        }
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "[{backend}] median {:.0} trace events/s (target >= 200000); collector peak RSS {} kB",
+            rates[rates.len() / 2],
+            peak_rss_kb(collector.0.id())
+        );
+
+        // 2. Fill to `fill` events through the same endpoint, then let compaction catch up.
+        let started = Instant::now();
+        let remaining = o.fill.saturating_sub(sent * 100) / 100;
+        if remaining > 0 {
+            let r = run_load_upto(
+                &addr,
+                o.connections,
+                Duration::from_secs(3600),
+                Some(remaining),
+                load.clone(),
+            )?;
+            sent += r.ok;
+            if r.errors > 0 {
+                println!("[{backend}] fill: {} batches failed", r.errors);
+            }
+        }
+        println!(
+            "[{backend}] stored {} trace events ({} batches acknowledged); fill took {:.0}s",
+            sent * 100,
+            sent,
+            started.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+
+        // 3. The percentile report over everything stored, grouped by app version.
+        let trace = TraceName::ChannelSwitchLoaded.as_str();
+        let path = format!("/perf/percentiles?trace={trace}&by=app_version");
+        let first = admin_get(&url, &path)?;
+        let in_trace: u64 = first["groups"]
+            .as_array()
+            .map(|g| g.iter().map(|g| g["count"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0);
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            admin_get(&url, &path)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let mut cli_times = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let out = Command::new(&beacon)
+                .args([
+                    "perf",
+                    "percentiles",
+                    "--trace",
+                    trace,
+                    "--by",
+                    "app_version",
+                    "--json",
+                ])
+                .env("BEACON_URL", &url)
+                .env("BEACON_TOKEN", TOKEN)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "beacon perf percentiles failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            cli_times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        cli_times.sort_by(f64::total_cmp);
+        println!(
+            "[{backend}] percentiles of {trace} by app_version over {} stored events ({} in this trace, {} groups): \
+             HTTP p50 {:.2} ms, p99 {:.2} ms (50 calls); `beacon perf percentiles` process p50 {:.1} ms (10 runs)",
+            sent * 100,
+            in_trace,
+            first["groups"].as_array().map(Vec::len).unwrap_or(0),
+            quantile(&times, 0.5),
+            quantile(&times, 0.99),
+            quantile(&cli_times, 0.5)
+        );
+
+        // 4. The same question from raw rows with percentile_cont (PostgreSQL only).
+        if let Some(db) = db {
+            let sql = "SELECT c.info->>'version' AS v, count(*), \
+                       percentile_cont(ARRAY[0.5, 0.75, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.dur) \
+                       FROM trace_events e JOIN perf_contexts c ON c.id = e.context \
+                       WHERE e.trace = $1 AND NOT coalesce((c.info->>'is_emulator')::boolean, false) \
+                       GROUP BY 1";
+            let mut pg_times = Vec::new();
+            let rows = db.rt.block_on(async {
+                let (client, conn) =
+                    tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let mut rows = 0;
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    rows = client
+                        .query(sql, &[&TraceName::ChannelSwitchLoaded.code()])
+                        .await?
+                        .len();
+                    pg_times.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok::<_, tokio_postgres::Error>(rows)
+            })?;
+            pg_times.sort_by(f64::total_cmp);
+            let pg = quantile(&pg_times, 0.5);
+            println!(
+                "[{backend}] percentile_cont over the same raw rows ({rows} groups): median {pg:.0} ms (3 runs) → \
+                 sketches are {:.0}x faster (target >= 100x; query target <= 20 ms)",
+                pg / quantile(&times, 0.5)
+            );
+        }
+        drop(collector);
+    }
+    Ok(())
+}
