@@ -499,7 +499,7 @@ async fn schedule(
 }
 
 /// Completes once a stop was asked for and its deadline has passed.
-async fn past_deadline(mut stop: watch::Receiver<Option<Instant>>) {
+pub(crate) async fn past_deadline(mut stop: watch::Receiver<Option<Instant>>) {
     let deadline = match stop.wait_for(Option::is_some).await {
         Ok(d) => *d,
         Err(_) => None,

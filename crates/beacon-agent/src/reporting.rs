@@ -420,37 +420,56 @@ pub(crate) async fn run_worker(
         server_id: None,
         blocked_until: None,
     };
+    let dropped = |n: u64| {
+        if n > 0 {
+            tracing::warn!("shutdown deadline passed: {n} error report(s) not sent");
+        }
+    };
+    let mut cut = 0;
     loop {
-        tokio::select! {
+        let job = tokio::select! {
             biased;
             _ = async { let _ = stop.wait_for(Option::is_some).await; } => break,
             job = rx.recv() => match job {
-                Some(job) => worker.process(job).await,
+                Some(job) => job,
                 None => return,
             },
+        };
+        // A report being sent when the stop comes may finish until the deadline, not longer.
+        tokio::select! {
+            biased;
+            _ = worker.process(job) => {}
+            _ = crate::past_deadline(stop.clone()) => {
+                cut += 1;
+                break;
+            }
         }
     }
     // Stopping: refuse new reports, send what is queued until the deadline, count the rest.
     rx.close();
     let deadline = stop.borrow().unwrap_or_else(Instant::now);
-    let drained = tokio::time::timeout_at(deadline, async {
-        while let Some(job) = rx.recv().await {
-            worker.process(job).await;
+    while cut == 0 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(job)) => {
+                if tokio::time::timeout_at(deadline, worker.process(job))
+                    .await
+                    .is_err()
+                {
+                    cut += 1;
+                }
+            }
+            Ok(None) | Err(_) => break,
         }
-    })
-    .await;
-    if drained.is_err() {
-        let mut left = 1; // the one cut off while being sent
-        while rx.try_recv().is_ok() {
-            left += 1;
-        }
-        worker
-            .inner
-            .stats
-            .errors_dropped
-            .fetch_add(left, Ordering::Relaxed);
-        tracing::warn!("shutdown deadline passed: {left} error report(s) not sent");
     }
+    while rx.try_recv().is_ok() {
+        cut += 1;
+    }
+    worker
+        .inner
+        .stats
+        .errors_dropped
+        .fetch_add(cut, Ordering::Relaxed);
+    dropped(cut);
 }
 
 struct Worker {
