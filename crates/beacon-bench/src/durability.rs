@@ -22,7 +22,9 @@ fn collector(beacon: &Path, dir: &Path) -> Result<(Proc, String)> {
 }
 
 fn post(url: &str, path: &str, body: Value) -> Result<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     Ok(rt.block_on(async {
         reqwest::Client::new()
             .post(format!("{url}/admin/v1{path}"))
@@ -52,7 +54,10 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
     let me = std::env::current_exe()?;
     let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
     if !beacon.exists() {
-        bail!("{} not found; build it with cargo build --release", beacon.display());
+        bail!(
+            "{} not found; build it with cargo build --release",
+            beacon.display()
+        );
     }
     let dir = tempfile::tempdir()?;
     let record = dir.path().join("acked.txt");
@@ -60,7 +65,10 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
 
     let (first, url) = collector(&beacon, dir.path())?;
     let project = post(&url, "/projects", json!({"name": "durability"}))?;
-    let key = project["keys"][0]["public_key"].as_str().unwrap_or_default().to_string();
+    let key = project["keys"][0]["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let project_id = project["id"].as_i64().unwrap_or_default();
     let api_key = post(&url, "/apikeys", json!({"name": "durability"}))?["key"]
         .as_str()
@@ -68,15 +76,31 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
         .to_string();
     drop(first);
 
-    println!("beacon-bench durability: {trials} trials; each: beacon serve (SQLite), beacon sim at full rate, SIGKILL after 0.5–4 s, restart");
+    println!(
+        "beacon-bench durability: {trials} trials; each: beacon serve (SQLite), beacon sim at full rate, SIGKILL after 0.5–4 s, restart"
+    );
     for trial in 1..=trials {
         let (mut proc, url) = collector(&beacon, dir.path())?;
         let host = url.trim_start_matches("http://");
         let mut sim = Command::new(&beacon)
-            .args(["sim", "--url", &url, "--servers", "3000", "--devices", "600", "--days", "3", "--quiet"])
+            .args([
+                "sim",
+                "--url",
+                &url,
+                "--servers",
+                "3000",
+                "--devices",
+                "600",
+                "--days",
+                "3",
+                "--quiet",
+            ])
             .args(["--seed", &(seed * 1000 + u64::from(trial)).to_string()])
             .args(["--concurrency", "64"])
-            .args(["--project-dsn", &format!("http://{key}@{host}/{project_id}")])
+            .args([
+                "--project-dsn",
+                &format!("http://{key}@{host}/{project_id}"),
+            ])
             .args(["--api-key", &api_key])
             .arg("--record")
             .arg(&record)
@@ -104,12 +128,16 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
 
     // One clean start (it re-folds any trace sketches left in memory by the kills) and stop.
     let (proc, url) = collector(&beacon, dir.path())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let sketch_events: u64 = rt.block_on(async {
         let mut total = 0;
         for trace in beacon_wire::mobile::TraceName::ALL {
             let v: Value = reqwest::Client::new()
-                .get(format!("{url}/admin/v1/perf/percentiles?trace={trace}&include_emulators=true"))
+                .get(format!(
+                    "{url}/admin/v1/perf/percentiles?trace={trace}&include_emulators=true"
+                ))
                 .bearer_auth(TOKEN)
                 .send()
                 .await?
@@ -117,7 +145,11 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
                 .await?;
             total += v["groups"]
                 .as_array()
-                .map(|g| g.iter().map(|g| g["count"].as_u64().unwrap_or(0)).sum::<u64>())
+                .map(|g| {
+                    g.iter()
+                        .map(|g| g["count"].as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                })
                 .unwrap_or(0);
         }
         Ok::<_, reqwest::Error>(total)
@@ -125,8 +157,14 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
     drop(proc);
 
     let lines = std::fs::read_to_string(&record).unwrap_or_default();
-    let checks: HashSet<&str> = lines.lines().filter_map(|l| l.strip_prefix("check ")).collect();
-    let events: HashSet<&str> = lines.lines().filter_map(|l| l.strip_prefix("event ")).collect();
+    let checks: HashSet<&str> = lines
+        .lines()
+        .filter_map(|l| l.strip_prefix("check "))
+        .collect();
+    let events: HashSet<&str> = lines
+        .lines()
+        .filter_map(|l| l.strip_prefix("event "))
+        .collect();
     let traces: u64 = lines
         .lines()
         .filter_map(|l| l.strip_prefix("traces "))
@@ -147,21 +185,36 @@ pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
         acked_checks: checks.len(),
         acked_events: events.len(),
         acked_traces: traces,
-        lost_checks: checks.iter().filter(|c| !stored_servers.contains(**c)).count(),
-        lost_events: events.iter().filter(|e| !stored_events.contains(**e)).count(),
+        lost_checks: checks
+            .iter()
+            .filter(|c| !stored_servers.contains(**c))
+            .count(),
+        lost_events: events
+            .iter()
+            .filter(|e| !stored_events.contains(**e))
+            .count(),
         lost_traces: traces.saturating_sub(stored_traces as u64),
         sketch_events,
         stored_traces: stored_traces as u64,
     };
     println!(
         "acknowledged: {} servers' checks, {} error events, {} trace events; lost: {} checks, {} events, {} trace events",
-        out.acked_checks, out.acked_events, out.acked_traces, out.lost_checks, out.lost_events, out.lost_traces
+        out.acked_checks,
+        out.acked_events,
+        out.acked_traces,
+        out.lost_checks,
+        out.lost_events,
+        out.lost_traces
     );
     println!(
         "trace events stored {} (acknowledged or not), in the sketches {}: {}",
         out.stored_traces,
         out.sketch_events,
-        if out.stored_traces == out.sketch_events { "every stored event is in exactly one sketch" } else { "MISMATCH" }
+        if out.stored_traces == out.sketch_events {
+            "every stored event is in exactly one sketch"
+        } else {
+            "MISMATCH"
+        }
     );
     Ok(out)
 }

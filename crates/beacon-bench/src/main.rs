@@ -3,6 +3,7 @@
 //! flight each) for a fixed time, and prints throughput and latency beside a baseline measured in the
 //! same run. Every loop is bounded by its deadline.
 
+mod agent;
 mod durability;
 mod mobile;
 
@@ -109,6 +110,15 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// The agent's cost on its host: RSS added, CPU per check and per captured error, host lag.
+    Agent {
+        #[arg(long, default_value_t = 200)]
+        checks: u64,
+        #[arg(long, default_value_t = 200)]
+        errors: u64,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -158,7 +168,10 @@ fn main() -> Result<()> {
             beacon,
         } => {
             let o = durability::run(trials, beacon, seed)?;
-            if o.lost_checks + o.lost_events > 0 || o.lost_traces > 0 || o.stored_traces != o.sketch_events {
+            if o.lost_checks + o.lost_events > 0
+                || o.lost_traces > 0
+                || o.stored_traces != o.sketch_events
+            {
                 bail!("acknowledged items were lost");
             }
             Ok(())
@@ -194,6 +207,15 @@ fn main() -> Result<()> {
             beacon,
             postgres,
         ),
+        Cmd::Agent {
+            checks,
+            errors,
+            beacon,
+        } => agent::run(agent::Options {
+            checks: checks.max(1),
+            errors: errors.max(1),
+            beacon,
+        }),
     }
 }
 

@@ -197,7 +197,12 @@ pub struct Row {
     pub percentile_cont_ms: Option<f64>,
 }
 
-fn ingest_rounds(addr: &str, o: &Options, rounds: usize, load: &MakeRequest) -> Result<(f64, f64, f64, u64)> {
+fn ingest_rounds(
+    addr: &str,
+    o: &Options,
+    rounds: usize,
+    load: &MakeRequest,
+) -> Result<(f64, f64, f64, u64)> {
     let mut rates = Vec::new();
     let (mut p50, mut p99, mut ok) = (Vec::new(), Vec::new(), 0);
     for _ in 0..rounds {
@@ -210,7 +215,12 @@ fn ingest_rounds(addr: &str, o: &Options, rounds: usize, load: &MakeRequest) -> 
     rates.sort_by(f64::total_cmp);
     p50.sort_by(f64::total_cmp);
     p99.sort_by(f64::total_cmp);
-    Ok((rates[rates.len() / 2], p50[p50.len() / 2], p99[p99.len() / 2], ok))
+    Ok((
+        rates[rates.len() / 2],
+        p50[p50.len() / 2],
+        p99[p99.len() / 2],
+        ok,
+    ))
 }
 
 fn query_latency(url: &str) -> Result<(f64, f64, u64)> {
@@ -243,7 +253,9 @@ fn percentile_cont(db: &BenchDb) -> Result<f64> {
         let mut times = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            client.query(sql, &[&TraceName::ChannelSwitchLoaded.code()]).await?;
+            client
+                .query(sql, &[&TraceName::ChannelSwitchLoaded.code()])
+                .await?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         Ok::<_, tokio_postgres::Error>(times)
@@ -254,11 +266,19 @@ fn percentile_cont(db: &BenchDb) -> Result<f64> {
 
 pub fn run(o: Options) -> Result<Vec<Row>> {
     let me = std::env::current_exe()?;
-    let beacon = o.beacon.clone().unwrap_or_else(|| me.with_file_name("beacon"));
+    let beacon = o
+        .beacon
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("beacon"));
     if !beacon.exists() {
-        bail!("{} not found; build it with cargo build --release", beacon.display());
+        bail!(
+            "{} not found; build it with cargo build --release",
+            beacon.display()
+        );
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let built = bodies(4000, 1);
     println!(
         "beacon-bench mobile: batches of 100 trace events ({} bytes JSON each, typical device info, 50,000 devices); \
@@ -276,19 +296,40 @@ pub fn run(o: Options) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     println!(
         "{:<9} {:>12} {:>12} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>16}",
-        "backend", "stored", "events/s", "p50 ms", "p99 ms", "RSS kB", "query p50", "query p99", "in trace", "percentile_cont"
+        "backend",
+        "stored",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "RSS kB",
+        "query p50",
+        "query p99",
+        "in trace",
+        "percentile_cont"
     );
     for (backend, db) in &backends {
         let dir = tempfile::tempdir()?;
-        let (collector, url) = start_collector(&beacon, dir.path(), db.as_ref().map(|d| d.url.as_str()))?;
+        let (collector, url) =
+            start_collector(&beacon, dir.path(), db.as_ref().map(|d| d.url.as_str()))?;
         let addr = url.trim_start_matches("http://").to_string();
         let load = make(built.clone(), create_key(&url)?);
         let mut stored = 0u64;
         let mut levels = vec![0];
-        levels.extend(o.levels.iter().copied().filter(|l| *backend == "sqlite" || *l <= o.postgres_max_level));
+        levels.extend(
+            o.levels
+                .iter()
+                .copied()
+                .filter(|l| *backend == "sqlite" || *l <= o.postgres_max_level),
+        );
         for level in levels {
             if level > stored {
-                let r = run_load_upto(&addr, o.connections, Duration::from_secs(7200), Some((level - stored) / 100), load.clone())?;
+                let r = run_load_upto(
+                    &addr,
+                    o.connections,
+                    Duration::from_secs(7200),
+                    Some((level - stored) / 100),
+                    load.clone(),
+                )?;
                 stored += r.ok * 100;
                 // Let the background fold/compaction catch up before timing reports.
                 std::thread::sleep(Duration::from_secs(5));
@@ -332,7 +373,9 @@ pub fn run(o: Options) -> Result<Vec<Row>> {
                 row.query_p50_ms,
                 row.query_p99_ms,
                 row.query_trace_events,
-                row.percentile_cont_ms.map(|m| format!("{m:.0} ms")).unwrap_or_else(|| "-".into())
+                row.percentile_cont_ms
+                    .map(|m| format!("{m:.0} ms"))
+                    .unwrap_or_else(|| "-".into())
             );
             rows.push(row);
         }

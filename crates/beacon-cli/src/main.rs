@@ -1,6 +1,7 @@
 //! `beacon`: the collector (`serve`), its offline tools, and the admin CLI that talks to the admin API.
 
 mod admin;
+mod agent;
 mod client;
 mod perf;
 mod sim;
@@ -61,6 +62,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// Start a collector with a month of simulated traffic and print its reports; serves until Ctrl-C.
     Demo(sim::DemoArgs),
+    /// The agent stand-alone: run, check once, or preview what it sends.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -149,6 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Perf(cmd) => perf::perf(cmd).await,
         Command::Sim(args) => sim::sim(args).await,
         Command::Demo(args) => sim::demo(args).await,
+        Command::Agent(cmd) => agent::agent(cmd).await,
     }
 }
 

@@ -111,9 +111,13 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         json: false,
     };
     let client = crate::client::Client::new(&admin)?;
-    eprintln!("demo collector on {url}, data in {} (deleted on exit)", dir.path().display());
+    eprintln!(
+        "demo collector on {url}, data in {} (deleted on exit)",
+        dir.path().display()
+    );
 
-    let first_day = Utc::now().date_naive() - chrono::Days::new(u64::from(a.days.saturating_sub(1)));
+    let first_day =
+        Utc::now().date_naive() - chrono::Days::new(u64::from(a.days.saturating_sub(1)));
     clock.set(Utc.from_utc_datetime(&first_day.and_time(NaiveTime::MIN)));
     let bulletin = beacon_wire::bulletin::NewBulletin {
         id: "BSA-DEMO-0001".into(),
@@ -126,13 +130,23 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     };
     let _: beacon_wire::bulletin::Bulletin = client.post("/bulletins", Some(&bulletin)).await?;
     let project: beacon_wire::admin::ProjectInfo = client
-        .post("/projects", Some(&beacon_wire::admin::NewProject { name: "demo-server".into() }))
+        .post(
+            "/projects",
+            Some(&beacon_wire::admin::NewProject {
+                name: "demo-server".into(),
+            }),
+        )
         .await?;
     let key = &project.keys[0].public_key;
     let host = url.split_once("://").map(|(_, h)| h).unwrap_or(&url);
     let dsn = beacon_wire::sentry::auth::format_dsn("http", key, host, project.id as u64);
     let api_key: beacon_wire::admin::CreatedApiKey = client
-        .post("/apikeys", Some(&beacon_wire::admin::NewApiKey { name: "demo-app".into() }))
+        .post(
+            "/apikeys",
+            Some(&beacon_wire::admin::NewApiKey {
+                name: "demo-app".into(),
+            }),
+        )
         .await?;
 
     let sim = SimConfig {
@@ -151,11 +165,14 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     };
     eprintln!("simulating {} days: {}", a.days, beacon_sim::describe(&sim));
     let day_clock = clock.clone();
-    let hooks = Hooks {
-        on_day: Some(Box::new(move |d| {
-            day_clock.set(Utc.from_utc_datetime(&d.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon"))));
-        })),
-    };
+    let hooks =
+        Hooks {
+            on_day: Some(Box::new(move |d| {
+                day_clock.set(Utc.from_utc_datetime(
+                    &d.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon")),
+                ));
+            })),
+        };
     let summary = beacon_sim::run(sim, hooks).await?;
     clock.reset();
     // Reports read sketches folded in the background; fold what is pending now.
@@ -212,11 +229,16 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     println!("\nThe demo collector keeps serving until Ctrl-C:\n");
     println!("    export BEACON_URL={url}");
     println!("    export BEACON_TOKEN={token}");
-    println!("    beacon report growth; beacon issues list; beacon perf histogram --trace team:switch");
+    println!(
+        "    beacon report growth; beacon issues list; beacon perf histogram --trace team:switch"
+    );
     println!("\n    DSN for a Sentry SDK:  {dsn}");
     println!("    mobile API key:        {}", api_key.key);
     crate::shutdown_signal().await?;
-    running.shutdown().await.context("collector stopped with an error")?;
+    running
+        .shutdown()
+        .await
+        .context("collector stopped with an error")?;
     drop(dir);
     Ok(())
 }

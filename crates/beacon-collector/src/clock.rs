@@ -58,6 +58,7 @@ impl OffsetClock {
 
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::milliseconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        Utc::now()
+            + chrono::Duration::milliseconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

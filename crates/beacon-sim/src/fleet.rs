@@ -117,7 +117,11 @@ pub fn servers(rng: &mut StdRng, n: u32, days: u32, releases: &[Release]) -> Vec
         .map(|_| {
             let (db, db_version) = pick(
                 rng,
-                &[(("postgres", "14.11"), 50), (("postgres", "16.2"), 30), (("mysql", "8.0.36"), 20)],
+                &[
+                    (("postgres", "14.11"), 50),
+                    (("postgres", "16.2"), 30),
+                    (("mysql", "8.0.36"), 20),
+                ],
             );
             let teams = 1 + long_tail(rng, 1.0, 400.0);
             let users = (teams * 8 + long_tail(rng, 10.0, 50_000.0)).max(1);
@@ -133,7 +137,11 @@ pub fn servers(rng: &mut StdRng, n: u32, days: u32, releases: &[Release]) -> Vec
             };
             // Where a server starts: among the releases shipped before the run, newer more likely.
             let release = pick(rng, &[(0usize, 20), (1, 25), (2, 55)]);
-            let release = if releases[release].day > 0 { 0 } else { release };
+            let release = if releases[release].day > 0 {
+                0
+            } else {
+                release
+            };
             Server {
                 id: diagnostic_id(rng),
                 release,
@@ -164,7 +172,11 @@ pub fn adopt(rng: &mut StdRng, servers: &mut [Server], releases: &[Release], day
             continue;
         }
         let since = i64::from(day) - releases[newest].day;
-        let p = if releases[s.release].esr { 0.01 } else { (0.03 + 0.01 * since as f64).min(0.15) };
+        let p = if releases[s.release].esr {
+            0.01
+        } else {
+            (0.03 + 0.01 * since as f64).min(0.15)
+        };
         if rng.random::<f64>() < p {
             s.release = newest;
             s.upgraded_on = Some(day);
@@ -222,7 +234,10 @@ pub fn devices(rng: &mut StdRng, n: u32, servers: usize) -> Vec<Device> {
 }
 
 pub fn adopt_app(rng: &mut StdRng, devices: &mut [Device], apps: &[(String, i64)], day: u32) {
-    let newest = apps.iter().rposition(|a| a.1 <= i64::from(day)).unwrap_or(0);
+    let newest = apps
+        .iter()
+        .rposition(|a| a.1 <= i64::from(day))
+        .unwrap_or(0);
     for d in devices.iter_mut() {
         if d.app < newest && rng.random::<f64>() < 0.2 {
             d.app = newest;
@@ -285,9 +300,39 @@ impl Device {
 
 /// Code paths errors come from: (exception type, message, module, function, file).
 pub const CODE_PATHS: &[(&str, &str, &str, &str, &str)] = &[
-    ("DatabaseError", "pq: deadlock detected", "app.store.post", "save_post", "post_store.rs"),
-    ("TimeoutError", "request to plugin timed out after 30s", "app.plugins", "call_hook", "hooks.rs"),
-    ("PermissionError", "channel 4f1c… not readable by user", "app.channels", "check_access", "access.rs"),
-    ("ParseError", "invalid markdown table at offset 1184", "app.markdown", "render_table", "table.rs"),
-    ("PanicError", "index out of bounds: the len is 3 but the index is 7", "app.search", "rank_results", "rank.rs"),
+    (
+        "DatabaseError",
+        "pq: deadlock detected",
+        "app.store.post",
+        "save_post",
+        "post_store.rs",
+    ),
+    (
+        "TimeoutError",
+        "request to plugin timed out after 30s",
+        "app.plugins",
+        "call_hook",
+        "hooks.rs",
+    ),
+    (
+        "PermissionError",
+        "channel 4f1c… not readable by user",
+        "app.channels",
+        "check_access",
+        "access.rs",
+    ),
+    (
+        "ParseError",
+        "invalid markdown table at offset 1184",
+        "app.markdown",
+        "render_table",
+        "table.rs",
+    ),
+    (
+        "PanicError",
+        "index out of bounds: the len is 3 but the index is 7",
+        "app.search",
+        "rank_results",
+        "rank.rs",
+    ),
 ];

@@ -112,7 +112,11 @@ impl std::fmt::Display for Summary {
             "{:<10} {:>9} {:>10} {:>10} {:>9} {:>13} {:>7}",
             "channel", "requests", "items", "accepted", "rejected", "rate_limited", "failed"
         )?;
-        for (name, c) in [("security", &self.security), ("errors", &self.errors), ("mobile", &self.mobile)] {
+        for (name, c) in [
+            ("security", &self.security),
+            ("errors", &self.errors),
+            ("mobile", &self.mobile),
+        ] {
             writeln!(
                 f,
                 "{:<10} {:>9} {:>10} {:>10} {:>9} {:>13} {:>7}",
@@ -181,7 +185,9 @@ pub async fn run(config: SimConfig, hooks: Hooks) -> Result<Summary, SimError> {
             reqwest::Certificate::from_pem(pem).map_err(|e| SimError::Client(e.to_string()))?,
         );
     }
-    let http = builder.build().map_err(|e| SimError::Client(e.to_string()))?;
+    let http = builder
+        .build()
+        .map_err(|e| SimError::Client(e.to_string()))?;
     let base = config.url.trim_end_matches('/').to_string();
     http.get(format!("{base}/healthz"))
         .send()
@@ -252,7 +258,8 @@ pub async fn run(config: SimConfig, hooks: Hooks) -> Result<Summary, SimError> {
         );
         let at = |rng: &mut StdRng| noon + TimeDelta::seconds(rng.random_range(0..86_000));
         for s in servers.iter().filter(|s| s.active(day)) {
-            let last = (day > s.joins).then(|| (at(&mut rng) - TimeDelta::days(1)).timestamp_millis());
+            let last =
+                (day > s.joins).then(|| (at(&mut rng) - TimeDelta::days(1)).timestamp_millis());
             jobs.push(Job::Check {
                 query: build_query(&s.check(&releases, last)),
                 server_id: s.id.clone(),
@@ -295,8 +302,12 @@ pub async fn run(config: SimConfig, hooks: Hooks) -> Result<Summary, SimError> {
                         TraceEvent::complete(trace, start + i64::from(i) * 2_000_000, dur)
                     })
                     .collect();
-                let body = serde_json::to_string(&Payload::new(info, events)).expect("payload serialises");
-                jobs.push(Job::Mobile { body, events: u64::from(n) });
+                let body =
+                    serde_json::to_string(&Payload::new(info, events)).expect("payload serialises");
+                jobs.push(Job::Mobile {
+                    body,
+                    events: u64::from(n),
+                });
             }
         }
         // Interleave channels as real traffic does.
@@ -313,7 +324,16 @@ pub async fn run(config: SimConfig, hooks: Hooks) -> Result<Summary, SimError> {
                 if let Some(l) = limiter {
                     l.lock().await.tick().await;
                 }
-                send(http, base, dsn.as_ref(), api_key, counters, record.as_ref(), job).await;
+                send(
+                    http,
+                    base,
+                    dsn.as_ref(),
+                    api_key,
+                    counters,
+                    record.as_ref(),
+                    job,
+                )
+                .await;
                 progress.inc(1);
             })
             .await;
@@ -359,7 +379,14 @@ fn envelope(
         timestamp: at.into(),
         platform: "native".into(),
         release: Some(releases[server.release].version.to_string().into()),
-        environment: Some(if server.test_install { "test" } else { "production" }.into()),
+        environment: Some(
+            if server.test_install {
+                "test"
+            } else {
+                "production"
+            }
+            .into(),
+        ),
         ..Default::default()
     };
     event.exception.values.push(Exception {
@@ -453,7 +480,8 @@ async fn send(
             let answer: serde_json::Value = resp.json().await.unwrap_or_default();
             let accepted = answer["accepted"].as_u64().unwrap_or(0);
             c.accepted.fetch_add(accepted, Ordering::Relaxed);
-            c.rejected.fetch_add(events.saturating_sub(accepted), Ordering::Relaxed);
+            c.rejected
+                .fetch_add(events.saturating_sub(accepted), Ordering::Relaxed);
             remember(format!("traces {accepted}"));
         }
     }
@@ -469,8 +497,16 @@ pub fn describe(config: &SimConfig) -> String {
         "{} servers ({} test installs) on releases {}; {} devices on app releases {}",
         servers.len(),
         tests,
-        releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>().join(", "),
+        releases
+            .iter()
+            .map(|r| r.version.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         config.devices,
-        fleet::app_releases(config.days).iter().map(|a| a.0.clone()).collect::<Vec<_>>().join(", ")
+        fleet::app_releases(config.days)
+            .iter()
+            .map(|a| a.0.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }

@@ -22,7 +22,9 @@ async fn setup() -> Setup {
     c.server.listen = "127.0.0.1:0".into();
     c.server.data_dir = dir.path().to_path_buf();
     c.admin.token = Some(TOKEN.into());
-    let collector = beacon_collector::start(c, Arc::new(SystemClock)).await.unwrap();
+    let collector = beacon_collector::start(c, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let url = collector.url();
     let p: serde_json::Value = http
@@ -36,7 +38,11 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let key = p["keys"][0]["public_key"].as_str().unwrap();
-    let dsn = format!("http://{key}@{}/{}", url.trim_start_matches("http://"), p["id"]);
+    let dsn = format!(
+        "http://{key}@{}/{}",
+        url.trim_start_matches("http://"),
+        p["id"]
+    );
     let k: serde_json::Value = http
         .post(format!("{url}/admin/v1/apikeys"))
         .bearer_auth(TOKEN)
@@ -83,18 +89,28 @@ async fn what_the_simulator_saw_acknowledged_is_stored() {
     assert_eq!(summary.mobile_days, 6);
     for c in [&summary.security, &summary.errors, &summary.mobile] {
         assert!(c.requests > 0, "{summary}");
-        assert_eq!((c.rejected, c.rate_limited, c.failed), (0, 0, 0), "{summary}");
+        assert_eq!(
+            (c.rejected, c.rate_limited, c.failed),
+            (0, 0, 0),
+            "{summary}"
+        );
         assert_eq!(c.accepted, c.items, "{summary}");
     }
     let lines = std::fs::read_to_string(&record).unwrap();
-    let checks: HashSet<&str> = lines.lines().filter_map(|l| l.strip_prefix("check ")).collect();
+    let checks: HashSet<&str> = lines
+        .lines()
+        .filter_map(|l| l.strip_prefix("check "))
+        .collect();
     let events = lines.lines().filter(|l| l.starts_with("event ")).count() as u64;
     let traces: u64 = lines
         .lines()
         .filter_map(|l| l.strip_prefix("traces "))
         .map(|n| n.parse::<u64>().unwrap())
         .sum();
-    assert_eq!(lines.lines().filter(|l| l.starts_with("check ")).count() as u64, summary.security.accepted);
+    assert_eq!(
+        lines.lines().filter(|l| l.starts_with("check ")).count() as u64,
+        summary.security.accepted
+    );
     assert_eq!(events, summary.errors.accepted);
     assert_eq!(traces, summary.mobile.accepted);
 
@@ -119,15 +135,22 @@ async fn what_the_simulator_saw_acknowledged_is_stored() {
         .await
         .unwrap();
     assert_eq!(issues.iter().map(|i| i.count).sum::<u64>(), events);
-    assert!(issues.len() <= beacon_sim::fleet::CODE_PATHS.len(), "one issue per code path at most");
+    assert!(
+        issues.len() <= beacon_sim::fleet::CODE_PATHS.len(),
+        "one issue per code path at most"
+    );
     s.collector.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seed_gives_the_same_traffic() {
     let (a, b) = (setup().await, setup().await);
-    let sa = beacon_sim::run(config(&a, None), Hooks::default()).await.unwrap();
-    let sb = beacon_sim::run(config(&b, None), Hooks::default()).await.unwrap();
+    let sa = beacon_sim::run(config(&a, None), Hooks::default())
+        .await
+        .unwrap();
+    let sb = beacon_sim::run(config(&b, None), Hooks::default())
+        .await
+        .unwrap();
     assert_eq!(sa, sb);
     assert_eq!(
         a.collector.store.count_trace_events().await.unwrap(),
@@ -135,5 +158,8 @@ async fn a_seed_gives_the_same_traffic() {
     );
     let mut other = config(&a, None);
     other.seed = 8;
-    assert_ne!(beacon_sim::describe(&other), beacon_sim::describe(&config(&a, None)));
+    assert_ne!(
+        beacon_sim::describe(&other),
+        beacon_sim::describe(&config(&a, None))
+    );
 }
