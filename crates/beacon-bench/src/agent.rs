@@ -357,5 +357,23 @@ pub fn run(o: Options) -> Result<()> {
         ms(error_lag)
     );
     println!("agent counters: {status:?}");
+    let added = (rss_checks.max(rss_errors) - rss_before) as f64 / 1024.0;
+    crate::report::push(crate::report::Row {
+        bench: "agent cost on its host".into(),
+        backend: "-".into(),
+        throughput: format!(
+            "{:.2} ms CPU/check, {:.3} ms CPU/error on the host thread ({:.2} ms in all)",
+            cpu_checks.as_secs_f64() * 1000.0 / o.checks as f64,
+            host_capture_cpu as f64 / 1e6 / o.errors as f64,
+            cpu_errors.as_secs_f64() * 1000.0 / o.errors as f64
+        ),
+        p50_ms: Some(pct(0.5) / 1000.0),
+        p99_ms: Some(pct(0.99) / 1000.0),
+        baseline: "host without the agent".into(),
+        ratio: None,
+        target: "<= 2 MiB RSS added, host never blocked".into(),
+        met: Some(added <= 2.0),
+        rss: format!("+{added:.2} MiB"),
+    });
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod agent;
 mod durability;
 mod mobile;
+mod report;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -70,6 +71,9 @@ enum Cmd {
         /// so make it larger than the run sends (~25k/s × (2 + rounds × duration) s).
         #[arg(long, default_value_t = 800_000)]
         bodies: usize,
+        /// Also on PostgreSQL: an admin URL where the bench may create (and drops) a database.
+        #[arg(long)]
+        postgres: Option<String>,
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
@@ -104,6 +108,25 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         beacon: Option<PathBuf>,
+    },
+    /// Every benchmark (security, envelopes, mobile with cost growth, agent cost, durability) on SQLite
+    /// and, with --postgres, PostgreSQL; one Markdown table to stdout and to --out.
+    Report {
+        /// PostgreSQL admin URL where the bench may create (and drops) databases.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Stored-event levels for the mobile cost-growth rows.
+        #[arg(long, value_delimiter = ',', default_value = "10000000,100000000")]
+        levels: Vec<u64>,
+        /// Seconds per measured round.
+        #[arg(long, default_value_t = 8)]
+        duration: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 20)]
+        trials: u32,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
     },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
@@ -154,6 +177,7 @@ fn main() -> Result<()> {
             connections,
             rounds,
             bodies,
+            postgres,
             beacon,
         } => envelopes(
             Duration::from_secs(duration),
@@ -161,6 +185,22 @@ fn main() -> Result<()> {
             rounds.max(1),
             bodies.max(1),
             beacon,
+            postgres,
+        ),
+        Cmd::Report {
+            postgres,
+            levels,
+            duration,
+            rounds,
+            trials,
+            out,
+        } => full_report(
+            postgres,
+            levels,
+            Duration::from_secs(duration),
+            rounds.max(1),
+            trials,
+            &out,
         ),
         Cmd::Durability {
             trials,
@@ -531,6 +571,7 @@ fn security(
         .ok;
         let mut ratios = Vec::new();
         let mut rps = Vec::new();
+        let (mut p50s, mut p99s, mut bare_rps) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let offset = round as u64 * 1_000_000_000;
             let ids = gets(move |n| query(offset + n));
@@ -549,6 +590,9 @@ fn security(
             acknowledged += ours.ok;
             ratios.push(ours.rps() / bare.rps());
             rps.push(ours.rps());
+            p50s.push(ours.ms(0.5));
+            p99s.push(ours.ms(0.99));
+            bare_rps.push(bare.rps());
             for (n, r) in [("bare hyper, answers []", &bare), (name.as_str(), &ours)] {
                 println!(
                     "{:<30} {:<6} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7} {:>8.2}",
@@ -586,12 +630,25 @@ fn security(
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
+        let ratio = median(ratios.clone());
         summary.push(format!(
             "{name}: median {:.0} req/s, median ratio to bare {:.2} (target >= 0.50); peak RSS {rss} kB; \
              stored = acknowledged = {acknowledged}",
-            median(rps),
-            median(ratios)
+            median(rps.clone()),
+            ratio
         ));
+        report::push(report::Row {
+            bench: "`GET /security` (distinct ids, durable)".into(),
+            backend: backend.into(),
+            throughput: format!("{:.0} req/s", median(rps)),
+            p50_ms: Some(median(p50s)),
+            p99_ms: Some(median(p99s)),
+            baseline: format!("bare hyper {:.0} req/s", median(bare_rps)),
+            ratio: Some(ratio),
+            target: ">= 0.5x bare hyper".into(),
+            met: Some(ratio >= 0.5),
+            rss: format!("{:.0} MB", rss.parse::<f64>().unwrap_or(0.0) / 1024.0),
+        });
         drop(collector);
         drop(pg_db);
     }
@@ -657,6 +714,7 @@ fn envelopes(
     rounds: usize,
     bodies: usize,
     beacon: Option<PathBuf>,
+    postgres: Option<String>,
 ) -> Result<()> {
     let me = std::env::current_exe()?;
     let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
@@ -674,90 +732,277 @@ fn envelopes(
         built[0].len(),
         duration.as_secs()
     );
-    let dir = tempfile::tempdir()?;
-    let (collector, url) = start_collector(&beacon, dir.path(), None)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let project: serde_json::Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{url}/admin/v1/projects"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"name": "bench"}))
-            .send()
-            .await?
-            .json()
-            .await
-    })?;
-    let key = project["keys"][0]["public_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    // The benchmark measures ingestion, not the rate limiter.
-    rt.block_on(async {
-        reqwest::Client::new()
-            .patch(format!("{url}/admin/v1/keys/{key}"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"rate_limit_per_minute": u32::MAX}))
-            .send()
-            .await?
-            .error_for_status()
-    })?;
-    let path = format!("/api/{}/envelope/", project["id"]);
-    let auth = format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=beacon-bench/1");
-    let make: MakeRequest = Arc::new(move |n| {
-        Request::post(path.as_str())
-            .header("x-sentry-auth", auth.as_str())
-            .header("content-encoding", "gzip")
-            .header("content-type", "application/x-sentry-envelope")
-            .body(Full::new(built[n as usize % built.len()].clone()))
-            .expect("static request")
-    });
-    let warm = run_load(
-        url.trim_start_matches("http://"),
-        connections,
-        Duration::from_secs(2),
-        make.clone(),
-    )?;
-    let mut sent = warm.ok + warm.errors;
-    println!(
-        "{:<6} {:>10} {:>9} {:>9} {:>10} {:>7}",
-        "round", "events/s", "p50 ms", "p99 ms", "ok", "errors"
-    );
-    let mut rates = Vec::new();
-    for round in 0..rounds {
-        let r = run_load(
+    let backends: Vec<&str> = std::iter::once("sqlite")
+        .chain(postgres.iter().map(|_| "postgres"))
+        .collect();
+    for backend in backends {
+        let dir = tempfile::tempdir()?;
+        let pg_db = match backend {
+            "postgres" => Some(BenchDb::create(postgres.as_deref().unwrap_or_default())?),
+            _ => None,
+        };
+        let (collector, url) =
+            start_collector(&beacon, dir.path(), pg_db.as_ref().map(|d| d.url.as_str()))?;
+        println!("[{backend}]");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let project: serde_json::Value = rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("{url}/admin/v1/projects"))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({"name": "bench"}))
+                .send()
+                .await?
+                .json()
+                .await
+        })?;
+        let key = project["keys"][0]["public_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // The benchmark measures ingestion, not the rate limiter.
+        rt.block_on(async {
+            reqwest::Client::new()
+                .patch(format!("{url}/admin/v1/keys/{key}"))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({"rate_limit_per_minute": u32::MAX}))
+                .send()
+                .await?
+                .error_for_status()
+        })?;
+        let path = format!("/api/{}/envelope/", project["id"]);
+        let auth =
+            format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=beacon-bench/1");
+        let built = built.clone();
+        let make: MakeRequest = Arc::new(move |n| {
+            Request::post(path.as_str())
+                .header("x-sentry-auth", auth.as_str())
+                .header("content-encoding", "gzip")
+                .header("content-type", "application/x-sentry-envelope")
+                .body(Full::new(built[n as usize % built.len()].clone()))
+                .expect("static request")
+        });
+        let warm = run_load(
             url.trim_start_matches("http://"),
             connections,
-            duration,
+            Duration::from_secs(2),
             make.clone(),
         )?;
+        let mut sent = warm.ok + warm.errors;
         println!(
-            "{:<6} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
-            round + 1,
-            r.rps(),
-            r.ms(0.5),
-            r.ms(0.99),
-            r.ok,
-            r.errors
+            "{:<6} {:>10} {:>9} {:>9} {:>10} {:>7}",
+            "round", "events/s", "p50 ms", "p99 ms", "ok", "errors"
         );
-        rates.push(r.rps());
-        sent += r.ok + r.errors;
-    }
-    rates.sort_by(f64::total_cmp);
-    println!(
-        "requests sent {sent}, distinct events {}: {}",
-        bodies,
-        if sent as usize <= bodies {
-            "every event was new".to_string()
-        } else {
-            format!("{} repeats (duplicates)", sent as usize - bodies)
+        let mut rates = Vec::new();
+        let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let r = run_load(
+                url.trim_start_matches("http://"),
+                connections,
+                duration,
+                make.clone(),
+            )?;
+            println!(
+                "{:<6} {:>10.0} {:>9.2} {:>9.2} {:>10} {:>7}",
+                round + 1,
+                r.rps(),
+                r.ms(0.5),
+                r.ms(0.99),
+                r.ok,
+                r.errors
+            );
+            rates.push(r.rps());
+            p50s.push(r.ms(0.5));
+            p99s.push(r.ms(0.99));
+            sent += r.ok + r.errors;
         }
-    );
-    println!(
-        "median {:.0} events/s (target >= 20000); collector peak RSS {} kB",
-        rates[rates.len() / 2],
-        peak_rss_kb(collector.0.id())
-    );
+        rates.sort_by(f64::total_cmp);
+        p50s.sort_by(f64::total_cmp);
+        p99s.sort_by(f64::total_cmp);
+        println!(
+            "requests sent {sent}, distinct events {}: {}",
+            bodies,
+            if sent as usize <= bodies {
+                "every event was new".to_string()
+            } else {
+                format!("{} repeats (duplicates)", sent as usize - bodies)
+            }
+        );
+        println!(
+            "median {:.0} events/s (target >= 20000); collector peak RSS {} kB",
+            rates[rates.len() / 2],
+            peak_rss_kb(collector.0.id())
+        );
+        let median = rates[rates.len() / 2];
+        let rss = peak_rss_kb(collector.0.id());
+        report::push(report::Row {
+            bench: "error events (gzip envelope, 30 frames, scrubbed, grouped)".into(),
+            backend: backend.into(),
+            throughput: format!("{median:.0} events/s"),
+            p50_ms: Some(p50s[p50s.len() / 2]),
+            p99_ms: Some(p99s[p99s.len() / 2]),
+            baseline: "-".into(),
+            ratio: None,
+            target: ">= 20,000 events/s".into(),
+            met: Some(median >= 20_000.0),
+            rss: format!("{:.0} MB", rss.parse::<f64>().unwrap_or(0.0) / 1024.0),
+        });
+        drop(collector);
+        drop(pg_db);
+    }
     Ok(())
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB memory, Linux, loopback only")
+}
+
+fn full_report(
+    postgres: Option<String>,
+    levels: Vec<u64>,
+    duration: Duration,
+    rounds: usize,
+    trials: u32,
+    out: &std::path::Path,
+) -> Result<()> {
+    let started = Instant::now();
+    security(duration, 256, rounds, None, postgres.clone())?;
+    envelopes(duration, 64, rounds, 800_000, None, postgres.clone())?;
+    let rows = mobile::run(mobile::Options {
+        duration,
+        connections: 32,
+        rounds,
+        levels,
+        postgres_max_level: 10_000_000,
+        postgres: postgres.clone(),
+        beacon: None,
+    })?;
+    for r in &rows {
+        let rss = format!("{:.0} MB", r.rss_kb.parse::<f64>().unwrap_or(0.0) / 1024.0);
+        report::push(report::Row {
+            bench: format!(
+                "trace events, batches of 100, with {} stored",
+                human(r.stored)
+            ),
+            backend: r.backend.into(),
+            throughput: format!("{:.0} events/s", r.ingest),
+            p50_ms: Some(r.ingest_p50_ms),
+            p99_ms: Some(r.ingest_p99_ms),
+            baseline: "-".into(),
+            ratio: None,
+            target: ">= 200,000 events/s".into(),
+            met: Some(r.ingest >= 200_000.0),
+            rss,
+        });
+        if r.stored > 0 {
+            let ratio = r.percentile_cont_ms.map(|p| p / r.query_p50_ms);
+            report::push(report::Row {
+                bench: format!(
+                    "`perf percentiles` by app_version over {} events ({} in the trace)",
+                    human(r.stored),
+                    human(r.query_trace_events)
+                ),
+                backend: r.backend.into(),
+                throughput: "-".into(),
+                p50_ms: Some(r.query_p50_ms),
+                p99_ms: Some(r.query_p99_ms),
+                baseline: r
+                    .percentile_cont_ms
+                    .map(|p| format!("`percentile_cont` on raw rows {p:.0} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                ratio,
+                target: "<= 20 ms; >= 100x `percentile_cont`".into(),
+                met: Some(r.query_p50_ms <= 20.0 && ratio.is_none_or(|x| x >= 100.0)),
+                rss: "-".into(),
+            });
+        }
+    }
+    agent::run(agent::Options {
+        checks: 200,
+        errors: 200,
+        beacon: None,
+    })?;
+    let d = durability::run(trials, None, 1)?;
+    let lost = d.lost_checks as u64 + d.lost_events as u64 + d.lost_traces;
+    report::push(report::Row {
+        bench: format!(
+            "durability: sim at full rate, SIGKILL at random moments, {} trials",
+            d.trials
+        ),
+        backend: "sqlite".into(),
+        throughput: format!(
+            "acknowledged {} checks, {} error events, {} trace events",
+            d.acked_checks, d.acked_events, d.acked_traces
+        ),
+        p50_ms: None,
+        p99_ms: None,
+        baseline: "-".into(),
+        ratio: None,
+        target: "0 acknowledged items lost".into(),
+        met: Some(lost == 0 && d.stored_traces == d.sketch_events),
+        rss: "-".into(),
+    });
+    report::note(format!(
+        "Durability: {} trials, {} acknowledged items lost ({} checks, {} error events, {} trace events); \
+         {} trace events stored, {} in the sketches after restart.",
+        d.trials,
+        lost,
+        d.lost_checks,
+        d.lost_events,
+        d.lost_traces,
+        d.stored_traces,
+        d.sketch_events
+    ));
+    let header = format!(
+        "# Benchmarks\n\nMeasured {} on {} by `scripts/bench-report` (`beacon-bench report`), in {:.0} minutes; \
+         release build; every server and load generator on this one machine.\n",
+        chrono_date(),
+        machine(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    let md = report::markdown(&header);
+    print!("{md}");
+    std::fs::write(out, &md).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.0} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn chrono_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }

@@ -14,10 +14,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use beacon_store::perf::{PerfContext, TraceBatch};
 use beacon_store::{NewDeadLetter, Store, StoreError, WriteOp};
-use beacon_wire::mobile::{self, BatchError};
+use beacon_wire::mobile::{self, BatchError, MetricsResponse, RejectedEntry};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Serialize;
 use sha2::Sha256;
 
 pub const CHANNEL: &str = "mobile";
@@ -59,21 +58,6 @@ pub fn generate_key() -> String {
         "{API_KEY_PREFIX}{}",
         hex::encode(rand::random::<[u8; 32]>())
     )
-}
-
-/// One rejected trace event in the answer.
-#[derive(Debug, Serialize)]
-pub struct RejectedEntry {
-    pub index: usize,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// The answer: `{"accepted": N, "rejected": [{"index": I, "reason": "…", "message": "…"}]}`.
-#[derive(Debug, Serialize)]
-pub struct MetricsResponse {
-    pub accepted: usize,
-    pub rejected: Vec<RejectedEntry>,
 }
 
 struct Prepared {
@@ -189,7 +173,7 @@ fn prepare(
             .into_iter()
             .map(|r| RejectedEntry {
                 index: r.index,
-                reason: r.reason.as_str(),
+                reason: r.reason.as_str().to_string(),
                 message: r.detail,
             })
             .collect(),
@@ -285,13 +269,13 @@ pub async fn metrics(
     if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
         count_items(CHANNEL, Outcome::Rejected("store_unavailable"), accepted);
         for r in &prepared.response.rejected {
-            count_item(CHANNEL, Outcome::Rejected(r.reason));
+            count_item(CHANNEL, Outcome::Rejected(&r.reason));
         }
         return Err(e);
     }
     count_items(CHANNEL, Outcome::Accepted, accepted);
     for r in &prepared.response.rejected {
-        count_item(CHANNEL, Outcome::Rejected(r.reason));
+        count_item(CHANNEL, Outcome::Rejected(&r.reason));
     }
     Ok(Json(prepared.response))
 }

@@ -388,6 +388,22 @@ pub struct RejectedEvent {
     pub raw: String,
 }
 
+/// One rejected trace event in the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedEntry {
+    pub index: usize,
+    /// An [`EventRejection`] as a string.
+    pub reason: String,
+    pub message: String,
+}
+
+/// The answer to a batch: `{"accepted": N, "rejected": [{"index": I, "reason": "…", "message": "…"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsResponse {
+    pub accepted: usize,
+    pub rejected: Vec<RejectedEntry>,
+}
+
 /// A judged batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
