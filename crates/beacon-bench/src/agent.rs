@@ -371,7 +371,14 @@ pub fn run(o: Options) -> Result<()> {
         p99_ms: Some(pct(0.99) / 1000.0),
         baseline: "host without the agent".into(),
         ratio: None,
-        target: "<= 2 MiB RSS added, host never blocked".into(),
+        target: crate::report::target(
+            "<= 2 MiB RSS added, host never blocked",
+            added,
+            2.0,
+            false,
+            " MiB",
+        )
+        .0,
         met: Some(added <= 2.0),
         rss: format!("+{added:.2} MiB"),
     });

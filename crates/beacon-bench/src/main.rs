@@ -645,7 +645,7 @@ fn security(
             p99_ms: Some(median(p99s)),
             baseline: format!("bare hyper {:.0} req/s", median(bare_rps)),
             ratio: Some(ratio),
-            target: ">= 0.5x bare hyper".into(),
+            target: report::target(">= 0.5x bare hyper", ratio, 0.5, true, "x").0,
             met: Some(ratio >= 0.5),
             rss: format!("{:.0} MB", rss.parse::<f64>().unwrap_or(0.0) / 1024.0),
         });
@@ -913,7 +913,14 @@ fn full_report(
             p99_ms: Some(r.ingest_p99_ms),
             baseline: "-".into(),
             ratio: None,
-            target: ">= 200,000 events/s".into(),
+            target: report::target(
+                ">= 200,000 events/s",
+                r.ingest,
+                200_000.0,
+                true,
+                " events/s",
+            )
+            .0,
             met: Some(r.ingest >= 200_000.0),
             rss,
         });
@@ -934,7 +941,21 @@ fn full_report(
                     .map(|p| format!("`percentile_cont` on raw rows {p:.0} ms"))
                     .unwrap_or_else(|| "-".into()),
                 ratio,
-                target: "<= 20 ms; >= 100x `percentile_cont`".into(),
+                target: match ratio {
+                    Some(x) if x < 100.0 => {
+                        report::target("<= 20 ms; >= 100x `percentile_cont`", x, 100.0, true, "x").0
+                    }
+                    _ => {
+                        report::target(
+                            "<= 20 ms; >= 100x `percentile_cont`",
+                            r.query_p50_ms,
+                            20.0,
+                            false,
+                            " ms",
+                        )
+                        .0
+                    }
+                },
                 met: Some(r.query_p50_ms <= 20.0 && ratio.is_none_or(|x| x >= 100.0)),
                 rss: "-".into(),
             });

@@ -69,3 +69,27 @@ pub fn markdown(header: &str) -> String {
     }
     out
 }
+
+/// `target`, with what was missed and by how much when `value` falls short of `goal`.
+pub fn target(
+    text: &str,
+    value: f64,
+    goal: f64,
+    higher_is_better: bool,
+    unit: &str,
+) -> (String, bool) {
+    let met = if higher_is_better {
+        value >= goal
+    } else {
+        value <= goal
+    };
+    if met {
+        return (text.to_string(), true);
+    }
+    let by = (value - goal).abs();
+    let share = by / goal * 100.0;
+    (
+        format!("{text} — missed by {by:.2}{unit} ({share:.0} %)"),
+        false,
+    )
+}

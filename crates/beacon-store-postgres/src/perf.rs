@@ -12,6 +12,8 @@ use tokio_postgres::{Client, Transaction};
 
 /// `pg_try_advisory_xact_lock` key of compaction: one compactor at a time across collectors.
 const COMPACT_LOCK: i64 = 0x0062_6561_636f_6e01;
+/// Deltas taken per statement while compacting.
+const COMPACT_CHUNK: i64 = 20_000;
 
 /// Stores the batches' contexts, raw events and one sketch delta per key they touch.
 pub(crate) async fn write_traces(
@@ -113,21 +115,30 @@ pub(crate) async fn compact(client: &mut deadpool_postgres::Client) -> Result<u6
     if !locked {
         return Ok(0);
     }
-    let rows = tx
-        .query(
-            "DELETE FROM perf_deltas RETURNING trace, dim, day, emulator, value, cell",
-            &[],
-        )
-        .await
-        .map_err(map_err)?;
-    let n = rows.len() as u64;
+    // In chunks, so memory stays bounded by the number of keys, not of deltas.
+    let mut merged: HashMap<Key, Cell> = HashMap::new();
+    let mut n = 0u64;
+    loop {
+        let rows = tx
+            .query(
+                "DELETE FROM perf_deltas WHERE ctid IN (SELECT ctid FROM perf_deltas LIMIT $1) \
+                 RETURNING trace, dim, day, emulator, value, cell",
+                &[&COMPACT_CHUNK],
+            )
+            .await
+            .map_err(map_err)?;
+        let got = rows.len() as i64;
+        n += got as u64;
+        for r in rows {
+            let key: Key = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            merged.entry(key).or_default().merge(&decode(r.get(5))?);
+        }
+        if got < COMPACT_CHUNK {
+            break;
+        }
+    }
     if n == 0 {
         return Ok(0);
-    }
-    let mut merged: HashMap<Key, Cell> = HashMap::new();
-    for r in rows {
-        let key: Key = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-        merged.entry(key).or_default().merge(&decode(r.get(5))?);
     }
     let mut keys: Vec<Key> = merged.keys().cloned().collect();
     keys.sort();

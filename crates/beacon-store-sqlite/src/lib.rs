@@ -85,7 +85,7 @@ fn connect(path: &Path) -> Result<Connection> {
     }
     // No checkpoints in the commit path: a background thread runs them (see `checkpoint_loop`).
     conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; \
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; \
          PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;",
     )
     .map_err(map_err)?;
