@@ -844,7 +844,7 @@ fn envelopes(
             p99_ms: Some(p99s[p99s.len() / 2]),
             baseline: "-".into(),
             ratio: None,
-            target: ">= 20,000 events/s".into(),
+            target: report::target(">= 20,000 events/s", median, 20_000.0, true, " events/s").0,
             met: Some(median >= 20_000.0),
             rss: format!("{:.0} MB", rss.parse::<f64>().unwrap_or(0.0) / 1024.0),
         });
