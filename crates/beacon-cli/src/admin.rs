@@ -452,7 +452,7 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
 }
 
 /// A query parameter, when given.
-fn opt(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
+pub(crate) fn opt(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
     v.map(|v| (k, v))
 }
 

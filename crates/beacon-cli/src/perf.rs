@@ -1,6 +1,6 @@
 //! Mobile commands: API keys and performance reports, through the admin API.
 
-use crate::admin::{json, time};
+use crate::admin::{json, opt, time};
 use crate::client::{AdminArgs, Client};
 use crate::table;
 use anyhow::Result;
@@ -45,18 +45,23 @@ pub struct Range {
 }
 
 impl Range {
-    fn query(&self) -> Vec<(&'static str, String)> {
-        let mut q = Vec::new();
-        if let Some(f) = self.from {
-            q.push(("from", f.to_string()));
-        }
-        if let Some(t) = self.to {
-            q.push(("to", t.to_string()));
-        }
-        if self.include_emulators {
-            q.push(("include_emulators", "true".into()));
-        }
-        q
+    /// The range's query parameters, then `extra` ones when given.
+    fn query<const N: usize>(
+        &self,
+        extra: [(&'static str, Option<String>); N],
+    ) -> Vec<(&'static str, String)> {
+        [
+            opt("from", self.from.map(|d| d.to_string())),
+            opt("to", self.to.map(|d| d.to_string())),
+            opt(
+                "include_emulators",
+                self.include_emulators.then(|| "true".into()),
+            ),
+        ]
+        .into_iter()
+        .chain(extra.into_iter().map(|(k, v)| opt(k, v)))
+        .flatten()
+        .collect()
     }
 }
 
@@ -178,9 +183,7 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
             range,
             admin,
         } => {
-            let mut q = range.query();
-            q.push(("trace", trace));
-            q.extend(by.map(|b| ("by", b)));
+            let q = range.query([("trace", Some(trace)), ("by", by)]);
             let r: PercentileReport = Client::new(&admin)?.get("/perf/percentiles", &q).await?;
             if admin.json {
                 return json(&r);
@@ -230,9 +233,7 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
             range,
             admin,
         } => {
-            let mut q = range.query();
-            q.push(("trace", trace));
-            q.extend(by.map(|b| ("by", b)));
+            let q = range.query([("trace", Some(trace)), ("by", by)]);
             let r: HistogramReport = Client::new(&admin)?.get("/perf/histogram", &q).await?;
             if admin.json {
                 return json(&r);
@@ -263,10 +264,11 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
             range,
             admin,
         } => {
-            let mut q = range.query();
-            q.extend(trace.map(|t| ("trace", t)));
-            q.push(("threshold", threshold));
-            q.push(("min_samples", min_samples.to_string()));
+            let q = range.query([
+                ("trace", trace),
+                ("threshold", Some(threshold)),
+                ("min_samples", Some(min_samples.to_string())),
+            ]);
             let r: RegressionReport = Client::new(&admin)?.get("/perf/regressions", &q).await?;
             if admin.json {
                 return json(&r);

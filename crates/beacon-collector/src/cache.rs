@@ -26,17 +26,19 @@ impl<V> Default for TtlCache<V> {
 }
 
 impl<V: Clone> TtlCache<V> {
-    /// The cached value of `key`, or what `load` answers (then cached).
-    pub async fn get<F>(&self, key: &str, load: F) -> Result<V, ApiError>
+    /// The cached value of `key`, or what `load()` answers (then cached). `load` runs only on a
+    /// miss, so a hit builds no store future.
+    pub async fn get<F, Fut>(&self, key: &str, load: F) -> Result<V, ApiError>
     where
-        F: Future<Output = Result<V, StoreError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, StoreError>>,
     {
         if let Some((v, at)) = self.entries.lock().expect("cache lock").get(key)
             && at.elapsed() < TTL
         {
             return Ok(v.clone());
         }
-        let v = load.await?;
+        let v = load().await?;
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() > MAX_ENTRIES {
             entries.clear();

@@ -132,7 +132,7 @@ async fn authenticate(
     }
     let info = state
         .keys
-        .get(key, state.store.project_key(key))
+        .get(key, || state.store.project_key(key))
         .await?
         .ok_or_else(|| ApiError::Forbidden("unknown sentry key".into()))?;
     if !info.enabled {

@@ -209,7 +209,7 @@ pub async fn metrics(
     let valid = key.starts_with(API_KEY_PREFIX)
         && state
             .api_keys
-            .get(&hash, state.store.api_key_valid(&hash))
+            .get(&hash, || state.store.api_key_valid(&hash))
             .await?;
     if !valid {
         count_item(CHANNEL, Outcome::Rejected("invalid_api_key"));

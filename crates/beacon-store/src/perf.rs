@@ -160,10 +160,6 @@ impl CellAccumulator {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
     /// Every cell with its key.
     pub fn iter(&self) -> impl Iterator<Item = (CellKey, &Cell)> + '_ {
         self.ids
@@ -184,7 +180,24 @@ impl CellAccumulator {
     }
 
     pub fn into_cells(self) -> HashMap<CellKey, Cell> {
-        self.iter().map(|(k, c)| (k, c.clone())).collect()
+        let names = self.names;
+        self.ids
+            .into_iter()
+            .zip(self.cells)
+            .map(|((day, trace, emulator, dim, id), cell)| {
+                let value = names[id as usize].clone();
+                (
+                    CellKey {
+                        day,
+                        trace,
+                        emulator,
+                        dim,
+                        value,
+                    },
+                    cell,
+                )
+            })
+            .collect()
     }
 }
 
