@@ -50,6 +50,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
             StoreError::Invalid(m) => ApiError::InvalidField(FieldError::new("query", m)),
+            StoreError::Rejected(m) => ApiError::InvalidField(FieldError::new("query", m)),
         }
     }
 }

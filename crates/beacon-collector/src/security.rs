@@ -12,7 +12,8 @@ use beacon_wire::security::{BulletinNotice, parse_query};
 
 pub const CHANNEL: &str = "security";
 
-/// Bytes of a rejected query kept (scrubbed) in the dead-letter table.
+/// Bytes of a rejected query kept in the dead-letter table: only its known keys
+/// ([`beacon_wire::security::dead_letter_view`]), scrubbed.
 pub const DEAD_LETTER_BYTES: usize = 1024;
 
 pub async fn check(
@@ -26,7 +27,11 @@ pub async fn check(
         Err(field_error) => {
             let reason = format!("invalid_{}", field_error.field);
             count_item(CHANNEL, Outcome::Rejected(&reason));
-            let payload = beacon_scrub::scrub_truncated(&raw, DEAD_LETTER_BYTES).text;
+            let payload = beacon_scrub::scrub_truncated(
+                &beacon_wire::security::dead_letter_view(&raw),
+                DEAD_LETTER_BYTES,
+            )
+            .text;
             let dead = WriteOp::DeadLetter(NewDeadLetter {
                 received_at,
                 channel: CHANNEL.into(),
@@ -51,6 +56,12 @@ pub async fn check(
     match state.ingest.submit(WriteOp::Check(record)).await {
         Ok(WriteOutcome::Accepted) => count_item(CHANNEL, Outcome::Accepted),
         Ok(WriteOutcome::Duplicate) => count_item(CHANNEL, Outcome::Duplicate),
+        Ok(WriteOutcome::Unstorable) => {
+            count_item(CHANNEL, Outcome::Rejected("unstorable"));
+            return Err(ApiError::BadRequest(
+                "the store refused this check's data".into(),
+            ));
+        }
         Err(e) => {
             count_item(CHANNEL, Outcome::Rejected("store_unavailable"));
             return Err(e);

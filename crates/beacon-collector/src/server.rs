@@ -182,8 +182,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let device_hasher = mobile::DeviceHasher::load(&*store).await?;
     let bulletins = Arc::new(BulletinCache::default());
     bulletins.refresh(&*store).await?;
-    let (ingest, writer) =
-        Ingest::start(store.clone(), config.ingest.batch_max, config.ingest.queue);
+    let (ingest, writer) = Ingest::start(
+        store.clone(),
+        config.ingest.batch_max,
+        config.ingest.queue,
+        config.deadletters.max_per_channel,
+    );
     let refresher = tokio::spawn(refresh_bulletins(
         store.clone(),
         bulletins.clone(),
