@@ -3,6 +3,8 @@
 //! flight each) for a fixed time, and prints throughput and latency beside a baseline measured in the
 //! same run. Every loop is bounded by its deadline.
 
+use beacon_bench::hostile;
+
 mod agent;
 mod durability;
 mod mobile;
