@@ -47,6 +47,8 @@ struct Slot {
 
 struct Stats {
     started: Instant,
+    /// Answers arriving after the deadline count in the last slot of the run.
+    last_slot: usize,
     slots: Mutex<Vec<Slot>>,
     rss_kb: Mutex<Vec<(f64, u64)>>,
     acked_checks: Mutex<Vec<u64>>,
@@ -60,7 +62,7 @@ struct Stats {
 
 impl Stats {
     fn slot(&self) -> usize {
-        (self.started.elapsed().as_secs() / SLOT_SECS) as usize
+        ((self.started.elapsed().as_secs() / SLOT_SECS) as usize).min(self.last_slot)
     }
 
     fn with_slot(&self, f: impl FnOnce(&mut Slot)) {
@@ -288,6 +290,7 @@ pub fn run(o: Options) -> Result<bool> {
 
     let stats = Arc::new(Stats {
         started: Instant::now(),
+        last_slot: (total.as_secs() / SLOT_SECS).max(1) as usize - 1,
         slots: Mutex::new(Vec::new()),
         rss_kb: Mutex::new(Vec::new()),
         acked_checks: Mutex::new(Vec::new()),
