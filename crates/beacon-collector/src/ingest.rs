@@ -6,14 +6,14 @@
 //! One client's data must not fail another's write: when the store refuses a batch for its data
 //! ([`StoreError::Rejected`]), the writer commits its operations one at a time, so only the one at
 //! fault is refused ([`WriteOutcome::Unstorable`]) and every other one is committed and acknowledged.
-//! The writer also keeps the dead-letter table a ring: at most `dead_letter_cap` rows per channel,
-//! trimmed at most once a second after a batch that added dead letters.
+//! The writer also keeps the dead-letter table a ring of at most `dead_letter_cap` rows per channel:
+//! oldest removed (and counted) before the batch that reached the cap is answered.
 
 use crate::error::ApiError;
 use crate::metrics::{DEAD_LETTERS_DROPPED_TOTAL, STORE_BATCH_SIZE, STORE_COMMIT_SECONDS};
 use beacon_store::{Store, StoreError, WriteOp, WriteOutcome};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -59,9 +59,6 @@ impl Ingest {
     }
 }
 
-/// How often, at most, the dead-letter table is trimmed to its cap.
-const TRIM_EVERY: Duration = Duration::from_secs(1);
-
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Job>,
@@ -69,66 +66,52 @@ async fn run(
     dead_letter_cap: u64,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
-    let mut untrimmed = false;
-    let mut last_trim = Instant::now() - TRIM_EVERY;
-    loop {
-        // With dead letters left to trim, wake up in time to trim them even when no batch comes.
-        let received = if untrimmed {
-            let wait = TRIM_EVERY.saturating_sub(last_trim.elapsed());
-            tokio::time::timeout(wait, rx.recv_many(&mut jobs, batch_max)).await
-        } else {
-            Ok(rx.recv_many(&mut jobs, batch_max).await)
-        };
-        match received {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) => {
-                untrimmed = !trim(&*store, dead_letter_cap).await;
-                last_trim = Instant::now();
-                continue;
-            }
-        }
+    // The ring is trimmed once `slack` dead letters were added, down to `cap - slack`: a trim per
+    // sixteenth of the cap (its cost amortised over as many letters), and never more than `cap` rows
+    // once a batch is answered.
+    let slack = (dead_letter_cap / 16).max(1);
+    let mut added = 0u64;
+    while rx.recv_many(&mut jobs, batch_max).await > 0 {
         let (ops, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-        untrimmed |= ops.iter().any(|op| matches!(op, WriteOp::DeadLetter(_)));
+        let letters = ops
+            .iter()
+            .filter(|op| matches!(op, WriteOp::DeadLetter(_)))
+            .count() as u64;
         let ops: Arc<[WriteOp]> = ops.into();
         let n = ops.len();
         let started = Instant::now();
         let result = store.write_batch(ops.clone()).await;
         metrics::histogram!(STORE_BATCH_SIZE).record(n as f64);
         metrics::histogram!(STORE_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(outcomes) if outcomes.len() == n => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
+        let outcomes: Vec<Result<WriteOutcome, String>> = match result {
+            Ok(outcomes) if outcomes.len() == n => outcomes.into_iter().map(Ok).collect(),
             Ok(outcomes) => {
                 tracing::error!(
                     sent = n,
                     got = outcomes.len(),
                     "store returned a wrong number of outcomes"
                 );
-                for reply in replies {
-                    let _ = reply.send(Err("store returned a wrong number of outcomes".into()));
-                }
+                vec![Err("store returned a wrong number of outcomes".into()); n]
             }
             Err(StoreError::Rejected(e)) => {
                 tracing::warn!(error = %e, items = n, "batch refused for its data; committing its items one by one");
-                for (op, reply) in ops.iter().zip(replies) {
-                    let _ = reply.send(write_alone(&*store, op).await);
+                let mut outcomes = Vec::with_capacity(n);
+                for op in ops.iter() {
+                    outcomes.push(write_alone(&*store, op).await);
                 }
+                outcomes
             }
             Err(e) => {
                 tracing::warn!(error = %e, items = n, "batch commit failed");
-                let msg = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(msg.clone()));
-                }
+                vec![Err(e.to_string()); n]
             }
+        };
+        added += letters;
+        if added >= slack && trim(&*store, dead_letter_cap.saturating_sub(slack)).await {
+            added = 0;
         }
-        if untrimmed && last_trim.elapsed() >= TRIM_EVERY {
-            untrimmed = !trim(&*store, dead_letter_cap).await;
-            last_trim = Instant::now();
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
         }
     }
     tracing::debug!("ingest writer stopped");
