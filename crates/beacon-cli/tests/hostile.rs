@@ -45,18 +45,24 @@ impl Capped {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn capped beacon serve");
-        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+        // Owned by a `Capped` at once, so that a failed start still kills and reaps it (Drop).
+        let mut capped = Capped {
+            child: cmd.spawn().expect("spawn capped beacon serve"),
+            url: String::new(),
+            addr: String::new(),
+        };
+        let stdout = capped.child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         loop {
             line.clear();
             let n = reader.read_line(&mut line).expect("read collector stdout");
             assert!(n > 0, "beacon serve exited before listening");
             if let Some(url) = line.trim().strip_prefix("beacon collector listening on ") {
-                let url = url.to_string();
+                capped.url = url.to_string();
+                capped.addr = capped.url.trim_start_matches("http://").to_string();
                 std::thread::spawn(move || for _ in reader.lines() {});
-                let addr = url.trim_start_matches("http://").to_string();
-                return Capped { child, url, addr };
+                return capped;
             }
         }
     }
