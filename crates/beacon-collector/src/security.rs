@@ -70,6 +70,9 @@ pub async fn check(
     Ok(Json(state.bulletins.notices_for(&version)))
 }
 
+/// The `Content-Security-Policy` of a bulletin body: inline styles and `data:` images, nothing else.
+pub const BULLETIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox";
+
 pub async fn bulletin_body(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -78,5 +81,14 @@ pub async fn bulletin_body(
         .bulletins
         .body(&id)
         .ok_or_else(|| ApiError::NotFound(format!("bulletin {id} not found")))?;
-    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body))
+    // The body is the vendor's HTML: the browser must not sniff another type, run scripts, load
+    // anything, or treat the page as same-origin with the collector.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, BULLETIN_CSP),
+        ],
+        body,
+    ))
 }
