@@ -7,6 +7,7 @@ mod agent;
 mod durability;
 mod mobile;
 mod report;
+mod soak;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -125,8 +126,35 @@ enum Cmd {
         rounds: usize,
         #[arg(long, default_value_t = 20)]
         trials: u32,
+        /// Minutes of the soak (`beacon-bench soak`); 0 leaves it out.
+        #[arg(long, default_value_t = 30)]
+        soak_minutes: u64,
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
+    },
+    /// A long run of every channel at about half its measured maximum, reports polled and hostile
+    /// inputs sent at a low rate; per-minute table and a verdict (0 acknowledged items lost, RSS
+    /// growth < 5 % and p99 within 1.5x over the last third, no 5xx but 503). Exit 1 on FAIL.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// On PostgreSQL: an admin URL where the bench may create (and drops) a database.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// `/security` checks per second (default: half of BENCHMARKS.md's 34,384 req/s).
+        #[arg(long, default_value_t = 17_000.0)]
+        security_rate: f64,
+        /// Error events per second (default: half of BENCHMARKS.md's 12,049 events/s).
+        #[arg(long, default_value_t = 6_000.0)]
+        errors_rate: f64,
+        /// Mobile batches of 100 trace events per second (default: half of 469k events/s).
+        #[arg(long, default_value_t = 2_300.0)]
+        mobile_rate: f64,
+        /// Hostile inputs (`beacon_bench::hostile`) per second.
+        #[arg(long, default_value_t = 2.0)]
+        hostile_rate: f64,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
     },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
@@ -193,6 +221,7 @@ fn main() -> Result<()> {
             duration,
             rounds,
             trials,
+            soak_minutes,
             out,
         } => full_report(
             postgres,
@@ -200,8 +229,31 @@ fn main() -> Result<()> {
             Duration::from_secs(duration),
             rounds.max(1),
             trials,
+            soak_minutes,
             &out,
         ),
+        Cmd::Soak {
+            minutes,
+            postgres,
+            security_rate,
+            errors_rate,
+            mobile_rate,
+            hostile_rate,
+            beacon,
+        } => {
+            if !soak::run(soak::Options {
+                minutes,
+                postgres,
+                beacon,
+                security_rate,
+                errors_rate,
+                mobile_rate,
+                hostile_rate,
+            })? {
+                bail!("the soak failed");
+            }
+            Ok(())
+        }
         Cmd::Durability {
             trials,
             seed,
@@ -886,6 +938,7 @@ fn full_report(
     duration: Duration,
     rounds: usize,
     trials: u32,
+    soak_minutes: u64,
     out: &std::path::Path,
 ) -> Result<()> {
     let started = Instant::now();
@@ -997,6 +1050,17 @@ fn full_report(
         d.stored_traces,
         d.sketch_events
     ));
+    if soak_minutes > 0 {
+        soak::run(soak::Options {
+            minutes: soak_minutes,
+            postgres: None,
+            beacon: None,
+            security_rate: 17_000.0,
+            errors_rate: 6_000.0,
+            mobile_rate: 2_300.0,
+            hostile_rate: 2.0,
+        })?;
+    }
     let header = format!(
         "# Benchmarks\n\nMeasured {} on {} by `scripts/bench-report` (`beacon-bench report`), in {:.0} minutes; \
          release build; every server and load generator on this one machine.\n",

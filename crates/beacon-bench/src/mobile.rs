@@ -99,7 +99,7 @@ fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
     serde_json::to_string(&Payload::new(info, events)).expect("payload serialises")
 }
 
-fn bodies(n: usize, seed: u64) -> Arc<Vec<Bytes>> {
+pub(crate) fn bodies(n: usize, seed: u64) -> Arc<Vec<Bytes>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let now_us = chrono_now_us();
     Arc::new(

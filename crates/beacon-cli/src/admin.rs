@@ -182,7 +182,9 @@ pub async fn bulletin(cmd: BulletinCommand) -> Result<()> {
             // Refuse locally first, with the same message the collector would give.
             new.validate()
                 .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.problem))?;
-            let b: Bulletin = Client::new(&admin)?.post("/bulletins", Some(&new)).await?;
+            let b: Bulletin = Client::new(&admin)?
+                .post(&["bulletins"], Some(&new))
+                .await?;
             if admin.json {
                 return json(&b);
             }
@@ -193,7 +195,7 @@ pub async fn bulletin(cmd: BulletinCommand) -> Result<()> {
             Ok(())
         }
         BulletinCommand::List { admin } => {
-            let list: Vec<Bulletin> = Client::new(&admin)?.get("/bulletins", &[]).await?;
+            let list: Vec<Bulletin> = Client::new(&admin)?.get(&["bulletins"], &[]).await?;
             if admin.json {
                 return json(&list);
             }
@@ -201,9 +203,7 @@ pub async fn bulletin(cmd: BulletinCommand) -> Result<()> {
             Ok(())
         }
         BulletinCommand::Show { id, admin } => {
-            let b: Bulletin = Client::new(&admin)?
-                .get(&format!("/bulletins/{id}"), &[])
-                .await?;
+            let b: Bulletin = Client::new(&admin)?.get(&["bulletins", &id], &[]).await?;
             if admin.json {
                 return json(&b);
             }
@@ -213,7 +213,7 @@ pub async fn bulletin(cmd: BulletinCommand) -> Result<()> {
         }
         BulletinCommand::Retract { id, admin } => {
             let b: Bulletin = Client::new(&admin)?
-                .post::<(), _>(&format!("/bulletins/{id}/retract"), None)
+                .post::<(), _>(&["bulletins", &id, "retract"], None)
                 .await?;
             if admin.json {
                 return json(&b);
@@ -269,7 +269,7 @@ pub async fn report(cmd: ReportCommand) -> Result<()> {
             .into_iter()
             .flatten()
             .collect();
-            let r: FleetReport = Client::new(&admin)?.get("/reports/fleet", &q).await?;
+            let r: FleetReport = Client::new(&admin)?.get(&["reports", "fleet"], &q).await?;
             if admin.json {
                 return json(&r);
             }
@@ -331,7 +331,7 @@ pub async fn report(cmd: ReportCommand) -> Result<()> {
             .into_iter()
             .flatten()
             .collect();
-            let r: GrowthReport = Client::new(&admin)?.get("/reports/growth", &q).await?;
+            let r: GrowthReport = Client::new(&admin)?.get(&["reports", "growth"], &q).await?;
             if admin.json {
                 return json(&r);
             }
@@ -368,7 +368,9 @@ pub async fn report(cmd: ReportCommand) -> Result<()> {
             .into_iter()
             .flatten()
             .collect();
-            let r: ExposureReport = Client::new(&admin)?.get("/reports/exposure", &q).await?;
+            let r: ExposureReport = Client::new(&admin)?
+                .get(&["reports", "exposure"], &q)
+                .await?;
             if admin.json {
                 return json(&r);
             }
@@ -429,7 +431,7 @@ pub async fn deadletter(cmd: DeadletterCommand) -> Result<()> {
                 .into_iter()
                 .flatten()
                 .collect();
-            let list: Vec<DeadLetter> = Client::new(&admin)?.get("/deadletters", &q).await?;
+            let list: Vec<DeadLetter> = Client::new(&admin)?.get(&["deadletters"], &q).await?;
             if admin.json {
                 return json(&list);
             }
@@ -534,7 +536,7 @@ pub async fn project(cmd: ProjectCommand) -> Result<()> {
     match cmd {
         ProjectCommand::Create { name, admin } => {
             let mut p: ProjectInfo = Client::new(&admin)?
-                .post("/projects", Some(&NewProject { name }))
+                .post(&["projects"], Some(&NewProject { name }))
                 .await?;
             for k in &mut p.keys {
                 k.dsn = Some(dsn(&admin.url, k));
@@ -549,7 +551,7 @@ pub async fn project(cmd: ProjectCommand) -> Result<()> {
             Ok(())
         }
         ProjectCommand::List { admin } => {
-            let mut list: Vec<ProjectInfo> = Client::new(&admin)?.get("/projects", &[]).await?;
+            let mut list: Vec<ProjectInfo> = Client::new(&admin)?.get(&["projects"], &[]).await?;
             for k in list.iter_mut().flat_map(|p| p.keys.iter_mut()) {
                 k.dsn = Some(dsn(&admin.url, k));
             }
@@ -609,9 +611,7 @@ pub async fn key(cmd: KeyCommand) -> Result<()> {
             admin,
         ),
     };
-    let k: KeyInfo = Client::new(&admin)?
-        .patch(&format!("/keys/{key}"), &update)
-        .await?;
+    let k: KeyInfo = Client::new(&admin)?.patch(&["keys", &key], &update).await?;
     if admin.json {
         return json(&k);
     }
@@ -648,7 +648,7 @@ pub async fn issues(cmd: IssuesCommand) -> Result<()> {
             .into_iter()
             .flatten()
             .collect();
-            let list: Vec<IssueSummary> = Client::new(&admin)?.get("/issues", &q).await?;
+            let list: Vec<IssueSummary> = Client::new(&admin)?.get(&["issues"], &q).await?;
             if admin.json {
                 return json(&list);
             }
@@ -682,7 +682,7 @@ pub async fn issues(cmd: IssuesCommand) -> Result<()> {
         }
         IssuesCommand::Show { id, admin } => {
             let d: IssueDetail = Client::new(&admin)?
-                .get(&format!("/issues/{id}"), &[])
+                .get(&["issues", &id.to_string()], &[])
                 .await?;
             if admin.json {
                 return json(&d);

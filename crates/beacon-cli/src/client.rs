@@ -1,6 +1,6 @@
 //! The admin API client used by the CLI's admin commands.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use beacon_wire::admin::ErrorBody;
 use clap::Args;
 use serde::Serialize;
@@ -26,12 +26,30 @@ pub struct AdminArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Send the admin token over plain http:// to a host that is not this machine. Without it, such
+    /// a URL is refused: anyone on the network path could read the token.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 pub struct Client {
     http: reqwest::Client,
+    /// The collector's URL, for messages.
     base: String,
+    /// `<base>/admin/v1`.
+    api: reqwest::Url,
     token: String,
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Client {
@@ -39,6 +57,28 @@ impl Client {
         let token = args.token.clone().ok_or_else(|| {
             anyhow!("an admin token is required: pass --token or set BEACON_TOKEN")
         })?;
+        let mut api = reqwest::Url::parse(&args.url)
+            .with_context(|| format!("--url {:?} is not a URL", args.url))?;
+        if !matches!(api.scheme(), "http" | "https") || api.host().is_none() {
+            bail!(
+                "--url {:?} must be an http:// or https:// URL with a host",
+                args.url
+            );
+        }
+        if api.scheme() == "http" && !is_loopback(&api) && !args.insecure {
+            bail!(
+                "refusing to send the admin token over plain http:// to {}: anyone on the network \
+                 path could read it. Use an https:// URL (the collector's [tls] settings, or a TLS \
+                 proxy in front of it), or pass --insecure if this network is trusted",
+                api.host_str().unwrap_or_default()
+            );
+        }
+        api.path_segments_mut()
+            .map_err(|_| anyhow!("--url {:?} cannot have a path", args.url))?
+            .pop_if_empty()
+            .extend(["admin", "v1"]);
+        api.set_query(None);
+        api.set_fragment(None);
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(60));
@@ -49,28 +89,26 @@ impl Client {
         Ok(Self {
             http: builder.build()?,
             base: args.url.trim_end_matches('/').to_string(),
+            api,
             token,
         })
     }
 
     pub async fn get<T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[&str],
         query: &[(&str, String)],
     ) -> Result<T> {
-        let req = self
-            .http
-            .get(format!("{}/admin/v1{path}", self.base))
-            .query(query);
+        let req = self.http.get(self.url(path)?).query(query);
         self.send(req).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[&str],
         body: Option<&B>,
     ) -> Result<T> {
-        let mut req = self.http.post(format!("{}/admin/v1{path}", self.base));
+        let mut req = self.http.post(self.url(path)?);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -79,19 +117,35 @@ impl Client {
 
     pub async fn patch<B: Serialize, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[&str],
         body: &B,
     ) -> Result<T> {
-        let req = self
-            .http
-            .patch(format!("{}/admin/v1{path}", self.base))
-            .json(body);
+        let req = self.http.patch(self.url(path)?).json(body);
         self.send(req).await
     }
 
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let req = self.http.delete(format!("{}/admin/v1{path}", self.base));
+    pub async fn delete<T: DeserializeOwned>(&self, path: &[&str]) -> Result<T> {
+        let req = self.http.delete(self.url(path)?);
         self.send(req).await
+    }
+
+    /// `<base>/admin/v1/<segments>`, each segment percent-encoded: a name holding `?`, `#`, `/` or
+    /// `%` stays one segment and names exactly that object.
+    pub fn url(&self, segments: &[&str]) -> Result<reqwest::Url> {
+        let mut url = self.api.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| anyhow!("the collector URL cannot have a path"))?;
+            for s in segments {
+                // URL parsers resolve these instead of sending them.
+                if s.is_empty() || matches!(*s, "." | "..") {
+                    bail!("{s:?} cannot be sent as a name in a URL path");
+                }
+                path.push(s);
+            }
+        }
+        Ok(url)
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
@@ -109,5 +163,99 @@ impl Client {
             return Err(anyhow!("the collector answered {status}: {msg}"));
         }
         serde_json::from_slice(&bytes).context("the collector's answer is not the expected JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(url: &str, insecure: bool) -> AdminArgs {
+        AdminArgs {
+            url: url.into(),
+            token: Some("t".repeat(20)),
+            ca_cert: None,
+            json: false,
+            insecure,
+        }
+    }
+
+    fn client(url: &str) -> Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new(&args(url, false)).unwrap()
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.255.255.254",
+            "http://[::1]:8080",
+            "http://localhost",
+            "http://LocalHost:1",
+        ] {
+            assert!(is_loopback(&url.parse().unwrap()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1",
+            "http://0.0.0.0:8080",
+            "http://[::ffff:7f00:1]",
+            "http://localhost.example.com",
+            "http://collector.example",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(!is_loopback(&url.parse().unwrap()), "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_http_elsewhere_needs_insecure() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let err = Client::new(&args("http://10.0.0.1:8080", false))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--insecure") && err.contains("https://"),
+            "{err}"
+        );
+        assert!(Client::new(&args("http://10.0.0.1:8080", true)).is_ok());
+        assert!(Client::new(&args("https://10.0.0.1:8080", false)).is_ok());
+        assert!(Client::new(&args("ftp://localhost", false)).is_err());
+    }
+
+    #[test]
+    fn every_segment_is_encoded() {
+        let c = client("http://127.0.0.1:8080");
+        let url = |s: &[&str]| c.url(s).unwrap().to_string();
+        assert_eq!(
+            url(&["apikeys", "prod"]),
+            "http://127.0.0.1:8080/admin/v1/apikeys/prod"
+        );
+        assert_eq!(
+            url(&["apikeys", "prod?x=1"]),
+            "http://127.0.0.1:8080/admin/v1/apikeys/prod%3Fx=1"
+        );
+        assert_eq!(
+            url(&["apikeys", "a/b#c"]),
+            "http://127.0.0.1:8080/admin/v1/apikeys/a%2Fb%23c"
+        );
+        assert_eq!(
+            url(&["apikeys", "50%"]),
+            "http://127.0.0.1:8080/admin/v1/apikeys/50%25"
+        );
+        assert_eq!(
+            url(&["apikeys", "%2e%2E"]),
+            "http://127.0.0.1:8080/admin/v1/apikeys/%252e%252E"
+        );
+        for bad in ["", ".", ".."] {
+            assert!(c.url(&["apikeys", bad]).is_err(), "{bad:?}");
+        }
+        // A collector behind a path prefix keeps it.
+        let c = client("http://127.0.0.1:8080/beacon/");
+        assert_eq!(
+            c.url(&["bulletins"]).unwrap().as_str(),
+            "http://127.0.0.1:8080/beacon/admin/v1/bulletins"
+        );
     }
 }

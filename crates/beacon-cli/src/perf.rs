@@ -113,7 +113,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> Result<()> {
     match cmd {
         ApikeyCommand::Create { name, admin } => {
             let k: CreatedApiKey = Client::new(&admin)?
-                .post("/apikeys", Some(&NewApiKey { name }))
+                .post(&["apikeys"], Some(&NewApiKey { name }))
                 .await?;
             if admin.json {
                 return json(&k);
@@ -123,7 +123,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> Result<()> {
             Ok(())
         }
         ApikeyCommand::List { admin } => {
-            let keys: Vec<ApiKeyInfo> = Client::new(&admin)?.get("/apikeys", &[]).await?;
+            let keys: Vec<ApiKeyInfo> = Client::new(&admin)?.get(&["apikeys"], &[]).await?;
             if admin.json {
                 return json(&keys);
             }
@@ -145,9 +145,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> Result<()> {
             Ok(())
         }
         ApikeyCommand::Revoke { name, admin } => {
-            let k: ApiKeyInfo = Client::new(&admin)?
-                .delete(&format!("/apikeys/{name}"))
-                .await?;
+            let k: ApiKeyInfo = Client::new(&admin)?.delete(&["apikeys", &name]).await?;
             if admin.json {
                 return json(&k);
             }
@@ -184,7 +182,9 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
             admin,
         } => {
             let q = range.query([("trace", Some(trace)), ("by", by)]);
-            let r: PercentileReport = Client::new(&admin)?.get("/perf/percentiles", &q).await?;
+            let r: PercentileReport = Client::new(&admin)?
+                .get(&["perf", "percentiles"], &q)
+                .await?;
             if admin.json {
                 return json(&r);
             }
@@ -234,7 +234,7 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
             admin,
         } => {
             let q = range.query([("trace", Some(trace)), ("by", by)]);
-            let r: HistogramReport = Client::new(&admin)?.get("/perf/histogram", &q).await?;
+            let r: HistogramReport = Client::new(&admin)?.get(&["perf", "histogram"], &q).await?;
             if admin.json {
                 return json(&r);
             }
@@ -269,7 +269,9 @@ pub async fn perf(cmd: PerfCommand) -> Result<()> {
                 ("threshold", Some(threshold)),
                 ("min_samples", Some(min_samples.to_string())),
             ]);
-            let r: RegressionReport = Client::new(&admin)?.get("/perf/regressions", &q).await?;
+            let r: RegressionReport = Client::new(&admin)?
+                .get(&["perf", "regressions"], &q)
+                .await?;
             if admin.json {
                 return json(&r);
             }

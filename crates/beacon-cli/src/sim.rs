@@ -109,6 +109,8 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         token: Some(token.clone()),
         ca_cert: None,
         json: false,
+        // The collector is this process.
+        insecure: true,
     };
     let client = crate::client::Client::new(&admin)?;
     eprintln!(
@@ -128,10 +130,10 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         body: "<p>Upgrade to 10.2.1 or later.</p>".into(),
         published_at: None,
     };
-    let _: beacon_wire::bulletin::Bulletin = client.post("/bulletins", Some(&bulletin)).await?;
+    let _: beacon_wire::bulletin::Bulletin = client.post(&["bulletins"], Some(&bulletin)).await?;
     let project: beacon_wire::admin::ProjectInfo = client
         .post(
-            "/projects",
+            &["projects"],
             Some(&beacon_wire::admin::NewProject {
                 name: "demo-server".into(),
             }),
@@ -142,7 +144,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     let dsn = beacon_wire::sentry::auth::format_dsn("http", key, host, project.id as u64);
     let api_key: beacon_wire::admin::CreatedApiKey = client
         .post(
-            "/apikeys",
+            &["apikeys"],
             Some(&beacon_wire::admin::NewApiKey {
                 name: "demo-app".into(),
             }),

@@ -216,3 +216,96 @@ fn database_outage_answers_503_and_loses_nothing_acknowledged() {
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     assert!(unavailable.load(Ordering::SeqCst) >= 5);
 }
+
+/// One client's bytes never fail another client's write: a NUL in an event (which PostgreSQL cannot
+/// store) is replaced before it reaches the store, and an item the database refuses anyway (here: a
+/// constraint the test adds) is refused alone while every check and event committed beside it is
+/// acknowledged.
+#[test]
+fn one_clients_bad_bytes_never_fail_another_clients_write() {
+    let Some(db) = TestDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        &[
+            ("BEACON_STORE_URL", db.url.as_str()),
+            ("BEACON_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let http = client();
+    let project: serde_json::Value = http
+        .post(format!("{}/admin/v1/projects", server.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "pg-bytes"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (pid, key) = (
+        project["id"].as_i64().unwrap(),
+        project["keys"][0]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    // Defence in depth: a value the wire layer lets through but the database refuses.
+    db.exec(
+        "ALTER TABLE events ADD CONSTRAINT no_poison CHECK (release IS DISTINCT FROM 'poison')",
+    );
+    let store_url = format!("{}/api/{pid}/store/", server.url);
+    let auth = format!("Sentry sentry_key={key}, sentry_version=7");
+    let send_event = |n: u64, release: &str| {
+        let body = serde_json::json!({"event_id": format!("{n:032x}"), "message": "m", "release": release});
+        http.post(&store_url)
+            .header("x-sentry-auth", &auth)
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    let bad_statuses = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..6u64 {
+            let http = http.clone();
+            let server = &server;
+            let bad = &bad_statuses;
+            s.spawn(move || {
+                for i in 0..30u64 {
+                    let r = http
+                        .get(format!("{}/security?{}", server.url, query(t * 1000 + i)))
+                        .send()
+                        .unwrap();
+                    if r.status() != 200 {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        for t in 0..2u64 {
+            let send_event = &send_event;
+            let bad = &bad_statuses;
+            s.spawn(move || {
+                for i in 0..30u64 {
+                    let n = 1 + t * 1000 + i * 3;
+                    let nul = send_event(n, "r\u{0}x");
+                    let poison = send_event(n + 1, "poison");
+                    let good = send_event(n + 2, "1.0");
+                    assert_eq!(poison.status(), 400, "the refused item is rejected alone");
+                    let text = poison.text().unwrap();
+                    assert!(text.contains("unstorable"), "{text}");
+                    if nul.status() != 200 || good.status() != 200 {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        bad_statuses.load(Ordering::Relaxed),
+        0,
+        "every other item was acknowledged"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM checks"), 180);
+    assert_eq!(db.count("SELECT count(*) FROM events"), 120);
+    let releases = db.strings("SELECT DISTINCT release FROM events ORDER BY 1");
+    assert_eq!(releases, vec!["1.0".to_string(), "r\u{FFFD}x".to_string()]);
+}

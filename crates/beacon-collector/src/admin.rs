@@ -2,11 +2,13 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use beacon_store::report;
 use beacon_wire::FieldError;
@@ -24,31 +26,61 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Most dead letters one request lists.
 pub const MAX_DEAD_LETTERS: u32 = 1000;
 
+/// One operation of the admin API: a method on a path under `/admin/v1`, and its handler.
+pub struct Operation {
+    pub method: Method,
+    pub path: &'static str,
+    route: MethodRouter<AppState>,
+}
+
+fn op<H, T>(method: Method, path: &'static str, handler: H) -> Operation
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    Operation {
+        method,
+        path,
+        route: axum::routing::on(filter, handler),
+    }
+}
+
+/// Every operation of the admin API: the router is built from this list, and a test checks it
+/// against `openapi.json` both ways.
+pub fn operations() -> Vec<Operation> {
+    use crate::perf;
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    vec![
+        op(GET, "/openapi.json", openapi),
+        op(GET, "/bulletins", list_bulletins),
+        op(POST, "/bulletins", add_bulletin),
+        op(GET, "/bulletins/{id}", show_bulletin),
+        op(POST, "/bulletins/{id}/retract", retract_bulletin),
+        op(GET, "/reports/fleet", fleet),
+        op(GET, "/reports/growth", growth),
+        op(GET, "/reports/exposure", exposure),
+        op(GET, "/deadletters", dead_letters),
+        op(GET, "/projects", list_projects),
+        op(POST, "/projects", create_project),
+        op(Method::PATCH, "/keys/{key}", update_key),
+        op(GET, "/issues", list_issues),
+        op(GET, "/issues/{id}", show_issue),
+        op(GET, "/apikeys", perf::list_api_keys),
+        op(POST, "/apikeys", perf::create_api_key),
+        op(Method::DELETE, "/apikeys/{name}", perf::revoke_api_key),
+        op(GET, "/perf/percentiles", perf::percentiles),
+        op(GET, "/perf/histogram", perf::histogram),
+        op(GET, "/perf/regressions", perf::regressions),
+    ]
+}
+
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/bulletins", get(list_bulletins).post(add_bulletin))
-        .route("/bulletins/{id}", get(show_bulletin))
-        .route("/bulletins/{id}/retract", post(retract_bulletin))
-        .route("/reports/fleet", get(fleet))
-        .route("/reports/growth", get(growth))
-        .route("/reports/exposure", get(exposure))
-        .route("/deadletters", get(dead_letters))
-        .route("/projects", get(list_projects).post(create_project))
-        .route("/keys/{key}", axum::routing::patch(update_key))
-        .route("/issues", get(list_issues))
-        .route("/issues/{id}", get(show_issue))
-        .route(
-            "/apikeys",
-            get(crate::perf::list_api_keys).post(crate::perf::create_api_key),
-        )
-        .route(
-            "/apikeys/{name}",
-            axum::routing::delete(crate::perf::revoke_api_key),
-        )
-        .route("/perf/percentiles", get(crate::perf::percentiles))
-        .route("/perf/histogram", get(crate::perf::histogram))
-        .route("/perf/regressions", get(crate::perf::regressions))
+    operations()
+        .into_iter()
+        // A path given twice merges its methods.
+        .fold(Router::new(), |r, o| r.route(o.path, o.route))
         .layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -58,9 +90,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .and_then(bearer_token);
     let Some(token) = token else {
         return ApiError::Unauthorized.into_response();
     };
@@ -73,6 +103,13 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         Ok(false) => ApiError::Unauthorized.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -96,9 +133,9 @@ async fn show_bulletin(
 
 async fn add_bulletin(
     State(s): State<AppState>,
-    body: Result<Json<NewBulletin>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewBulletin>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Bulletin>), ApiError> {
-    let Json(new) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let Json(new) = body?;
     let bulletin = Bulletin::from_new(new, s.clock.now())?;
     s.store.insert_bulletin(&bulletin).await?;
     refresh(&s).await;
@@ -136,20 +173,65 @@ struct ReportParams {
     limit: Option<String>,
 }
 
+/// The first date a date parameter may name.
+pub const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date");
+/// The last date a date parameter may name. With [`FIRST_DATE`], this keeps every report's date
+/// arithmetic far from the calendar's limits.
+pub const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(2099, 12, 31).expect("a date");
+
+/// A date parameter: `YYYY-MM-DD`, from [`FIRST_DATE`] to [`LAST_DATE`].
 pub(crate) fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>, FieldError> {
-    v.as_deref()
-        .map(|s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-                FieldError::new(field, format!("must be a date YYYY-MM-DD, got {s:?}"))
-            })
-        })
-        .transpose()
+    let Some(s) = v.as_deref() else {
+        return Ok(None);
+    };
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| FieldError::new(field, format!("must be a date YYYY-MM-DD, got {s:?}")))?;
+    if !(FIRST_DATE..=LAST_DATE).contains(&d) {
+        return Err(FieldError::new(
+            field,
+            format!("must be between {FIRST_DATE} and {LAST_DATE}, got {s:?}"),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `from`..=`to` of a report: `to` defaults to `today`, `from` to `default_days` ending at `to`.
+/// Refuses `from` after `to`, and ranges over [`report::MAX_RANGE_DAYS`].
+pub(crate) fn date_range(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    today: NaiveDate,
+    default_days: u64,
+) -> Result<(NaiveDate, NaiveDate), FieldError> {
+    let to = to.unwrap_or(today);
+    let from = from.unwrap_or_else(|| {
+        to.checked_sub_days(Days::new(default_days.saturating_sub(1)))
+            .unwrap_or(FIRST_DATE)
+            .clamp(FIRST_DATE, to)
+    });
+    if from > to {
+        return Err(FieldError::new(
+            "from",
+            format!("{from} is after to ({to})"),
+        ));
+    }
+    let days = (to - from).num_days();
+    if days > report::MAX_RANGE_DAYS {
+        return Err(FieldError::new(
+            "from",
+            format!(
+                "{from} is {days} days before to ({to}), at most {} are allowed",
+                report::MAX_RANGE_DAYS
+            ),
+        ));
+    }
+    Ok((from, to))
 }
 
 pub(crate) fn flag(field: &str, v: &Option<String>) -> Result<bool, FieldError> {
     match v.as_deref() {
         None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
+        Some("true") | Some("1") => Ok(true),
         Some(o) => Err(FieldError::new(
             field,
             format!("must be true or false, got {o:?}"),
@@ -186,16 +268,12 @@ impl ReportParams {
             }
             return Ok((day, day));
         }
-        let to = date("to", &self.to)?.unwrap_or(today);
-        let from =
-            date("from", &self.from)?.unwrap_or(to - Days::new(default_days.saturating_sub(1)));
-        if from > to {
-            return Err(FieldError::new(
-                "from",
-                format!("{from} is after to ({to})"),
-            ));
-        }
-        Ok((from, to))
+        date_range(
+            date("from", &self.from)?,
+            date("to", &self.to)?,
+            today,
+            default_days,
+        )
     }
 }
 
@@ -292,17 +370,17 @@ async fn list_projects(State(s): State<AppState>) -> Result<Json<Vec<ProjectInfo
 
 async fn create_project(
     State(s): State<AppState>,
-    body: Result<Json<NewProject>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewProject>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ProjectInfo>), ApiError> {
-    let Json(new) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let Json(new) = body?;
     let name = new.name.trim();
     if name.is_empty()
-        || name.chars().count() > MAX_PROJECT_NAME
+        || new.name.chars().count() > MAX_PROJECT_NAME
         || name.chars().any(char::is_control)
     {
         return Err(FieldError::new(
             "name",
-            format!("must be 1 to {MAX_PROJECT_NAME} printable characters"),
+            format!("must be 1 to {MAX_PROJECT_NAME} printable characters, not only white space"),
         )
         .into());
     }
@@ -315,9 +393,9 @@ async fn create_project(
 async fn update_key(
     State(s): State<AppState>,
     Path(key): Path<String>,
-    body: Result<Json<KeyUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<KeyUpdate>, JsonRejection>,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    let Json(update) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let Json(update) = body?;
     let info = s
         .store
         .update_key(&key, update.enabled, update.rate_limit_per_minute)
@@ -367,7 +445,16 @@ async fn list_issues(
         return Err(FieldError::new("limit", format!("must be between 1 and {MAX_ISSUES}")).into());
     }
     let filter = IssueFilter {
-        project_id: number("project", &p.project)?,
+        project_id: number::<i64>("project", &p.project)?
+            .map(|id| {
+                (id >= 1).then_some(id).ok_or_else(|| {
+                    FieldError::new(
+                        "project",
+                        format!("must be a project id (1 or more), got {id}"),
+                    )
+                })
+            })
+            .transpose()?,
         release: p.release,
         environment: p.environment,
         level,
@@ -386,4 +473,102 @@ async fn show_issue(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("issue {id} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const PREFIX: &str = "/admin/v1";
+
+    /// `(METHOD, /admin/v1/path)` of every operation in `openapi.json`.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut ops = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys() {
+                if [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&method.as_str())
+                {
+                    ops.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    fn routed() -> BTreeSet<(String, String)> {
+        operations()
+            .iter()
+            .map(|o| (o.method.to_string(), format!("{PREFIX}{}", o.path)))
+            .collect()
+    }
+
+    #[test]
+    fn openapi_documents_exactly_the_routed_operations() {
+        let (doc, routes) = (documented(), routed());
+        let undocumented: Vec<_> = routes.difference(&doc).collect();
+        let unrouted: Vec<_> = doc.difference(&routes).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routed but not in openapi.json: {undocumented:?}\nin openapi.json but not routed: {unrouted:?}"
+        );
+        assert_eq!(
+            routes.len(),
+            operations().len(),
+            "an operation is listed twice"
+        );
+    }
+
+    #[test]
+    fn every_admin_path_has_a_metrics_label() {
+        for o in operations() {
+            let path = format!("{PREFIX}{}", o.path);
+            assert_eq!(
+                crate::server::static_route(&path),
+                path,
+                "add {path} to server::ROUTES"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Basic abc", None),
+        ] {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn dates_stay_in_the_window() {
+        let some = |s: &str| Some(s.to_string());
+        assert!(date("to", &some("2000-01-01")).is_ok());
+        assert!(date("to", &some("2099-12-31")).is_ok());
+        for bad in ["1999-12-31", "2100-01-01", "-262143-01-01", "+262142-12-31"] {
+            assert_eq!(date("to", &some(bad)).unwrap_err().field, "to", "{bad}");
+        }
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // The default start never leaves the window.
+        assert_eq!(
+            date_range(None, Some(d("2000-01-05")), d("2026-01-01"), 30).unwrap(),
+            (FIRST_DATE, d("2000-01-05"))
+        );
+        assert_eq!(
+            date_range(None, None, d("2026-01-30"), 30).unwrap(),
+            (d("2026-01-01"), d("2026-01-30"))
+        );
+        let too_long = date_range(Some(FIRST_DATE), Some(LAST_DATE), d("2026-01-01"), 1);
+        assert_eq!(too_long.unwrap_err().field, "from");
+    }
 }

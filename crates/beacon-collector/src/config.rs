@@ -14,6 +14,23 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub ingest: IngestConfig,
     pub errors: ErrorsConfig,
+    pub deadletters: DeadLettersConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLettersConfig {
+    /// Most dead letters kept per channel; beyond it the oldest are removed (and counted), so
+    /// malformed requests cannot grow the database.
+    pub max_per_channel: u64,
+}
+
+impl Default for DeadLettersConfig {
+    fn default() -> Self {
+        Self {
+            max_per_channel: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +160,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("ingest", "bulletin_refresh_secs", Kind::Int),
     ("ingest", "perf_compact_secs", Kind::Int),
     ("errors", "rate_limit_per_minute", Kind::Int),
+    ("deadletters", "max_per_channel", Kind::Int),
 ];
 
 /// A configuration that cannot be loaded, with every reason.

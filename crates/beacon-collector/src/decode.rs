@@ -16,18 +16,17 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes `body` per `encoding`, reading at most `limit` decoded bytes.
-pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, DecodeError> {
+/// A streaming decoder and the encoding's name (for errors).
+type Decoder<'a> = (&'static str, Box<dyn Read + 'a>);
+
+/// A streaming decoder of `body` per `encoding`. `None` for no encoding (the body is its own
+/// decoding).
+fn reader<'a>(body: &'a [u8], encoding: Option<&str>) -> Result<Option<Decoder<'a>>, DecodeError> {
     let encoding = encoding
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let (name, reader): (&'static str, Box<dyn Read + '_>) = match encoding.as_str() {
-        "" | "identity" | "utf-8" | "utf8" => {
-            if body.len() > limit {
-                return Err(DecodeError::TooLarge(limit));
-            }
-            return Ok(body.to_vec());
-        }
+    Ok(Some(match encoding.as_str() {
+        "" | "identity" | "utf-8" | "utf8" => return Ok(None),
         // Several gzip members in a row are one stream (RFC 1952): decode them all.
         // (The `bufread` decoders read the slice directly: no 32 KiB buffer per request.)
         "gzip" | "x-gzip" => ("gzip", Box::new(flate2::bufread::MultiGzDecoder::new(body))),
@@ -56,6 +55,16 @@ pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u
             })?),
         ),
         other => return Err(DecodeError::Unsupported(other.to_string())),
+    }))
+}
+
+/// Decodes `body` per `encoding`, reading at most `limit` decoded bytes.
+pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let Some((name, reader)) = reader(body, encoding)? else {
+        if body.len() > limit {
+            return Err(DecodeError::TooLarge(limit));
+        }
+        return Ok(body.to_vec());
     };
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     reader
@@ -67,6 +76,39 @@ pub fn decode(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u
         })?;
     if out.len() > limit {
         return Err(DecodeError::TooLarge(limit));
+    }
+    Ok(out)
+}
+
+/// Decodes the start of `body`: up to its first newline (included) or `limit` bytes, whichever comes
+/// first — the work is bounded by `limit`, whatever the rest of the body holds. A stream that ends or
+/// breaks earlier gives what was decoded until then (the full decode later says what is wrong).
+pub fn decode_prefix(
+    body: &[u8],
+    encoding: Option<&str>,
+    limit: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    let Some((_, mut reader)) = reader(body, encoding)? else {
+        let end = body
+            .iter()
+            .take(limit)
+            .position(|b| *b == b'\n')
+            .map_or(body.len().min(limit), |i| i + 1);
+        return Ok(body[..end].to_vec());
+    };
+    let mut out = Vec::with_capacity(limit.min(4096));
+    let mut chunk = [0u8; 1024];
+    while out.len() < limit {
+        let want = chunk.len().min(limit - out.len());
+        let n = match reader.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(i) = chunk[..n].iter().position(|b| *b == b'\n') {
+            out.extend_from_slice(&chunk[..=i]);
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
     Ok(out)
 }
@@ -128,5 +170,31 @@ mod tests {
             decode(&bomb, Some("gzip"), 1 << 20),
             Err(DecodeError::TooLarge(1 << 20))
         );
+    }
+
+    #[test]
+    fn a_prefix_is_decoded_up_to_the_first_newline_only() {
+        let body = b"{\"dsn\":\"x\"}\n{\"type\":\"event\"}\n{}";
+        let first = b"{\"dsn\":\"x\"}\n";
+        assert_eq!(decode_prefix(body, None, 1000).unwrap(), first);
+        assert_eq!(
+            decode_prefix(&gzip(body), Some("gzip"), 1000).unwrap(),
+            first
+        );
+        assert_eq!(decode_prefix(body, None, 4).unwrap(), b"{\"ds");
+        // A bomb: 64 MiB without a newline costs at most the limit.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            e.write_all(&[b'a'; 1 << 20]).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert_eq!(
+            decode_prefix(&bomb, Some("gzip"), 16 << 10).unwrap().len(),
+            16 << 10
+        );
+        assert!(matches!(
+            decode_prefix(body, Some("lzma"), 10),
+            Err(DecodeError::Unsupported(_))
+        ));
     }
 }

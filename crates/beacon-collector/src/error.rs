@@ -50,7 +50,28 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
             StoreError::Invalid(m) => ApiError::InvalidField(FieldError::new("query", m)),
+            StoreError::Rejected(m) => ApiError::InvalidField(FieldError::new("query", m)),
         }
+    }
+}
+
+/// A JSON body the extractor refused: over the size limit → `413`; anything else → `400` naming
+/// the body.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge("the request body is too large".into())
+        } else {
+            ApiError::InvalidField(FieldError::new("body", lower_first(&e.body_text())))
+        }
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -125,4 +146,105 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Every error answer of `router` as a JSON [`ErrorBody`]: a panicking handler answers `500`
+/// ([`panic_response`]), and the framework's own rejections keep their status ([`json_errors`]).
+pub fn with_json_errors<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+) -> axum::Router<S> {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// The answer when a handler panics (through `tower_http`'s `CatchPanicLayer`): `500` with the
+/// usual JSON body, and the panic logged at error.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)");
+    tracing::error!(panic = what, "a request handler panicked");
+    let body = ErrorBody {
+        error: "internal".into(),
+        field: None,
+        message: "internal error; the collector logged it".into(),
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// Longest framework rejection text kept in the message.
+const MAX_REJECTION_TEXT: usize = 512;
+
+/// Gives the framework's own error answers (unknown route, method not allowed, a path parameter or
+/// body an extractor refuses, a body over a limit) the same JSON [`ErrorBody`] as every other error.
+/// Error answers that are JSON already (every [`ApiError`]) pass through untouched.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"))
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|b| lower_first(String::from_utf8_lossy(&b).trim()))
+        .unwrap_or_default();
+    let mut field = None;
+    let (code, message) = match status {
+        // A path parameter that does not parse, e.g. `/admin/v1/issues/abc`.
+        StatusCode::BAD_REQUEST if text.starts_with("invalid URL: ") => {
+            field = Some("path".to_string());
+            (
+                "invalid_field",
+                format!("path: {}", &text["invalid URL: ".len()..]),
+            )
+        }
+        StatusCode::NOT_FOUND => ("not_found", "no such route".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            (
+                "method_not_allowed",
+                format!("method not allowed here; allowed: {allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large".into()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", text),
+        s if s.is_server_error() => ("internal", text),
+        _ => ("bad_request", text),
+    };
+    let message = if message.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        message
+    };
+    let body = ErrorBody {
+        error: code.into(),
+        field,
+        message,
+    };
+    let json = serde_json::to_vec(&body).expect("an error body serializes");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(json))
 }

@@ -1,11 +1,14 @@
 //! Channel 2: Sentry-compatible error reporting — `POST /api/{project_id}/envelope/` and `/store/`.
 //!
-//! The handler checks header credentials first (cheap), then hands the body to the blocking pool for
-//! the CPU work — decoding, envelope parsing, projection, scrubbing, grouping — and submits the events
-//! to the ingest service, answering `200` only once they are committed.
+//! Nobody unauthenticated gets any work done: the handler checks the credentials in headers or the
+//! query string first; a `/store/` request without any is refused at once, and of an envelope without
+//! any only the first line (its header, with the `dsn`) is decoded and read before the key is checked.
+//! Then the body goes to the blocking pool for the CPU work — decoding, envelope parsing, projection,
+//! scrubbing, grouping — and the events to the ingest service, answering `200` only once they are
+//! committed.
 
 use crate::AppState;
-use crate::decode::{DecodeError, decode};
+use crate::decode::{DecodeError, decode, decode_prefix};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::metrics::{Outcome, count_item};
@@ -170,6 +173,27 @@ fn decode_error(e: DecodeError) -> ApiError {
     }
 }
 
+/// What a rejected event's dead letter keeps: what an accepted event would have kept of it (the lenient
+/// whitelist projection, scrubbed), cut to [`DEAD_LETTER_BYTES`]; of a body that is not JSON, a
+/// scrubbed prefix; of one over the size limit, nothing (the reason says how big it was).
+fn dead_letter_copy(payload: &[u8], fallback_id: &str, received_at: DateTime<Utc>) -> String {
+    if payload.len() > event::MAX_EVENT_BYTES {
+        return String::new();
+    }
+    match event::project_lenient(payload, fallback_id, received_at) {
+        Some(mut kept) => {
+            beacon_scrub::scrub_event(&mut kept);
+            let json = serde_json::to_string(&kept).unwrap_or_default();
+            beacon_scrub::scrub_truncated(&json, DEAD_LETTER_BYTES).text
+        }
+        None => {
+            let prefix = &payload[..payload.len().min(DEAD_LETTER_BYTES * 4)];
+            let text = beacon_wire::text::storable(&String::from_utf8_lossy(prefix));
+            beacon_scrub::scrub_truncated(&text, DEAD_LETTER_BYTES).text
+        }
+    }
+}
+
 fn judge_event(
     payload: &[u8],
     fallback_id: &str,
@@ -179,19 +203,15 @@ fn judge_event(
     let reject = |reason, detail: String| Judged::Rejected {
         reason,
         detail,
-        copy: beacon_scrub::scrub_truncated(
-            &String::from_utf8_lossy(&payload[..payload.len().min(DEAD_LETTER_BYTES * 4)]),
-            DEAD_LETTER_BYTES,
-        )
-        .text,
+        copy: dead_letter_copy(payload, fallback_id, received_at),
     };
     let mut ev = match event::project(payload, fallback_id, received_at) {
         Ok(ev) => ev,
-        Err(event::EventError::TooLarge(n)) => {
-            return reject("too_large", format!("event is {n} bytes"));
+        Err(e @ event::EventError::TooLarge(n)) => {
+            return reject(e.reason(), format!("event is {n} bytes"));
         }
         Err(event::EventError::Json(e)) => return reject("invalid_json", e),
-        Err(event::EventError::Field(f)) => return reject("invalid_field", f.to_string()),
+        Err(e) => return reject(e.reason(), e.to_string()),
     };
     let stats = beacon_scrub::scrub_event(&mut ev);
     for (rule, n) in stats.iter().filter(|(_, n)| *n > 0) {
@@ -270,7 +290,10 @@ fn prepare(
             items: vec![judge_event(&decoded, &id, project_id, received_at)],
         });
     }
-    let env = envelope::parse(&decoded).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let env = envelope::parse(&decoded).map_err(|e| {
+        count_item(CHANNEL, Outcome::Rejected(e.reason()));
+        ApiError::BadRequest(e.to_string())
+    })?;
     let envelope_key = match env.header.dsn.as_deref() {
         Some(dsn) => Some(
             auth::parse_dsn(dsn)
@@ -338,16 +361,34 @@ async fn ingest(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let received_at = state.clock.now();
     let mut keys = request_keys(&headers, query.as_deref())?;
-    // Credentials in headers are checked before any decoding work.
-    let from_headers = if keys.is_empty() {
-        None
-    } else {
-        Some(authenticate(&state, &keys, project_id).await?)
-    };
     let encoding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if keys.is_empty() {
+        if !is_envelope {
+            return Err(ApiError::Unauthenticated(
+                "no sentry_key: a /store/ request must send X-Sentry-Auth, Authorization: Sentry or ?sentry_key=".into(),
+            ));
+        }
+        // Only the envelope header is read before the key is known: its first line, decoded up to
+        // the header's size limit and no further.
+        let first = decode_prefix(&body, encoding.as_deref(), envelope::MAX_HEADER_BYTES + 1)
+            .map_err(decode_error)?;
+        let header = envelope::parse_header(&first).map_err(|e| {
+            ApiError::Unauthenticated(format!(
+                "no sentry_key in headers or query, and the envelope header cannot be read: {e}"
+            ))
+        })?;
+        if let Some(dsn) = header.dsn.as_deref() {
+            keys.push(
+                auth::parse_dsn(dsn)
+                    .map_err(|e| ApiError::Unauthenticated(e.to_string()))?
+                    .public_key,
+            );
+        }
+    }
+    let key = authenticate(&state, &keys, project_id).await?;
     let pid = i64::try_from(project_id)
         .map_err(|_| ApiError::NotFound(format!("project {project_id} not found")))?;
     let prepared = match inline_prepare(&body, encoding.as_deref(), is_envelope, pid, received_at) {
@@ -372,14 +413,14 @@ async fn ingest(
             .map_err(|e| ApiError::Internal(format!("event processing failed: {e}")))??
         }
     };
-    // The envelope's own dsn may add a key (or conflict with the header's): only then check again.
-    let key = match (from_headers, &prepared.envelope_key) {
-        (Some(key), None) => key,
-        (_, envelope_key) => {
-            keys.extend(envelope_key.clone());
-            authenticate(&state, &keys, project_id).await?
-        }
-    };
+    // The envelope's own dsn must not name another key than the one authenticated.
+    if let Some(envelope_key) = &prepared.envelope_key
+        && *envelope_key != key.public_key
+    {
+        return Err(ApiError::Unauthenticated(
+            "conflicting sentry keys in one request".into(),
+        ));
+    }
 
     let events = prepared
         .items
@@ -441,6 +482,10 @@ async fn ingest(
                 count_item(CHANNEL, Outcome::Duplicate);
                 stored += 1;
             }
+            Ok((true, WriteOutcome::Unstorable)) => {
+                count_item(CHANNEL, Outcome::Rejected("unstorable"));
+                rejected.push("unstorable: the store refused the event's data".into());
+            }
             Ok((false, _)) => {}
             Err(_) => count_item(CHANNEL, Outcome::Rejected("store_unavailable")),
         }
@@ -448,7 +493,7 @@ async fn ingest(
     if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
         return Err(e);
     }
-    if stored == 0 && events == 0 && !rejected.is_empty() {
+    if stored == 0 && !rejected.is_empty() {
         // Nothing usable in the request.
         let message = rejected.join("; ");
         return Err(if rejected.iter().all(|r| r.starts_with("too_large")) {

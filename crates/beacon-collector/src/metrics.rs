@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 pub const ITEMS_TOTAL: &str = "beacon_items_total";
 /// Unknown fields that were ignored, by channel.
 pub const UNKNOWN_FIELDS_TOTAL: &str = "beacon_unknown_fields_total";
-/// Redactions made by scrubbing, by channel and rule (`email`, `ip`, … and `extra_dropped`).
+/// Redactions made by scrubbing, by channel and rule (`email`, `ip`, … and `extra_dropped`,
+/// `tags_dropped`).
 pub const REDACTIONS_TOTAL: &str = "beacon_scrub_redactions_total";
 /// Request latency by route: `beacon_http_request_duration_seconds{route, method, status}`.
 pub const REQUEST_DURATION: &str = "beacon_http_request_duration_seconds";
@@ -15,6 +16,8 @@ pub const REQUEST_DURATION: &str = "beacon_http_request_duration_seconds";
 pub const STORE_BATCH_SIZE: &str = "beacon_store_batch_size";
 /// Time to commit one batch.
 pub const STORE_COMMIT_SECONDS: &str = "beacon_store_commit_seconds";
+/// Dead letters removed to keep each channel under `[deadletters] max_per_channel`, by channel.
+pub const DEAD_LETTERS_DROPPED_TOTAL: &str = "beacon_dead_letters_dropped_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

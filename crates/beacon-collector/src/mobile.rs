@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use beacon_store::perf::{PerfContext, TraceBatch};
-use beacon_store::{NewDeadLetter, Store, StoreError, WriteOp};
+use beacon_store::{NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::mobile::{self, BatchError, MetricsResponse, RejectedEntry};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
@@ -106,9 +106,28 @@ fn mask_device_ids(text: &str) -> String {
     out
 }
 
+/// What a dead letter keeps of a body that is not JSON: a scrubbed prefix, device ids masked.
 fn dead_letter_copy(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(&raw[..raw.len().min(DEAD_LETTER_BYTES * 8)]);
+    let text = beacon_wire::text::storable(&text);
     beacon_scrub::scrub_truncated(&mask_device_ids(&text), DEAD_LETTER_BYTES).text
+}
+
+/// What a dead letter keeps of a batch refused whole: what an accepted batch would keep of it
+/// ([`mobile::batch_dead_letter`]), scrubbed; a scrubbed prefix when it is not JSON.
+fn batch_dead_letter(body: &[u8]) -> String {
+    match mobile::batch_dead_letter(body) {
+        Some(kept) => beacon_scrub::scrub_truncated(&kept, DEAD_LETTER_BYTES).text,
+        None => dead_letter_copy(body),
+    }
+}
+
+/// What a dead letter keeps of one rejected trace event ([`mobile::trace_event_dead_letter`]).
+fn event_dead_letter(raw: &str) -> String {
+    match mobile::trace_event_dead_letter(raw) {
+        Some(kept) => beacon_scrub::scrub_truncated(&kept, DEAD_LETTER_BYTES).text,
+        None => dead_letter_copy(raw.as_bytes()),
+    }
 }
 
 /// The CPU part: decoding, judging, hashing the device id.
@@ -142,7 +161,7 @@ fn prepare(
     };
     let batch = mobile::parse_batch(body, received_at).map_err(|e| {
         let reason = e.reason();
-        let copy = dead_letter_copy(body);
+        let copy = batch_dead_letter(body);
         let err = match e {
             BatchError::TooLarge(m) => ApiError::TooLarge(m),
             BatchError::Invalid(f) => ApiError::InvalidField(f),
@@ -163,7 +182,7 @@ fn prepare(
             received_at,
             channel: CHANNEL.into(),
             reason: format!("{}: {}", r.reason.as_str(), r.detail),
-            payload: dead_letter_copy(r.raw.as_bytes()),
+            payload: event_dead_letter(&r.raw),
         })
         .collect();
     let response = MetricsResponse {
@@ -259,24 +278,36 @@ pub async fn metrics(
     }
     let accepted = prepared.response.accepted as u64;
     let mut waits = Vec::with_capacity(1 + prepared.letters.len());
+    let has_traces = prepared.traces.is_some();
     if let Some(t) = prepared.traces {
         waits.push(state.ingest.submit(WriteOp::Traces(Box::new(t))));
     }
     for letter in prepared.letters {
         waits.push(state.ingest.submit(WriteOp::DeadLetter(letter)));
     }
-    let results = futures_util::future::join_all(waits).await;
-    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+    let outcomes: Result<Vec<WriteOutcome>, ApiError> = futures_util::future::join_all(waits)
+        .await
+        .into_iter()
+        .collect();
+    if let Err(e) = outcomes {
         count_items(CHANNEL, Outcome::Rejected("store_unavailable"), accepted);
         for r in &prepared.response.rejected {
             count_item(CHANNEL, Outcome::Rejected(&r.reason));
         }
         return Err(e);
     }
-    count_items(CHANNEL, Outcome::Accepted, accepted);
     for r in &prepared.response.rejected {
         count_item(CHANNEL, Outcome::Rejected(&r.reason));
     }
+    if has_traces
+        && outcomes.ok().and_then(|o| o.first().copied()) == Some(WriteOutcome::Unstorable)
+    {
+        count_items(CHANNEL, Outcome::Rejected("unstorable"), accepted);
+        return Err(ApiError::BadRequest(
+            "the store refused this batch's data".into(),
+        ));
+    }
+    count_items(CHANNEL, Outcome::Accepted, accepted);
     Ok(Json(prepared.response))
 }
 

@@ -19,12 +19,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let backend = state.store.backend();
     match state.store.ping().await {
         Ok(()) => Json(serde_json::json!({"status": "ready", "store": backend})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, crate::error::RETRY_AFTER_SECS.to_string())],
-            Json(serde_json::json!({"status": "unavailable", "store": backend, "error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            // Anyone may ask: the store's error text (hosts, users, paths) goes to the log only.
+            tracing::warn!(error = %e, store = backend, "readiness check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    header::RETRY_AFTER,
+                    crate::error::RETRY_AFTER_SECS.to_string(),
+                )],
+                Json(serde_json::json!({
+                    "status": "unavailable",
+                    "store": backend,
+                    "error": "the store does not answer; see the collector's log",
+                })),
+            )
+                .into_response()
+        }
     }
 }
 

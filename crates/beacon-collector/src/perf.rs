@@ -1,7 +1,7 @@
 //! Admin API of the mobile channel: API keys and performance reports.
 
 use crate::AppState;
-use crate::admin::{date, flag, number};
+use crate::admin::{date, date_range, flag, number};
 use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -12,7 +12,7 @@ use beacon_wire::admin::{
     ApiKeyInfo, CreatedApiKey, HistogramReport, NewApiKey, PercentileReport, RegressionReport,
 };
 use beacon_wire::mobile::{Dimension, TraceName};
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 use serde::Deserialize;
 
 /// Longest API key name.
@@ -28,15 +28,18 @@ pub async fn create_api_key(
     State(s): State<AppState>,
     body: Result<Json<NewApiKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    let Json(new) = body.map_err(|e| FieldError::new("body", e.body_text().to_lowercase()))?;
+    let Json(new) = body?;
     let name = new.name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_KEY_NAME
+    // Not only dots: `.` and `..` cannot be named in a URL path (clients resolve them).
+    if !name.chars().any(|c| !c.is_whitespace() && c != '.')
+        || new.name.chars().count() > MAX_KEY_NAME
         || name.chars().any(|c| c.is_control() || c == '/')
     {
         return Err(FieldError::new(
             "name",
-            format!("must be 1 to {MAX_KEY_NAME} printable characters, without '/'"),
+            format!(
+                "must be 1 to {MAX_KEY_NAME} printable characters without '/', not only dots and white space"
+            ),
         )
         .into());
     }
@@ -77,21 +80,12 @@ pub struct PerfParams {
 
 impl PerfParams {
     fn range(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), FieldError> {
-        let to = date("to", &self.to)?.unwrap_or(today);
-        let from = date("from", &self.from)?.unwrap_or(to - Days::new(DEFAULT_DAYS - 1));
-        if from > to {
-            return Err(FieldError::new(
-                "from",
-                format!("{from} is after to ({to})"),
-            ));
-        }
-        if (to - from).num_days() > beacon_store::report::MAX_RANGE_DAYS {
-            return Err(FieldError::new(
-                "from",
-                "the range is longer than ten years",
-            ));
-        }
-        Ok((from, to))
+        date_range(
+            date("from", &self.from)?,
+            date("to", &self.to)?,
+            today,
+            DEFAULT_DAYS,
+        )
     }
 
     fn trace(&self, required: bool) -> Result<Option<TraceName>, FieldError> {
@@ -113,11 +107,11 @@ impl PerfParams {
     fn query(&self, s: &AppState) -> Result<PerfQuery, FieldError> {
         let (from, to) = self.range(s.clock.now().date_naive())?;
         let by = match self.by.as_deref() {
-            None | Some("") | Some("all") => None,
+            None | Some("all") => None,
             Some(b) => Some(Dimension::parse(b).filter(|d| *d != Dimension::All).ok_or_else(|| {
                 FieldError::new(
                     "by",
-                    format!("{b:?} is not a dimension; one of app_version, os_version, model, manufacturer, tablet, country, server_version"),
+                    format!("{b:?} is not a dimension; one of all, app_version, os_version, model, manufacturer, tablet, country, server_version"),
                 )
             })?),
         };

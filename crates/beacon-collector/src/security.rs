@@ -12,7 +12,8 @@ use beacon_wire::security::{BulletinNotice, parse_query};
 
 pub const CHANNEL: &str = "security";
 
-/// Bytes of a rejected query kept (scrubbed) in the dead-letter table.
+/// Bytes of a rejected query kept in the dead-letter table: only its known keys
+/// ([`beacon_wire::security::dead_letter_view`]), scrubbed.
 pub const DEAD_LETTER_BYTES: usize = 1024;
 
 pub async fn check(
@@ -26,7 +27,11 @@ pub async fn check(
         Err(field_error) => {
             let reason = format!("invalid_{}", field_error.field);
             count_item(CHANNEL, Outcome::Rejected(&reason));
-            let payload = beacon_scrub::scrub_truncated(&raw, DEAD_LETTER_BYTES).text;
+            let payload = beacon_scrub::scrub_truncated(
+                &beacon_wire::security::dead_letter_view(&raw),
+                DEAD_LETTER_BYTES,
+            )
+            .text;
             let dead = WriteOp::DeadLetter(NewDeadLetter {
                 received_at,
                 channel: CHANNEL.into(),
@@ -51,6 +56,12 @@ pub async fn check(
     match state.ingest.submit(WriteOp::Check(record)).await {
         Ok(WriteOutcome::Accepted) => count_item(CHANNEL, Outcome::Accepted),
         Ok(WriteOutcome::Duplicate) => count_item(CHANNEL, Outcome::Duplicate),
+        Ok(WriteOutcome::Unstorable) => {
+            count_item(CHANNEL, Outcome::Rejected("unstorable"));
+            return Err(ApiError::BadRequest(
+                "the store refused this check's data".into(),
+            ));
+        }
         Err(e) => {
             count_item(CHANNEL, Outcome::Rejected("store_unavailable"));
             return Err(e);
@@ -58,6 +69,9 @@ pub async fn check(
     }
     Ok(Json(state.bulletins.notices_for(&version)))
 }
+
+/// The `Content-Security-Policy` of a bulletin body: inline styles and `data:` images, nothing else.
+pub const BULLETIN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox";
 
 pub async fn bulletin_body(
     State(state): State<AppState>,
@@ -67,5 +81,14 @@ pub async fn bulletin_body(
         .bulletins
         .body(&id)
         .ok_or_else(|| ApiError::NotFound(format!("bulletin {id} not found")))?;
-    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body))
+    // The body is the vendor's HTML: the browser must not sniff another type, run scripts, load
+    // anything, or treat the page as same-origin with the collector.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, BULLETIN_CSP),
+        ],
+        body,
+    ))
 }

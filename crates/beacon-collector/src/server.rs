@@ -92,7 +92,7 @@ pub fn static_route(matched: &str) -> &'static str {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(ROUTES[0], get(security::check))
         .route(ROUTES[1], get(security::bulletin_body))
         .route(ROUTES[2], get(ops::healthz))
@@ -113,7 +113,8 @@ pub fn router(state: AppState) -> Router {
                 beacon_wire::mobile::MAX_BODY_BYTES + 1,
             )),
         )
-        .nest("/admin/v1", admin::router(state.clone()))
+        .nest("/admin/v1", admin::router(state.clone()));
+    crate::error::with_json_errors(routes)
         .layer(axum::middleware::from_fn(ops::track_latency))
         .with_state(state)
 }
@@ -182,8 +183,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let device_hasher = mobile::DeviceHasher::load(&*store).await?;
     let bulletins = Arc::new(BulletinCache::default());
     bulletins.refresh(&*store).await?;
-    let (ingest, writer) =
-        Ingest::start(store.clone(), config.ingest.batch_max, config.ingest.queue);
+    let (ingest, writer) = Ingest::start(
+        store.clone(),
+        config.ingest.batch_max,
+        config.ingest.queue,
+        config.deadletters.max_per_channel,
+    );
     let refresher = tokio::spawn(refresh_bulletins(
         store.clone(),
         bulletins.clone(),

@@ -1,6 +1,6 @@
 //! Scrubbing a whole [`StoredEvent`] in place.
 
-use crate::{FILTERED, Rule, ScrubStats, is_secret_key, scrub_text_counted};
+use crate::{FILTERED, Rule, ScrubStats, is_personal_tag_key, is_secret_key, scrub_text_counted};
 use beacon_wire::sentry::StoredEvent;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -129,6 +129,9 @@ fn filter_secret(value: &mut Value, stats: &mut ScrubStats) {
 }
 
 fn scrub_tags(tags: &mut BTreeMap<String, String>, stats: &mut ScrubStats) {
+    let before = tags.len();
+    tags.retain(|key, _| !is_personal_tag_key(key));
+    stats.tags_dropped += (before - tags.len()) as u64;
     for (key, value) in tags.iter_mut() {
         if is_secret_key(key) {
             if !value.is_empty() && value != FILTERED {

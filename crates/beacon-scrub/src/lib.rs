@@ -128,6 +128,9 @@ pub struct ScrubStats {
     /// `extra` entries removed because their key looks secret or their value needed a redaction. Each one
     /// is also counted under the rule(s) that fired, so this is not part of [`ScrubStats::total`].
     pub extra_dropped: u64,
+    /// Tags removed because their key names a host or a person ([`is_personal_tag_key`]). Not part of
+    /// [`ScrubStats::total`] either: nothing was redacted, the tag is gone.
+    pub tags_dropped: u64,
 }
 
 impl ScrubStats {
@@ -139,7 +142,7 @@ impl ScrubStats {
 
     /// Whether nothing was redacted or dropped.
     pub fn is_empty(&self) -> bool {
-        self.total() == 0 && self.extra_dropped == 0
+        self.total() == 0 && self.extra_dropped == 0 && self.tags_dropped == 0
     }
 
     /// Redactions made by one rule.
@@ -158,14 +161,16 @@ impl ScrubStats {
             self.add(rule, other.get(rule));
         }
         self.extra_dropped += other.extra_dropped;
+        self.tags_dropped += other.tags_dropped;
     }
 
-    /// Every counter by name (the rules in [`Rule::ALL`] order, then `extra_dropped`), zeros included.
+    /// Every counter by name (the rules in [`Rule::ALL`] order, then `extra_dropped`, `tags_dropped`),
+    /// zeros included.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        Rule::ALL
-            .iter()
-            .map(|&r| (r.name(), self.get(r)))
-            .chain(std::iter::once(("extra_dropped", self.extra_dropped)))
+        Rule::ALL.iter().map(|&r| (r.name(), self.get(r))).chain([
+            ("extra_dropped", self.extra_dropped),
+            ("tags_dropped", self.tags_dropped),
+        ])
     }
 
     fn slot(&self, rule: Rule) -> &u64 {
@@ -214,6 +219,52 @@ pub fn is_secret_key(key: &str) -> bool {
     })
 }
 
+/// Tag keys that name a host or a person. Some SDKs copy the machine's name into a tag
+/// (`server_name`), others the user's; the top-level fields are never stored, and neither are these.
+pub const PERSONAL_TAG_KEYS: &[&str] = &[
+    "server_name",
+    "servername",
+    "hostname",
+    "host_name",
+    "host",
+    "computer_name",
+    "machine_name",
+    "node_name",
+    "user",
+    "username",
+    "user_name",
+    "user_id",
+    "userid",
+    "user_email",
+    "email",
+    "e_mail",
+    "ip",
+    "ip_address",
+    "ipaddress",
+    "client_ip",
+    "remote_addr",
+    "remote_ip",
+    "full_name",
+    "first_name",
+    "last_name",
+    "phone",
+    "login",
+];
+
+/// Whether a tag key names a host or a person: one of [`PERSONAL_TAG_KEYS`], ignoring ASCII case and
+/// taking `-`, `.` and spaces for `_` (`Server-Name`, `user.email`).
+pub fn is_personal_tag_key(key: &str) -> bool {
+    let norm: String = key
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '-' | '.' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    PERSONAL_TAG_KEYS.contains(&norm.as_str())
+}
+
 /// Whether what follows `auth` makes it `author…` (but not `authoriz…` / `authoris…`).
 fn is_author(rest: &[u8]) -> bool {
     let starts = |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
@@ -253,6 +304,32 @@ pub fn scrub_truncated(input: &str, max_bytes: usize) -> Scrubbed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_tag_keys() {
+        for k in [
+            "server_name",
+            "Server-Name",
+            "hostname",
+            "host",
+            "user",
+            "user.email",
+            "IP",
+            "ip_address",
+        ] {
+            assert!(is_personal_tag_key(k), "{k}");
+        }
+        for k in [
+            "server_id",
+            "browser",
+            "hostile",
+            "user_agent",
+            "environment",
+            "release",
+        ] {
+            assert!(!is_personal_tag_key(k), "{k}");
+        }
+    }
 
     #[test]
     fn redacts_every_canary() {

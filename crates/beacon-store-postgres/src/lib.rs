@@ -25,6 +25,7 @@ use beacon_wire::sentry::Level;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 
@@ -157,7 +158,11 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
     let text = describe(&e);
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(text),
-        Some(c) if c.code().starts_with("22") => StoreError::Invalid(text),
+        // Data exceptions (22) and integrity violations (23) other than a taken key: this data will
+        // never be stored, whoever retries it.
+        Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => {
+            StoreError::Rejected(text)
+        }
         _ => StoreError::Unavailable(format!("postgres: {text}")),
     }
 }
@@ -510,7 +515,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+    async fn write_batch(&self, ops: Arc<[WriteOp]>) -> Result<Vec<WriteOutcome>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -738,6 +743,32 @@ impl Store for PgStore {
             )
             .await?,
         })
+    }
+
+    async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let channels = client
+            .query("SELECT DISTINCT channel FROM dead_letters", &[])
+            .await
+            .map_err(map_err)?;
+        let mut removed = Vec::new();
+        for row in channels {
+            let channel: String = row.get(0);
+            let n = client
+                .execute(
+                    "DELETE FROM dead_letters WHERE channel = $1 AND id <= \
+                     (SELECT id FROM dead_letters WHERE channel = $1 \
+                      ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                    &[&channel, &keep],
+                )
+                .await
+                .map_err(map_err)?;
+            if n > 0 {
+                removed.push((channel, n));
+            }
+        }
+        Ok(removed)
     }
 
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {

@@ -155,6 +155,8 @@ const MIGRATIONS: &[&str] = &[
         cell BYTEA NOT NULL
     );
     CREATE INDEX perf_deltas_by_key ON perf_deltas (trace, dim, day);",
+    // 4: dead letters are trimmed per channel, oldest first.
+    "CREATE INDEX dead_letters_channel_id ON dead_letters (channel, id);",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

@@ -544,7 +544,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+    async fn write_batch(&self, ops: Arc<[WriteOp]>) -> Result<Vec<WriteOutcome>> {
         let pending = self.pending.clone();
         run(&self.writer, move |conn| {
             let tx = conn.transaction().map_err(map_err)?;
@@ -828,6 +828,36 @@ impl Store for SqliteStore {
                     include_test,
                 )?,
             })
+        })
+        .await
+    }
+
+    async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        run(&self.writer, move |c| {
+            let channels = c
+                .prepare_cached("SELECT DISTINCT channel FROM dead_letters")
+                .map_err(map_err)?
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?;
+            let mut removed = Vec::new();
+            for channel in channels {
+                let n = c
+                    .prepare_cached(
+                        "DELETE FROM dead_letters WHERE channel = ?1 AND id <= \
+                         (SELECT id FROM dead_letters WHERE channel = ?1 \
+                          ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    )
+                    .map_err(map_err)?
+                    .execute(params![channel, keep])
+                    .map_err(map_err)?;
+                if n > 0 {
+                    removed.push((channel, n as u64));
+                }
+            }
+            Ok(removed)
         })
         .await
     }

@@ -146,6 +146,8 @@ const MIGRATIONS: &[&str] = &[
         cell BLOB NOT NULL,
         PRIMARY KEY (trace, dim, day, emulator, value)
     ) WITHOUT ROWID;",
+    // 4: dead letters are trimmed per channel, oldest first.
+    "CREATE INDEX dead_letters_channel_id ON dead_letters (channel, id);",
 ];
 
 /// The schema version this build writes.

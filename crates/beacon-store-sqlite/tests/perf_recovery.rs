@@ -53,7 +53,7 @@ async fn unfolded_cells_are_rebuilt_after_an_unclean_stop_and_never_counted_twic
         let store = SqliteStore::open(&path).unwrap();
         let ops: Vec<WriteOp> = (0..6).map(|d| batch(d, 50, at)).collect();
         assert_eq!(
-            store.write_batch(ops).await.unwrap(),
+            store.write_batch(ops.into()).await.unwrap(),
             vec![WriteOutcome::Accepted; 6]
         );
         assert_eq!(
@@ -63,7 +63,10 @@ async fn unfolded_cells_are_rebuilt_after_an_unclean_stop_and_never_counted_twic
         );
         assert_eq!(store.compact_perf().await.unwrap(), 300);
         assert_eq!(count(&store, at).await, 300, "folded cells answer alike");
-        store.write_batch(vec![batch(7, 40, at)]).await.unwrap();
+        store
+            .write_batch(vec![batch(7, 40, at)].into())
+            .await
+            .unwrap();
         assert_eq!(count(&store, at).await, 340);
         // Dropped without folding the last 40: as if the process had been killed.
     }

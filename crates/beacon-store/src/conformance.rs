@@ -34,6 +34,7 @@ macro_rules! conformance_suite {
             growth_report_new_and_gone,
             exposure_report_and_timeline,
             dead_letters_listed_newest_first,
+            dead_letters_trimmed_per_channel,
             projects_and_keys,
             events_group_into_issues,
             api_keys_and_secrets,
@@ -101,7 +102,7 @@ pub fn check(n: u32, version: &str, activated: i64) -> SecurityCheck {
 }
 
 async fn put(store: &dyn Store, day: u64, checks: Vec<SecurityCheck>) -> Vec<WriteOutcome> {
-    let ops = checks
+    let ops: Vec<WriteOp> = checks
         .into_iter()
         .enumerate()
         .map(|(i, check)| {
@@ -111,7 +112,7 @@ async fn put(store: &dyn Store, day: u64, checks: Vec<SecurityCheck>) -> Vec<Wri
             })
         })
         .collect();
-    store.write_batch(ops).await.expect("write batch")
+    store.write_batch(ops.into()).await.expect("write batch")
 }
 
 fn bulletin(id: &str, affected: &str, published_day: u64) -> Bulletin {
@@ -221,7 +222,7 @@ pub async fn large_mixed_batch_outcomes_in_order(store: &dyn Store) {
             });
         }
     }
-    assert_eq!(store.write_batch(ops).await.unwrap(), want);
+    assert_eq!(store.write_batch(ops.into()).await.unwrap(), want);
     assert_eq!(store.count_checks().await.unwrap(), seen.len() as u64);
     // The last value given for a server is the one kept.
     let snap = store
@@ -557,11 +558,14 @@ pub async fn dead_letters_listed_newest_first(store: &dyn Store) {
         })
     };
     let outcomes = store
-        .write_batch(vec![
-            dl("security", "invalid:id"),
-            dl("security", "invalid:b"),
-            dl("mobile", "x"),
-        ])
+        .write_batch(
+            vec![
+                dl("security", "invalid:id"),
+                dl("security", "invalid:b"),
+                dl("mobile", "x"),
+            ]
+            .into(),
+        )
         .await
         .unwrap();
     assert_eq!(outcomes, vec![WriteOutcome::Accepted; 3]);
@@ -575,6 +579,36 @@ pub async fn dead_letters_listed_newest_first(store: &dyn Store) {
     assert_eq!(sec.len(), 1);
     assert_eq!(sec[0].reason, "invalid:b");
     assert_eq!(sec[0].payload, "payload of invalid:b");
+}
+
+pub async fn dead_letters_trimmed_per_channel(store: &dyn Store) {
+    let dl = |channel: &str, i: usize| {
+        WriteOp::DeadLetter(NewDeadLetter {
+            received_at: at(0, 3),
+            channel: channel.into(),
+            reason: format!("r{i}"),
+            payload: String::new(),
+        })
+    };
+    let mut ops: Vec<WriteOp> = (0..7).map(|i| dl("security", i)).collect();
+    ops.extend((0..2).map(|i| dl("mobile", i)));
+    store.write_batch(ops.into()).await.unwrap();
+    let mut removed = store.trim_dead_letters(3).await.unwrap();
+    removed.sort();
+    assert_eq!(removed, vec![("security".to_string(), 4)]);
+    let kept = store.dead_letters(Some("security"), 100).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+        vec!["r6", "r5", "r4"],
+        "the newest are kept"
+    );
+    assert_eq!(
+        store.dead_letters(Some("mobile"), 100).await.unwrap().len(),
+        2
+    );
+    assert!(store.trim_dead_letters(3).await.unwrap().is_empty());
+    store.trim_dead_letters(0).await.unwrap();
+    assert!(store.dead_letters(None, 100).await.unwrap().is_empty());
 }
 
 pub async fn projects_and_keys(store: &dyn Store) {
@@ -665,13 +699,16 @@ pub async fn events_group_into_issues(store: &dyn Store) {
         .unwrap()
         .id;
     let out = store
-        .write_batch(vec![
-            event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
-            event_op(p, 2, "h1", "1.0", "prod", Some("s2"), 0),
-            event_op(p, 3, "h1", "1.1", "prod", Some("s1"), 1),
-            event_op(p, 4, "h2", "1.1", "staging", None, 1),
-            event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
-        ])
+        .write_batch(
+            vec![
+                event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
+                event_op(p, 2, "h1", "1.0", "prod", Some("s2"), 0),
+                event_op(p, 3, "h1", "1.1", "prod", Some("s1"), 1),
+                event_op(p, 4, "h2", "1.1", "staging", None, 1),
+                event_op(p, 1, "h1", "1.0", "prod", Some("s1"), 0),
+            ]
+            .into(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -687,7 +724,7 @@ pub async fn events_group_into_issues(store: &dyn Store) {
     // A repeat in a later batch is a duplicate too.
     assert_eq!(
         store
-            .write_batch(vec![event_op(p, 3, "h1", "1.1", "prod", None, 1)])
+            .write_batch(vec![event_op(p, 3, "h1", "1.1", "prod", None, 1)].into())
             .await
             .unwrap(),
         vec![WriteOutcome::Duplicate]
@@ -912,7 +949,7 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         &[1_000],
     ));
     let n = ops.len();
-    let outcomes = store.write_batch(ops).await.unwrap();
+    let outcomes = store.write_batch(ops.into()).await.unwrap();
     assert_eq!(outcomes, vec![WriteOutcome::Accepted; n]);
     assert_eq!(
         store.count_trace_events().await.unwrap(),
@@ -1060,7 +1097,7 @@ pub async fn compaction_keeps_every_event(store: &dyn Store) {
             .collect();
         expected += 8 * 25;
         let (w, c1, c2) = tokio::join!(
-            store.write_batch(ops),
+            store.write_batch(ops.into()),
             store.compact_perf(),
             store.compact_perf()
         );

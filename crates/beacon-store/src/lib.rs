@@ -40,6 +40,11 @@ pub enum StoreError {
     /// The database holds something this version cannot read (a newer schema, a corrupted row).
     #[error("store data invalid: {0}")]
     Invalid(String),
+    /// The database refused a value it was given (PostgreSQL's data exceptions, SQLSTATE class 22):
+    /// the same operation will fail again. In a batch, the writer retries each operation alone so
+    /// that only the one at fault is refused.
+    #[error("store refused the data: {0}")]
+    Rejected(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -94,6 +99,18 @@ pub enum WriteOp {
     Traces(Box<TraceBatch>),
 }
 
+impl WriteOp {
+    /// `check`, `dead_letter`, `event` or `traces`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteOp::Check(_) => "check",
+            WriteOp::DeadLetter(_) => "dead_letter",
+            WriteOp::Event(_) => "event",
+            WriteOp::Traces(_) => "traces",
+        }
+    }
+}
+
 /// What became of one [`WriteOp`] once its batch committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -101,6 +118,9 @@ pub enum WriteOutcome {
     Accepted,
     /// A repeat check from the same server on the same day; its values replaced the day's row.
     Duplicate,
+    /// The store refused this operation's data ([`StoreError::Rejected`]); nothing of it was written.
+    /// Only the ingest writer produces it, after retrying a refused batch one operation at a time.
+    Unstorable,
 }
 
 /// A server's latest check within a range of days.
@@ -156,8 +176,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// Commits every operation in one durable transaction and reports each one's outcome, in order.
-    /// When it returns `Ok`, the data survives a crash of the process and of the machine.
-    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+    /// When it returns `Ok`, the data survives a crash of the process and of the machine. (Shared, so
+    /// that the writer can retry the operations one by one after [`StoreError::Rejected`].)
+    async fn write_batch(&self, ops: std::sync::Arc<[WriteOp]>) -> Result<Vec<WriteOutcome>>;
 
     /// How many check rows are stored (one per server and day).
     async fn count_checks(&self) -> Result<u64>;
@@ -204,6 +225,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest dead letters first, optionally of one channel.
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;
+    /// Keeps only the newest `keep` dead letters of each channel (a ring); returns how many were
+    /// removed, per channel (channels with none removed are left out).
+    async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>>;
 
     /// Creates a project with its first public key; [`StoreError::Conflict`] when the name is taken.
     async fn create_project(

@@ -202,7 +202,12 @@ pub async fn growth(
 ) -> Result<GrowthReport> {
     check_range(from, to)?;
     let g = Days::new(gone_after_days.into());
-    let raw = store.growth_raw(from, to, from - g, include_test).await?;
+    let last_from = from.checked_sub_days(g).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "{from} minus {gone_after_days} days is out of range"
+        ))
+    })?;
+    let raw = store.growth_raw(from, to, last_from, include_test).await?;
     let index = |v: &[crate::DayCount]| -> HashMap<NaiveDate, u64> {
         v.iter().map(|d| (d.day, d.count)).collect()
     };
@@ -219,7 +224,10 @@ pub async fn growth(
             servers: servers.get(&day).copied().unwrap_or(0),
             new: first.get(&day).copied().unwrap_or(0),
             gone: if day <= today {
-                last.get(&(day - g)).copied().unwrap_or(0)
+                day.checked_sub_days(g)
+                    .and_then(|d| last.get(&d))
+                    .copied()
+                    .unwrap_or(0)
             } else {
                 0
             },
@@ -263,7 +271,11 @@ pub async fn exposure(
             .filter(|b| b.retracted_at.is_none())
             .collect(),
     };
-    let window_from = as_of - Days::new(u64::from(window_days) - 1);
+    let window_from = as_of
+        .checked_sub_days(Days::new(u64::from(window_days) - 1))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("{window_days} days before {as_of} is out of range"))
+        })?;
     check_range(window_from, as_of)?;
     let latest = store
         .latest_per_server(window_from, as_of, include_test)
@@ -362,8 +374,11 @@ pub async fn exposure(
 
 /// A timeline starts a week before publication, but covers at most a year before `as_of`.
 fn timeline_start(published: NaiveDate, as_of: NaiveDate) -> NaiveDate {
-    let start = published - Days::new(TIMELINE_LEAD_DAYS);
-    start.max(as_of - Days::new(365)).min(as_of)
+    let start = published
+        .checked_sub_days(Days::new(TIMELINE_LEAD_DAYS))
+        .unwrap_or(published);
+    let earliest = as_of.checked_sub_days(Days::new(365)).unwrap_or(as_of);
+    start.max(earliest).min(as_of)
 }
 
 #[cfg(test)]
@@ -377,6 +392,17 @@ mod tests {
             activated_users: servers as i64 * 5,
             teams: servers as i64,
         }
+    }
+
+    #[test]
+    fn timelines_at_the_calendar_limits_do_not_panic() {
+        let (min, max) = (NaiveDate::MIN, NaiveDate::MAX);
+        assert_eq!(timeline_start(min, min), min);
+        assert_eq!(timeline_start(min, max), max - Days::new(365));
+        assert_eq!(
+            timeline_start(max, max),
+            max - Days::new(TIMELINE_LEAD_DAYS)
+        );
     }
 
     #[test]

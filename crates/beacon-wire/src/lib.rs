@@ -6,12 +6,15 @@
 //! * [`bulletin`]: security bulletins as the vendor publishes them;
 //! * [`mobile`]: the mobile app's trace batches (`POST /v1/mobile/metrics`);
 //! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI.
+//!
+//! [`text`] holds the one rule every parser applies to the strings it hands on: no NUL reaches a store.
 
 pub mod admin;
 pub mod bulletin;
 pub mod mobile;
 pub mod security;
 pub mod sentry;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

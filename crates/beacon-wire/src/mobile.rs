@@ -277,7 +277,7 @@ pub struct DroppedKeys {
 fn set_str(slot: &mut Option<String>, v: &Value) -> bool {
     match v.as_str() {
         Some(s) if s.len() <= MAX_STRING_LEN => {
-            *slot = Some(s.to_owned());
+            *slot = Some(crate::text::storable(s));
             true
         }
         _ => false,
@@ -466,6 +466,85 @@ impl<'de> Deserialize<'de> for Micros {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Trace event keys a dead letter keeps (scalars only): what an accepted event is made of.
+const TRACE_EVENT_KEYS: [&str; 7] = ["cat", "ph", "name", "ts", "dur", "pid", "tid"];
+/// Trace events shown in the dead letter of a refused batch.
+const DEAD_LETTER_EVENTS: usize = 5;
+
+fn trace_event_view(v: &Value) -> Value {
+    let Value::Object(map) = v else {
+        return Value::String(format!("<{}>", json_kind(v)));
+    };
+    let kept: Map<String, Value> = TRACE_EVENT_KEYS
+        .iter()
+        .filter_map(|k| {
+            let v = match map.get(*k)? {
+                Value::String(s) => Value::String(crate::text::storable(
+                    &s.chars().take(MAX_STRING_LEN).collect::<String>(),
+                )),
+                v @ (Value::Number(_) | Value::Bool(_) | Value::Null) => v.clone(),
+                other => Value::String(format!("<{}>", json_kind(other))),
+            };
+            Some((k.to_string(), v))
+        })
+        .collect();
+    Value::Object(kept)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// What a dead letter may keep of a rejected trace event: its `cat`, `ph`, `name`, `ts`, `dur`, `pid`,
+/// `tid` (the fields an accepted event is made of; `args` and anything else are dropped), as JSON.
+/// `None` when it is not JSON.
+pub fn trace_event_dead_letter(raw: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(raw).ok()?;
+    Some(trace_event_view(&v).to_string())
+}
+
+/// What a dead letter may keep of a batch refused whole: the number of trace events and the first
+/// few as [`trace_event_dead_letter`] keeps them, and the `device_info` keys an accepted batch keeps
+/// (never `device_unique_id`), as JSON. `None` when the body is not JSON.
+pub fn batch_dead_letter(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let data = v.get("data");
+    let mut view = Map::new();
+    match data.and_then(|d| d.get("trace_events")) {
+        Some(Value::Array(events)) => {
+            view.insert("trace_events_count".into(), events.len().into());
+            let shown = events.iter().take(DEAD_LETTER_EVENTS).map(trace_event_view);
+            view.insert("trace_events".into(), Value::Array(shown.collect()));
+        }
+        Some(other) => {
+            view.insert(
+                "trace_events".into(),
+                format!("<{}>", json_kind(other)).into(),
+            );
+        }
+        None => {}
+    }
+    if let Some(Value::Object(map)) = data.and_then(|d| d.get("device_info")) {
+        let (mut device, _) = DeviceInfo::from_map(map);
+        device.device_unique_id = None;
+        view.insert(
+            "device_info".into(),
+            serde_json::to_value(device).unwrap_or_default(),
+        );
+    }
+    if data.is_none() {
+        view.insert("data".into(), "<missing>".into());
+    }
+    Some(Value::Object(view).to_string())
 }
 
 /// Judges a request body received at `now`: the batch as a whole, then each trace event alone.
@@ -863,5 +942,22 @@ mod tests {
         assert_eq!(d.dimension(Dimension::Tablet), "phone");
         assert_eq!(d.dimension(Dimension::AppVersion), "unknown");
         assert_eq!(d.dimension(Dimension::All), "");
+    }
+
+    #[test]
+    fn dead_letters_keep_only_what_an_accepted_item_keeps() {
+        let event = r#"{"name":"team:switch","ts":1,"dur":-5,"ph":"X","args":{"user":"alice@example.com"},"host":"db01"}"#;
+        let kept = trace_event_dead_letter(event).unwrap();
+        assert_eq!(kept, r#"{"dur":-5,"name":"team:switch","ph":"X","ts":1}"#);
+        let body = br#"{"data":{"trace_events":[{"name":"x","args":{"tok":"secret"}},2],
+            "device_info":{"device_unique_id":"RAW-DEVICE-1","model":"Pixel 7","owner":"alice"}},
+            "user":"alice"}"#;
+        let kept = batch_dead_letter(body).unwrap();
+        for gone in ["RAW-DEVICE-1", "alice", "secret", "tok"] {
+            assert!(!kept.contains(gone), "{gone} in {kept}");
+        }
+        assert!(kept.contains(r#""trace_events_count":2"#), "{kept}");
+        assert!(kept.contains("Pixel 7"), "{kept}");
+        assert!(batch_dead_letter(b"{oops").is_none());
     }
 }

@@ -66,6 +66,38 @@ const KNOWN_KEYS: [&str; 11] = [
     "auc", "b", "be", "db", "dbv", "id", "lc", "os", "tc", "uc", "ut",
 ];
 
+/// What a dead letter may keep of a refused query: only the keys an accepted check keeps, each value
+/// cut to [`MAX_BUILD_LEN`] characters (storable), re-encoded in the order sent; other keys only
+/// counted (`unknown_keys=N`). Values still need scrubbing: this drops what is never kept, it does
+/// not judge what is.
+pub fn dead_letter_view(raw: &str) -> String {
+    let raw = &raw[..floor_char_boundary(raw, MAX_QUERY_BYTES)];
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    let mut unknown = 0usize;
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        if KNOWN_KEYS.contains(&k.as_ref()) {
+            let v: String = v.chars().take(MAX_BUILD_LEN).collect();
+            out.append_pair(&k, &crate::text::storable(&v));
+        } else {
+            unknown += 1;
+        }
+    }
+    if unknown > 0 {
+        out.append_pair("unknown_keys", &unknown.to_string());
+    }
+    out.finish()
+}
+
+fn floor_char_boundary(s: &str, mut at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Parses and validates a raw query string (without the `?`).
 ///
 /// Errors name the first offending field in the order of the SPEC table; `query` is used for problems
@@ -410,5 +442,18 @@ mod tests {
             assert_eq!(err.field, field, "{q}: {err}");
             assert!(!err.problem.is_empty());
         }
+    }
+
+    #[test]
+    fn dead_letter_view_keeps_only_known_keys() {
+        let v = dead_letter_view(
+            "id=abc&b=5.37.0&email=alice%40example.com&host=db01.corp&dbv=%00x&tc=notanumber",
+        );
+        assert_eq!(
+            v,
+            "id=abc&b=5.37.0&dbv=%EF%BF%BDx&tc=notanumber&unknown_keys=2"
+        );
+        let long = format!("b={}", "9".repeat(500));
+        assert_eq!(dead_letter_view(&long).len(), 2 + MAX_BUILD_LEN);
     }
 }

@@ -219,6 +219,37 @@ impl TestDb {
         })
     }
 
+    /// Runs statements in the test database (not the server's admin database).
+    pub fn exec(&self, sql: &str) {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    /// The first column of every row, as text.
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect()
+        })
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         self.rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)

@@ -52,6 +52,35 @@ pub enum EnvelopeError {
     },
     #[error("item {index}: payload not followed by a newline")]
     MissingNewline { index: usize },
+    #[error("envelope has more than {MAX_ITEMS} items")]
+    TooManyItems,
+    #[error("envelope header line is longer than {MAX_HEADER_BYTES} bytes")]
+    HeaderTooLong,
+}
+
+impl EnvelopeError {
+    /// The rejection reason for outcomes: `too_many_items`, or `invalid_envelope`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EnvelopeError::TooManyItems => "too_many_items",
+            _ => "invalid_envelope",
+        }
+    }
+}
+
+/// Most items in one envelope (SDKs send a handful: an event, its attachments, a client report).
+pub const MAX_ITEMS: usize = 100;
+/// Longest envelope header line. It holds an event id, a DSN, an SDK name and a send time.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+
+/// Reads the envelope header from the first line of a body (or a prefix of one: everything from the
+/// first newline on is ignored). This is all the collector reads of a body before it knows who sent it.
+pub fn parse_header(first_line: &[u8]) -> Result<EnvelopeHeader, EnvelopeError> {
+    let (head, _) = line(first_line);
+    if head.len() > MAX_HEADER_BYTES {
+        return Err(EnvelopeError::HeaderTooLong);
+    }
+    serde_json::from_slice(head).map_err(|e| EnvelopeError::Header(e.to_string()))
 }
 
 fn line(buf: &[u8]) -> (&[u8], &[u8]) {
@@ -63,9 +92,8 @@ fn line(buf: &[u8]) -> (&[u8], &[u8]) {
 
 /// Parses an envelope. Item payloads borrow from `body`.
 pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    let (head, mut rest) = line(body);
-    let header: EnvelopeHeader =
-        serde_json::from_slice(head).map_err(|e| EnvelopeError::Header(e.to_string()))?;
+    let header = parse_header(body)?;
+    let (_, mut rest) = line(body);
     let mut items = Vec::new();
     loop {
         // Blank lines between items are tolerated.
@@ -76,6 +104,9 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
             break;
         }
         let index = items.len();
+        if index == MAX_ITEMS {
+            return Err(EnvelopeError::TooManyItems);
+        }
         let (item_head, after) = line(rest);
         let h: ItemHeader =
             serde_json::from_slice(item_head).map_err(|e| EnvelopeError::ItemHeader {
@@ -157,5 +188,27 @@ mod tests {
             Err(EnvelopeError::MissingNewline { .. })
         ));
         assert_eq!(parse(b"{}").unwrap().items.len(), 0);
+        let many = format!(
+            "{{}}\n{}",
+            "{\"type\":\"session\"}\n{}\n".repeat(MAX_ITEMS + 1)
+        );
+        assert_eq!(parse(many.as_bytes()), Err(EnvelopeError::TooManyItems));
+        let enough = format!("{{}}\n{}", "{\"type\":\"session\"}\n{}\n".repeat(MAX_ITEMS));
+        assert_eq!(parse(enough.as_bytes()).unwrap().items.len(), MAX_ITEMS);
+    }
+
+    #[test]
+    fn the_header_alone() {
+        let h = parse_header(b"{\"dsn\":\"https://k@h/1\"}\n{not even json").unwrap();
+        assert_eq!(h.dsn.as_deref(), Some("https://k@h/1"));
+        let long = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_HEADER_BYTES));
+        assert_eq!(
+            parse_header(long.as_bytes()),
+            Err(EnvelopeError::HeaderTooLong)
+        );
+        assert!(matches!(
+            parse_header(b"[1]\n"),
+            Err(EnvelopeError::Header(_))
+        ));
     }
 }

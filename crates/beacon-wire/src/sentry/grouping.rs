@@ -83,17 +83,22 @@ fn base_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
-fn frame_component(f: &StoredFrame) -> Option<String> {
-    let place = f
+/// Feeds a frame's component (`place:function`) to `feed`; `false` when the frame has no place.
+fn frame_component(f: &StoredFrame, feed: &mut dyn FnMut(&str)) -> bool {
+    let Some(place) = f
         .module
-        .clone()
-        .or_else(|| f.filename.as_deref().map(|p| base_name(p).to_string()))?;
+        .as_deref()
+        .or_else(|| f.filename.as_deref().map(base_name))
+    else {
+        return false;
+    };
     let function = f
         .function
         .as_deref()
         .map(normalize_function)
         .unwrap_or_else(|| "?".into());
-    Some(format!("{place}:{function}"))
+    feed(&format!("{place}:{function}"));
+    true
 }
 
 fn culprit_of(f: &StoredFrame) -> Option<String> {
@@ -115,61 +120,81 @@ fn truncate(s: &str) -> String {
     }
 }
 
-fn default_components(e: &StoredEvent) -> (&'static str, Vec<String>) {
+/// Feeds the default grouping components of an event to `feed`, one at a time (nothing is collected:
+/// work and memory are linear in the event), and says which rule chose them.
+fn default_components(e: &StoredEvent, feed: &mut dyn FnMut(&str)) -> &'static str {
     let frames = || e.exceptions.iter().flat_map(|x| x.frames.iter());
-    let in_app: Vec<String> = frames()
-        .filter(|f| f.in_app == Some(true))
-        .filter_map(frame_component)
-        .collect();
-    if !in_app.is_empty() {
-        return ("in_app_frames", in_app);
+    let has_place = |f: &&StoredFrame| f.module.is_some() || f.filename.is_some();
+    let in_app = |f: &&StoredFrame| f.in_app == Some(true);
+    if frames().filter(in_app).any(|f| has_place(&f)) {
+        for f in frames().filter(in_app) {
+            frame_component(f, feed);
+        }
+        return "in_app_frames";
     }
-    let all: Vec<String> = frames().filter_map(frame_component).collect();
-    if !all.is_empty() {
-        return ("frames", all);
+    if frames().any(|f| has_place(&f)) {
+        for f in frames() {
+            frame_component(f, feed);
+        }
+        return "frames";
     }
-    let types: Vec<String> = e
-        .exceptions
-        .iter()
-        .filter_map(|x| {
-            let ty = x.ty.clone()?;
-            Some(match &x.value {
-                Some(v) => format!("{ty}: {}", normalize_message(v)),
-                None => ty,
-            })
-        })
-        .collect();
-    if !types.is_empty() {
-        return ("exception", types);
+    let mut any = false;
+    for x in &e.exceptions {
+        if let Some(ty) = &x.ty {
+            any = true;
+            match &x.value {
+                Some(v) => feed(&format!("{ty}: {}", normalize_message(v))),
+                None => feed(ty),
+            }
+        }
     }
-    (
-        "message",
-        vec![normalize_message(e.message.as_deref().unwrap_or(""))],
-    )
+    if any {
+        return "exception";
+    }
+    feed(&normalize_message(e.message.as_deref().unwrap_or("")));
+    "message"
 }
 
-/// Groups an (already scrubbed) event.
+/// Groups an (already scrubbed) event. Each component is hashed as it is made; a `{{ default }}`
+/// fingerprint part is expanded once — a repeat adds the digest of that first expansion — so the
+/// work is linear in the event whatever its fingerprint says.
 pub fn group(e: &StoredEvent) -> Grouping {
-    let (rule, components) = match &e.fingerprint {
+    let mut h = Sha256::new();
+    let rule = match &e.fingerprint {
         Some(fp) if !fp.is_empty() => {
-            let mut c = Vec::new();
+            let mut default_digest: Option<Vec<u8>> = None;
             for part in fp {
                 let p = part.trim();
                 if p == "{{ default }}" || p == "{{default}}" {
-                    c.extend(default_components(e).1);
+                    match &default_digest {
+                        Some(d) => {
+                            h.update(d);
+                            h.update([0u8]);
+                        }
+                        None => {
+                            let mut sub = Sha256::new();
+                            default_components(e, &mut |c| {
+                                h.update(c.as_bytes());
+                                h.update([0u8]);
+                                sub.update(c.as_bytes());
+                                sub.update([0u8]);
+                            });
+                            default_digest = Some(sub.finalize().to_vec());
+                        }
+                    }
                 } else {
-                    c.push(format!("fp:{p}"));
+                    h.update(b"fp:");
+                    h.update(p.as_bytes());
+                    h.update([0u8]);
                 }
             }
-            ("fingerprint", c)
+            "fingerprint"
         }
-        _ => default_components(e),
+        _ => default_components(e, &mut |c| {
+            h.update(c.as_bytes());
+            h.update([0u8]);
+        }),
     };
-    let mut h = Sha256::new();
-    for c in &components {
-        h.update(c.as_bytes());
-        h.update([0u8]);
-    }
     let hash = hex::encode(&h.finalize()[..16]);
     let raised = e.exceptions.last();
     let title = match raised {
@@ -301,5 +326,44 @@ mod tests {
             normalize_function("app::main::{{closure}}"),
             "app::main::{closure}"
         );
+    }
+
+    fn sha(components: &[&str]) -> String {
+        let mut h = Sha256::new();
+        for c in components {
+            h.update(c.as_bytes());
+            h.update([0u8]);
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    #[test]
+    fn hashes_are_those_of_the_components() {
+        // The same hashes as before grouping streamed its components: stored issues keep their events.
+        let mut e = exc(
+            "E",
+            "v",
+            vec![frame("lib", "x", false), frame("app.views", "get", true)],
+        );
+        assert_eq!(group(&e).hash, sha(&["app.views:get"]));
+        e.fingerprint = Some(vec!["{{ default }}".into(), "db".into()]);
+        assert_eq!(group(&e).hash, sha(&["app.views:get", "fp:db"]));
+        e.fingerprint = Some(vec!["db".into()]);
+        assert_eq!(group(&e).hash, sha(&["fp:db"]));
+    }
+
+    #[test]
+    fn repeated_default_parts_are_expanded_once() {
+        let frames: Vec<StoredFrame> = (0..250)
+            .map(|i| frame("app", &format!("f{i}"), true))
+            .collect();
+        let mut e = exc("E", "v", frames);
+        e.exceptions = vec![e.exceptions[0].clone(); 64];
+        e.fingerprint = Some(vec!["{{default}}".into(); 64]);
+        let many = group(&e);
+        e.fingerprint = Some(vec!["{{default}}".into(); 63]);
+        let fewer = group(&e);
+        assert_eq!(many.rule, "fingerprint");
+        assert_ne!(many.hash, fewer.hash, "each repeat still counts");
     }
 }
