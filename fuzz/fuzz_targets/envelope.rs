@@ -1,14 +1,28 @@
-//! Sentry envelopes: `envelope::parse` on any body never panics, and every item payload it returns
-//! lies inside the body, in order, without overlapping.
+//! Sentry envelopes: `envelope::parse` and `envelope::parse_header` on any body never panic; every
+//! item payload `parse` returns lies inside the body, in order, without overlapping; at most
+//! `MAX_ITEMS` items; and the header read from the first line alone (what the collector reads before
+//! it knows who sent the body) is the header of the whole envelope.
 #![no_main]
 
 use beacon_wire::sentry::envelope;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let header = envelope::parse_header(data);
     let Ok(env) = envelope::parse(data) else {
         return;
     };
+    assert_eq!(
+        header.as_ref(),
+        Ok(&env.header),
+        "parse_header and parse disagree"
+    );
+    let first_line = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => &data[..=i],
+        None => data,
+    };
+    assert_eq!(envelope::parse_header(first_line).as_ref(), Ok(&env.header));
+    assert!(env.items.len() <= envelope::MAX_ITEMS);
     let start = data.as_ptr() as usize;
     let end = start + data.len();
     let mut at = start;

@@ -1,17 +1,24 @@
 //! `POST /api/v1/mobile`: `mobile::parse_batch` on any body never panics; every trace event is either
 //! accepted or rejected with its index, accepted records are within the time window, and the device
-//! info kept serialises.
+//! info kept serialises. The dead-letter views (`batch_dead_letter`, `trace_event_dead_letter`) never
+//! panic and never keep the raw device id.
 #![no_main]
 
-use beacon_wire::mobile::parse_batch;
+use beacon_wire::mobile::{batch_dead_letter, parse_batch, trace_event_dead_letter};
 use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let now = DateTime::<Utc>::from_timestamp(1_764_400_000, 0).unwrap();
+    if let Some(dead) = batch_dead_letter(data) {
+        assert!(!dead.contains("device_unique_id"), "{dead}");
+    }
     let Ok(batch) = parse_batch(data, now) else {
         return;
     };
+    for r in &batch.rejected {
+        std::hint::black_box(trace_event_dead_letter(&r.raw));
+    }
     let mut seen: Vec<usize> = batch.rejected.iter().map(|r| r.index).collect();
     seen.sort_unstable();
     seen.dedup();
