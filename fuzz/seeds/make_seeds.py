@@ -73,7 +73,11 @@ rust_event = {
     "fingerprint": ["{{default}}"],
 }
 message_event = {"message": "disk 93% full on /var", "level": "info", "logger": "monitor", "tags": [["k", "v"]]}
-events = [python_event, js_event, rust_event, message_event]
+# Issue 11, defect 1: 200 `{{default}}` parts over 200 frames (5.9 KB). Before grouping was made linear,
+# this input took the event_pipeline target over its heap budget; it stays as a regression input.
+defect1_event = {"fingerprint": ["{{default}}"] * 200,
+                 "exception": {"values": [{"type": "E", "stacktrace": {"frames": [{"module": "m"}] * 200}}]}}
+events = [python_event, js_event, rust_event, message_event, defect1_event]
 for e in events:
     put("event_pipeline", json.dumps(e, separators=(",", ":")))
 
@@ -114,12 +118,12 @@ def dec(sel, body, limit=4096):
     put("decode", bytes([sel]) + struct.pack("<H", limit) + body)
 dec(0, text)
 dec(2, text, 16)
-dec(3, gzip.compress(text))
-dec(4, gzip.compress(text) + gzip.compress(b"second member"))
+dec(3, gzip.compress(text, mtime=0))
+dec(4, gzip.compress(text, mtime=0) + gzip.compress(b"second member", mtime=0))
 dec(5, zlib.compress(text))
 co = zlib.compressobj(wbits=-15)
 dec(5, co.compress(text) + co.flush())
-dec(3, gzip.compress(b"\0" * 60000), 1000)          # a small bomb
+dec(3, gzip.compress(b"\0" * 60000, mtime=0), 1000)          # a small bomb
 try:
     br = subprocess.run(["python3", "-c", "import brotli,sys;sys.stdout.buffer.write(brotli.compress(sys.stdin.buffer.read()))"],
                         input=text, capture_output=True, check=True).stdout
@@ -132,7 +136,7 @@ try:
     dec(10, zs, 10)
 except Exception:
     pass
-dec(9, gzip.compress(text))
+dec(9, gzip.compress(text, mtime=0))
 put("decode", bytes([200, 0, 16, 4]) + b"lzma" + text)
 
 # --- agent_config: mode byte (even: the TOML file, odd: facts JSON) + text.
