@@ -64,6 +64,7 @@ mod notify;
 mod payload_log;
 mod preview;
 mod reporting;
+pub mod standalone;
 mod state;
 #[cfg(target_os = "linux")]
 mod symtab;

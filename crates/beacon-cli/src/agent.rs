@@ -2,12 +2,12 @@
 //! not link the library. Facts come from the file or from a command printing them as JSON; bulletins
 //! are printed, appended to a file, or handed to a command.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use beacon_agent::standalone::{self, FactsSource, NotifierConfig};
 use beacon_agent::{
     Agent, BoxError, Bulletin, BulletinResult, CheckOutcome, Facts, HostFacts, Notifier,
 };
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,35 +30,6 @@ pub struct AgentArgs {
     config: PathBuf,
 }
 
-/// The stand-alone agent's file.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentFile {
-    agent: beacon_agent::Config,
-    #[serde(default)]
-    facts: Option<toml::Table>,
-    #[serde(default)]
-    notifier: NotifierConfig,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum NotifierConfig {
-    /// Print each bulletin on standard output.
-    #[default]
-    Print,
-    /// Append each bulletin to a file, one JSON object per line.
-    File { path: PathBuf },
-    /// Run a command (no shell) with the bulletin as JSON on its standard input; success is exit 0.
-    Command { command: Vec<String> },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandFacts {
-    command: Vec<String>,
-}
-
 /// How long a facts or notifier command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -73,28 +44,17 @@ pub async fn agent(cmd: AgentCommand) -> Result<()> {
 fn load(path: &Path) -> Result<Agent> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: AgentFile =
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    let file = standalone::parse_file(&text)
+        .with_context(|| format!("{} is not valid", path.display()))?;
     let mut builder = Agent::builder(file.agent);
-    if let Some(table) = file.facts {
-        builder = if table.contains_key("command") {
-            let c: CommandFacts = table.try_into().context("[facts]")?;
-            if c.command.is_empty() {
-                bail!("[facts] command is empty");
-            }
-            builder.facts(CommandFactsSource(c.command))
-        } else {
-            let facts: HostFacts = table.try_into().context("[facts]")?;
-            facts.validate().context("[facts]")?;
-            builder.facts(facts)
-        };
-    }
+    builder = match file.facts {
+        FactsSource::None => builder,
+        FactsSource::Fixed(facts) => builder.facts(facts),
+        FactsSource::Command(command) => builder.facts(CommandFactsSource(command)),
+    };
     builder = match file.notifier {
         NotifierConfig::Print => builder.notifier(PrintNotifier),
         NotifierConfig::File { path } => builder.notifier(FileNotifier(path)),
-        NotifierConfig::Command { command } if command.is_empty() => {
-            bail!("[notifier] command is empty")
-        }
         NotifierConfig::Command { command } => builder.notifier(CommandNotifier(command)),
     };
     Ok(builder.build()?)
@@ -212,7 +172,7 @@ struct CommandFactsSource(Vec<String>);
 impl Facts for CommandFactsSource {
     fn facts(&self) -> Result<HostFacts, BoxError> {
         let out = run_command(&self.0, None)?;
-        serde_json::from_slice(&out)
+        standalone::parse_facts_json(&out)
             .map_err(|e| format!("{} printed no facts JSON: {e}", self.0[0]).into())
     }
 }

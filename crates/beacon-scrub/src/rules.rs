@@ -247,19 +247,26 @@ static RULES: LazyLock<Vec<TextRule>> = LazyLock::new(|| {
             },
         },
         // Home directories: keep the rest of the path, drop the user name. `/home/` must start a path
-        // (not `https://host/home/index.html`).
+        // (not `https://host/home/index.html`): checked on the character before it rather than matched,
+        // so that a user name ending in a delimiter does not hide the next path (`/home/a|/home/b`).
         TextRule {
             rule: Rule::HomePath,
             with: FILTERED,
             re: pattern!(
-                r"(?:(?:^|[^A-Za-z0-9_.~-])(?:/home/|/Users/)|(?i:\b[a-z]:(?:\\+|/)users(?:\\+|/)))",
+                r"(?:/home/|/Users/|(?i:\b[a-z]:(?:\\+|/)users(?:\\+|/)))",
                 r#"([^/\\\s"'<>:,;()\[\]{}]+)"#,
             ),
             applies: |s, t| {
                 (s.slash && (t.contains("/home/") || t.contains("/Users/")))
                     || (s.colons > 0 && USERS_WORD.is_match(t))
             },
-            redact: group1,
+            redact: |hay, c| {
+                let m = c.get(0)?;
+                if m.as_str().starts_with('/') && !starts_a_path(hay, m.start()) {
+                    return None;
+                }
+                group1(hay, c)
+            },
         },
         TextRule {
             rule: Rule::Iban,
@@ -313,19 +320,32 @@ static RULES: LazyLock<Vec<TextRule>> = LazyLock::new(|| {
 });
 
 pub(crate) fn scrub<'a>(input: &'a str, stats: &mut ScrubStats) -> Cow<'a, str> {
-    let shape = Shape::of(input);
     let mut text = Cow::Borrowed(input);
-    for rule in RULES.iter() {
-        if !(rule.applies)(&shape, &text) {
-            continue;
+    // A redaction can make a match for a rule that ran before it (`alice@x-10.20.30.40-y.com` reads as a
+    // release, two numeric labels, until its IP is `[ip]`; then it is an address): the rules run again
+    // until a pass changes nothing, so that scrubbed text scrubs to itself. Clean text takes one pass.
+    for _ in 0..MAX_PASSES {
+        let shape = Shape::of(&text);
+        let mut changed = false;
+        for rule in RULES.iter() {
+            if !(rule.applies)(&shape, &text) {
+                continue;
+            }
+            if let Some((out, n)) = rewrite(&text, rule) {
+                stats.add(rule.rule, n);
+                text = Cow::Owned(out);
+                changed = true;
+            }
         }
-        if let Some((out, n)) = rewrite(&text, rule) {
-            stats.add(rule.rule, n);
-            text = Cow::Owned(out);
+        if !changed {
+            break;
         }
     }
     text
 }
+
+/// Passes of the rules at most (each pass after the first only runs when the one before redacted).
+const MAX_PASSES: usize = 8;
 
 /// Applies one rule; `None` when it changed nothing. A range that already reads as its replacement is left
 /// alone and not counted, which keeps scrubbing idempotent.
@@ -361,6 +381,19 @@ fn whole(_: &str, c: &Captures) -> Option<Range<usize>> {
 
 fn group1(_: &str, c: &Captures) -> Option<Range<usize>> {
     c.get(1).map(|m| m.range())
+}
+
+/// Whether a `/home/` (or `/Users/`) at byte `at` starts a path: at the start of the text, or after a
+/// character that cannot be part of a path segment. A redaction marker before it counts as part of a
+/// segment (it stands for the text it replaced): `/home/alice/home/x` keeps `x`, and so must
+/// `/home/[Filtered]/home/x`, or scrubbing would not be idempotent.
+fn starts_a_path(hay: &str, at: usize) -> bool {
+    let before = &hay[..at];
+    match before.chars().next_back() {
+        None => true,
+        Some(c) if c.is_ascii_alphanumeric() || "_.~-".contains(c) => false,
+        Some(_) => ![FILTERED, IP, EMAIL].iter().any(|m| before.ends_with(m)),
+    }
 }
 
 /// The card number within a candidate run of digit groups: the whole run if it passes, else the longest run
@@ -512,6 +545,51 @@ mod tests {
         for s in corpus {
             assert_eq!(scrubbed(s), scrub_untriggered(s), "{s}");
         }
+    }
+
+    /// Found by the `event_pipeline` fuzz target: the character that starts a home path was consumed by
+    /// the previous match, so a second user name right after a first one leaked, and a second scrub
+    /// redacted more than the first.
+    #[test]
+    fn home_path_after_a_home_path() {
+        assert_eq!(
+            scrubbed("/home/alice&OLD=/home/bob/x"),
+            "/home/[Filtered]/home/[Filtered]/x"
+        );
+        assert_eq!(
+            scrubbed("`/home/alice`/home/bob`"),
+            "`/home/[Filtered]/home/[Filtered]"
+        );
+        // A `home` directory inside a home directory is not a user name.
+        assert_eq!(
+            scrubbed("/home/alice/home/x /Users/bob/home/y"),
+            "/home/[Filtered]/home/x /Users/[Filtered]/home/y"
+        );
+        for s in [
+            "```{closure}```/home/````/home/```::alice@example```::run",
+            "/home/alice/home/x",
+            "10.0.0.1/home/bob",
+            "alice@example.com/home/bob 4111111111111111/home/carol",
+        ] {
+            let once = scrubbed(s);
+            let mut stats = ScrubStats::default();
+            assert_eq!(scrub(&once, &mut stats), once, "not idempotent: {s}");
+            assert!(stats.is_empty(), "second scrub counted {stats:?}: {s}");
+        }
+    }
+
+    /// Found by the `event_pipeline` fuzz target: the IP rule, running after the e-mail rule, turned a
+    /// release-looking domain (two numeric labels) into an address the next scrub redacted.
+    #[test]
+    fn a_redaction_that_reveals_an_earlier_rule_is_scrubbed_at_once() {
+        let s = "x ::alice@examp---le.comha--10.20.30.40--le.comhand y";
+        let mut stats = ScrubStats::default();
+        let once = scrub(s, &mut stats).into_owned();
+        assert_eq!(once, "x ::[email]--[ip]--le.comhand y");
+        assert_eq!((stats.get(Rule::Ip), stats.get(Rule::Email)), (1, 1));
+        let mut again = ScrubStats::default();
+        assert_eq!(scrub(&once, &mut again), once);
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]
