@@ -466,8 +466,9 @@ async fn list_issues(
 
 async fn show_issue(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<IssueDetail>, ApiError> {
+    let id: i64 = crate::error::path_number("id", &id)?;
     s.store
         .issue(id)
         .await?

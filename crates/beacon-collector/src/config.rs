@@ -57,6 +57,23 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
+    /// Time a client has to send a complete request head (HTTP/1.1; the clock also runs while a
+    /// keep-alive connection waits for its next request), and to finish a TLS handshake. A new
+    /// connection that has not started a request (any protocol) within it is closed too.
+    pub header_read_timeout_secs: u64,
+    /// Time a request body has to arrive in full, from the end of its head; then `408` and the
+    /// connection is closed.
+    pub body_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2 gets a GOAWAY).
+    pub idle_timeout_secs: u64,
+    /// A response the client does not read for this long (the socket accepts no byte) closes the
+    /// connection.
+    pub write_timeout_secs: u64,
+    /// Most connections served at once. Beyond it a connection gets a `503` and is closed; the
+    /// collector lowers the cap at start (with a warning) to stay within the open-files limit.
+    pub max_connections: u64,
+    /// Most concurrent requests (streams) on one HTTP/2 connection.
+    pub http2_max_streams: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -112,6 +129,12 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./beacon-data"),
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 60,
+            idle_timeout_secs: 60,
+            write_timeout_secs: 30,
+            max_connections: 10_000,
+            http2_max_streams: 100,
         }
     }
 }
@@ -148,6 +171,12 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "listen", Kind::Str),
     ("server", "data_dir", Kind::Str),
     ("server", "shutdown_grace_secs", Kind::Int),
+    ("server", "header_read_timeout_secs", Kind::Int),
+    ("server", "body_timeout_secs", Kind::Int),
+    ("server", "idle_timeout_secs", Kind::Int),
+    ("server", "write_timeout_secs", Kind::Int),
+    ("server", "max_connections", Kind::Int),
+    ("server", "http2_max_streams", Kind::Int),
     ("store", "url", Kind::Str),
     ("tls", "cert", Kind::Str),
     ("tls", "key", Kind::Str),
@@ -225,6 +254,34 @@ impl Config {
         }
         if let Err(e) = self.store_url() {
             p.push(e);
+        }
+        // A day is far beyond any sane timeout, and keeps `Duration` arithmetic far from overflow.
+        for (key, secs) in [
+            (
+                "header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("body_timeout_secs", self.server.body_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+            ("write_timeout_secs", self.server.write_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                p.push(format!(
+                    "server.{key}: must be between 1 and 86400 seconds, got {secs}"
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            p.push(format!(
+                "server.max_connections: must be between 1 and 1000000, got {}",
+                self.server.max_connections
+            ));
+        }
+        if !(1..=10_000).contains(&self.server.http2_max_streams) {
+            p.push(format!(
+                "server.http2_max_streams: must be between 1 and 10000, got {}",
+                self.server.http2_max_streams
+            ));
         }
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) => {
@@ -439,6 +496,8 @@ mod tests {
         c.tls.cert = Some("/nonexistent/cert.pem".into());
         c.reports.min_group_size = 0;
         c.store.url = Some("mysql://x".into());
+        c.server.header_read_timeout_secs = 0;
+        c.server.max_connections = 0;
         let pg = Config {
             store: StoreConfig {
                 url: Some("postgres://u@h:5432/db".into()),
@@ -452,6 +511,8 @@ mod tests {
             "tls: cert is set but key is not",
             "min_group_size",
             "store.url",
+            "server.header_read_timeout_secs",
+            "server.max_connections",
         ] {
             assert!(p.contains(want), "{want} in {p}");
         }

@@ -148,6 +148,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A numeric path parameter, parsed in the handler so that a bad one is a `400` naming the parameter
+/// (the framework's own rejection cannot say which parameter it was).
+pub fn path_number<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| {
+        let shown: String = raw.chars().take(64).collect();
+        ApiError::InvalidField(FieldError::new(
+            field,
+            format!("must be a whole number in range, got {shown:?}"),
+        ))
+    })
+}
+
 /// Every error answer of `router` as a JSON [`ErrorBody`]: a panicking handler answers `500`
 /// ([`panic_response`]), and the framework's own rejections keep their status ([`json_errors`]).
 pub fn with_json_errors<S: Clone + Send + Sync + 'static>(

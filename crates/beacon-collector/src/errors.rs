@@ -333,7 +333,7 @@ fn prepare(
 
 pub async fn envelope(
     state: State<AppState>,
-    path: Path<u64>,
+    path: Path<String>,
     headers: HeaderMap,
     query: RawQuery,
     body: Bytes,
@@ -343,7 +343,7 @@ pub async fn envelope(
 
 pub async fn store(
     state: State<AppState>,
-    path: Path<u64>,
+    path: Path<String>,
     headers: HeaderMap,
     query: RawQuery,
     body: Bytes,
@@ -353,12 +353,13 @@ pub async fn store(
 
 async fn ingest(
     State(state): State<AppState>,
-    Path(project_id): Path<u64>,
+    Path(project_id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
     is_envelope: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let project_id: u64 = crate::error::path_number("project_id", &project_id)?;
     let received_at = state.clock.now();
     let mut keys = request_keys(&headers, query.as_deref())?;
     let encoding = headers

@@ -1,9 +1,9 @@
 //! Starting and stopping the collector.
 
 use crate::bulletins::BulletinCache;
-use crate::config::{Config, StoreUrl};
+use crate::config::{Config, ServerConfig, StoreUrl};
 use crate::ingest::Ingest;
-use crate::{AppState, Clock, admin, errors, mobile, ops, security};
+use crate::{AppState, Clock, admin, errors, guards, host, http, mobile, ops, security};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -35,16 +35,28 @@ pub enum StartError {
 }
 
 /// Opens the configured store (creating the data directory for SQLite) and migrates its schema.
+///
+/// SQLite: a new directory is made 0700 and a new database file 0600 (SQLite gives its `-wal` and
+/// `-shm` files the database's mode); existing ones keep their modes, with a warning when others
+/// may read them.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match config.store_url().map_err(StartError::Config)? {
         StoreUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+                host::create_private_dir(dir).map_err(|source| StartError::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
             }
-            Ok(Arc::new(SqliteStore::open(&path)?))
+            host::create_private_file(&path).map_err(|source| StartError::DataDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let store = SqliteStore::open(&path)?;
+            for warning in host::loose_permissions(&path) {
+                tracing::warn!("{warning}");
+            }
+            Ok(Arc::new(store))
         }
         StoreUrl::Postgres(url) => Ok(Arc::new(
             beacon_store_postgres::PgStore::connect(&url).await?,
@@ -100,20 +112,22 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[4], get(ops::metrics))
         .route(
             ROUTES[13],
-            post(errors::envelope).layer(DefaultBodyLimit::max(errors::MAX_BODY_BYTES)),
+            post(errors::envelope).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[13]))),
         )
         .route(
             ROUTES[14],
-            post(errors::store).layer(DefaultBodyLimit::max(errors::MAX_BODY_BYTES)),
+            post(errors::store).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[14]))),
         )
         .route(
             ROUTES[19],
-            // One byte over the limit still reaches the handler, which answers 413 itself.
-            post(mobile::metrics).layer(DefaultBodyLimit::max(
-                beacon_wire::mobile::MAX_BODY_BYTES + 1,
-            )),
+            post(mobile::metrics).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[19]))),
         )
-        .nest("/admin/v1", admin::router(state.clone()));
+        .nest("/admin/v1", admin::router(state.clone()))
+        .route_layer(axum::middleware::from_fn(guards::declared_length))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(state.config.server.body_timeout_secs),
+            guards::body_deadline,
+        ));
     crate::error::with_json_errors(routes)
         .layer(axum::middleware::from_fn(ops::track_latency))
         .with_state(state)
@@ -123,8 +137,7 @@ pub fn router(state: AppState) -> Router {
 pub struct RunningCollector {
     addr: SocketAddr,
     tls: bool,
-    handle: axum_server::Handle<SocketAddr>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: http::Server,
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
     compactor: JoinHandle<()>,
@@ -152,13 +165,13 @@ impl RunningCollector {
     /// Stops accepting connections, lets in-flight requests finish (up to the grace period), then
     /// commits everything queued and stops the writer.
     pub async fn shutdown(self) -> std::io::Result<()> {
-        self.handle.graceful_shutdown(Some(self.grace));
+        self.server.shutdown();
         self.wait().await
     }
 
     /// Waits until the server stops (after [`shutdown`](Self::shutdown) or a fatal error).
     pub async fn wait(self) -> std::io::Result<()> {
-        let served = self.server.await.map_err(std::io::Error::other)?;
+        let served = self.server.wait().await;
         self.refresher.abort();
         self.compactor.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
@@ -177,6 +190,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         return Err(StartError::Config(problems.join("\n")));
     }
     crate::metrics::handle();
+    let open_files = host::raise_open_files_limit();
     let store = open_store(&config).await?;
     let initial_token = bootstrap_token(&*store, &config, &*clock).await?;
 
@@ -215,6 +229,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let addr_text = config.server.listen.clone();
     let listener = std::net::TcpListener::bind(&addr_text)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|source| StartError::Listen {
             addr: addr_text.clone(),
             source,
@@ -223,38 +238,28 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         addr: addr_text,
         source,
     })?;
-    let handle = axum_server::Handle::new();
-    let service = app.into_make_service();
-    let tls = config.tls.cert.is_some();
-    let server = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(StartError::Tls)?;
-            let server = axum_server::from_tcp_rustls(listener, tls_config)
-                .map_err(|source| StartError::Listen {
-                    addr: addr.to_string(),
-                    source,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
-        }
-        _ => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(|source| StartError::Listen {
-                    addr: addr.to_string(),
-                    source,
-                })?
-                .handle(handle.clone());
-            tokio::spawn(server.serve(service))
-        }
+    let acceptor = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key).map_err(StartError::Tls)?),
+        _ => None,
     };
-    tracing::info!(%addr, tls, store = store.backend(), "collector listening");
+    let tls = acceptor.is_some();
+    if host::exposed_without_tls(addr, tls) {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback without TLS: admin tokens and client keys cross the network \
+             readable; set [tls] cert and key, or listen on 127.0.0.1 behind a TLS-terminating proxy"
+        );
+    }
+    let server = http::Server::spawn(
+        listener,
+        acceptor,
+        app,
+        server_limits(&config.server, open_files.after),
+        Duration::from_secs(config.server.shutdown_grace_secs),
+    );
     Ok(RunningCollector {
         addr,
         tls,
-        handle,
         server,
         writer,
         refresher,
@@ -263,6 +268,29 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         initial_token,
         store,
     })
+}
+
+/// The `[server]` limits, with the connection cap kept within the open-files limit.
+fn server_limits(c: &ServerConfig, open_files: u64) -> http::Limits {
+    let (max_connections, lowered) = host::connection_cap(c.max_connections, open_files);
+    if lowered {
+        tracing::warn!(
+            configured = c.max_connections,
+            max_connections,
+            open_files,
+            "server.max_connections lowered to stay within the open-files limit; raise the hard \
+             limit (systemd: LimitNOFILE=) to allow more"
+        );
+    } else {
+        tracing::info!(max_connections, open_files, "connection cap");
+    }
+    http::Limits {
+        header_read_timeout: Duration::from_secs(c.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(c.idle_timeout_secs),
+        write_timeout: Duration::from_secs(c.write_timeout_secs),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        http2_max_streams: u32::try_from(c.http2_max_streams).unwrap_or(u32::MAX),
+    }
 }
 
 /// When the store has no admin token: store the configured one, or make one to show once.
