@@ -21,7 +21,8 @@ fn collector(beacon: &Path, dir: &Path) -> Result<(Proc, String)> {
     spawn_until(cmd, "listening on ")
 }
 
-fn post(url: &str, path: &str, body: Value) -> Result<Value> {
+/// POSTs a JSON body to the admin API of the collector at `url` (one request, its own runtime).
+pub(crate) fn post(url: &str, path: &str, body: Value) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -93,23 +93,6 @@ impl Stats {
     }
 }
 
-fn admin(url: &str, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(rt.block_on(async {
-        reqwest::Client::new()
-            .request(method, format!("{url}/admin/v1{path}"))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<Value>()
-            .await
-    })?)
-}
-
 /// An uncompressed envelope with one event (30 frames, tags, a few values to scrub), id `n`.
 fn event_body(template: &str, n: u64) -> Bytes {
     let id = format!("{n:032x}");
@@ -248,23 +231,13 @@ pub fn run(o: Options) -> Result<bool> {
     let (collector, url): (Proc, String) = spawn_until(cmd, "listening on ")?;
     let pid = collector.0.id();
     let addr = url.trim_start_matches("http://").to_string();
-    let project = admin(
-        &url,
-        reqwest::Method::POST,
-        "/projects",
-        json!({"name": "soak"}),
-    )?;
+    let project = super::durability::post(&url, "/projects", json!({"name": "soak"}))?;
     let dsn_key = project["keys"][0]["public_key"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let project_id = project["id"].as_i64().unwrap_or_default();
-    let api_key = admin(
-        &url,
-        reqwest::Method::POST,
-        "/apikeys",
-        json!({"name": "soak"}),
-    )?["key"]
+    let api_key = super::durability::post(&url, "/apikeys", json!({"name": "soak"}))?["key"]
         .as_str()
         .unwrap_or_default()
         .to_string();

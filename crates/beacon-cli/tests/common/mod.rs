@@ -205,11 +205,8 @@ impl TestDb {
 
     pub fn stored_server_ids(&self) -> HashSet<u64> {
         self.rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            self.connect()
                 .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
                 .query("SELECT server_id FROM checks", &[])
                 .await
                 .unwrap()
@@ -219,14 +216,20 @@ impl TestDb {
         })
     }
 
-    /// Runs statements in the test database (not the server's admin database).
+    /// A connection to the test database (not the server's admin database).
+    async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Runs statements in the test database.
     pub fn exec(&self, sql: &str) {
         self.rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            self.connect()
                 .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
                 .batch_execute(sql)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -236,27 +239,19 @@ impl TestDb {
     /// The first column of every row, as text.
     pub fn strings(&self, sql: &str) -> Vec<String> {
         self.rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .query(sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect()
+            let rows = self.connect().await.query(sql, &[]).await.unwrap();
+            rows.iter().map(|r| r.get::<_, String>(0)).collect()
         })
     }
 
     pub fn count(&self, sql: &str) -> i64 {
         self.rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            self.connect()
                 .await
-                .unwrap();
-            tokio::spawn(conn);
-            client.query_one(sql, &[]).await.unwrap().get(0)
+                .query_one(sql, &[])
+                .await
+                .unwrap()
+                .get(0)
         })
     }
 }
