@@ -145,6 +145,7 @@ pub(crate) fn capture_stack() -> Backtrace {
     };
     #[cfg(unix)]
     // SAFETY: see above; the callback only copies the frame's addresses.
+    #[allow(unsafe_code)]
     unsafe {
         backtrace::trace_unsynchronized(&mut push)
     };
