@@ -217,10 +217,10 @@ fn config_check(file: &std::path::Path) -> Result<()> {
 async fn token_create(args: &StoreArgs, label: &str) -> Result<()> {
     let config = args.load()?;
     let store = beacon_collector::open_store(&config).await?;
-    let token = beacon_collector::tokens::generate();
+    let token = beacon_collector::keys::generate_token();
     store
         .add_admin_token(
-            &beacon_collector::tokens::hash(&token),
+            &beacon_collector::keys::hash(&token),
             label,
             chrono::Utc::now(),
         )

@@ -1,22 +1,17 @@
-//! The admin API under `/admin/v1/`: bearer-token auth on every route, bulletins, reports, dead letters.
+//! The admin API under `/admin/v1/`: bearer-token auth on every route, the OpenAPI document, dead
+//! letters, and the query-parameter rules every channel's admin handlers share. The handlers of each
+//! channel live in its own module (`security::admin`, `sentry::admin`, `mobile::admin`).
 
 use crate::AppState;
 use crate::error::ApiError;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::handler::Handler;
-use axum::http::{Method, StatusCode, header};
+use axum::extract::{Query, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use beacon_store::report;
 use beacon_wire::FieldError;
-use beacon_wire::admin::{
-    DeadLetter, ExposureReport, FleetDimension, FleetReport, GrowthReport, IssueDetail,
-    IssueFilter, IssueSort, IssueSummary, KeyInfo, KeyUpdate, NewProject, ProjectInfo,
-};
-use beacon_wire::bulletin::{Bulletin, NewBulletin};
+use beacon_wire::admin::DeadLetter;
 use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 
@@ -26,62 +21,12 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Most dead letters one request lists.
 pub const MAX_DEAD_LETTERS: u32 = 1000;
 
-/// One operation of the admin API: a method on a path under `/admin/v1`, and its handler.
-pub struct Operation {
-    pub method: Method,
-    pub path: &'static str,
-    route: MethodRouter<AppState>,
-}
-
-fn op<H, T>(method: Method, path: &'static str, handler: H) -> Operation
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
-    Operation {
-        method,
-        path,
-        route: axum::routing::on(filter, handler),
-    }
-}
-
-/// Every operation of the admin API: the router is built from this list, and a test checks it
-/// against `openapi.json` both ways.
-pub fn operations() -> Vec<Operation> {
-    use crate::perf;
-    const GET: Method = Method::GET;
-    const POST: Method = Method::POST;
-    vec![
-        op(GET, "/openapi.json", openapi),
-        op(GET, "/bulletins", list_bulletins),
-        op(POST, "/bulletins", add_bulletin),
-        op(GET, "/bulletins/{id}", show_bulletin),
-        op(POST, "/bulletins/{id}/retract", retract_bulletin),
-        op(GET, "/reports/fleet", fleet),
-        op(GET, "/reports/growth", growth),
-        op(GET, "/reports/exposure", exposure),
-        op(GET, "/deadletters", dead_letters),
-        op(GET, "/projects", list_projects),
-        op(POST, "/projects", create_project),
-        op(Method::PATCH, "/keys/{key}", update_key),
-        op(GET, "/issues", list_issues),
-        op(GET, "/issues/{id}", show_issue),
-        op(GET, "/apikeys", perf::list_api_keys),
-        op(POST, "/apikeys", perf::create_api_key),
-        op(Method::DELETE, "/apikeys/{name}", perf::revoke_api_key),
-        op(GET, "/perf/percentiles", perf::percentiles),
-        op(GET, "/perf/histogram", perf::histogram),
-        op(GET, "/perf/regressions", perf::regressions),
-    ]
-}
-
-pub fn router(state: AppState) -> Router<AppState> {
-    operations()
-        .into_iter()
-        // A path given twice merges its methods.
-        .fold(Router::new(), |r, o| r.route(o.path, o.route))
-        .layer(middleware::from_fn_with_state(state, require_token))
+/// The admin routes (`server::router` puts every [`Access::AdminToken`] route of
+/// [`crate::routes::ALL`] here) behind the bearer-token check.
+///
+/// [`Access::AdminToken`]: crate::routes::Access::AdminToken
+pub fn protect(admin_routes: Router<AppState>, state: AppState) -> Router<AppState> {
+    admin_routes.layer(middleware::from_fn_with_state(state, require_token))
 }
 
 /// `401` unless `Authorization: Bearer <token>` names a stored token.
@@ -96,7 +41,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     };
     match state
         .store
-        .admin_token_valid(&crate::tokens::hash(token))
+        .admin_token_valid(&crate::keys::hash(token))
         .await
     {
         Ok(true) => next.run(req).await,
@@ -112,65 +57,8 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-async fn openapi() -> impl IntoResponse {
+pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
-}
-
-async fn list_bulletins(State(s): State<AppState>) -> Result<Json<Vec<Bulletin>>, ApiError> {
-    Ok(Json(s.store.bulletins().await?))
-}
-
-async fn show_bulletin(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Bulletin>, ApiError> {
-    s.store
-        .bulletin(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("bulletin {id} not found")))
-}
-
-async fn add_bulletin(
-    State(s): State<AppState>,
-    body: Result<Json<NewBulletin>, JsonRejection>,
-) -> Result<(StatusCode, Json<Bulletin>), ApiError> {
-    let Json(new) = body?;
-    let bulletin = Bulletin::from_new(new, s.clock.now())?;
-    s.store.insert_bulletin(&bulletin).await?;
-    refresh(&s).await;
-    tracing::info!(bulletin = %bulletin.id, affected = %bulletin.affected, "bulletin published");
-    Ok((StatusCode::CREATED, Json(bulletin)))
-}
-
-async fn retract_bulletin(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Bulletin>, ApiError> {
-    let b = s.store.retract_bulletin(&id, s.clock.now()).await?;
-    refresh(&s).await;
-    tracing::info!(bulletin = %b.id, "bulletin retracted");
-    Ok(Json(b))
-}
-
-async fn refresh(s: &AppState) {
-    if let Err(e) = s.bulletins.refresh(&*s.store).await {
-        tracing::warn!(error = %e, "bulletin cache refresh failed; retrying on schedule");
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ReportParams {
-    day: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    by: Option<String>,
-    include_test: Option<String>,
-    bulletin: Option<String>,
-    window_days: Option<String>,
-    as_of: Option<String>,
-    channel: Option<String>,
-    limit: Option<String>,
 }
 
 /// The first date a date parameter may name.
@@ -252,101 +140,15 @@ pub(crate) fn number<T: std::str::FromStr>(
         .transpose()
 }
 
-impl ReportParams {
-    /// `day`, or `from`/`to`; missing ends default to `today` and `today - default_days + 1`.
-    fn range(
-        &self,
-        today: NaiveDate,
-        default_days: u64,
-    ) -> Result<(NaiveDate, NaiveDate), FieldError> {
-        if let Some(day) = date("day", &self.day)? {
-            if self.from.is_some() || self.to.is_some() {
-                return Err(FieldError::new(
-                    "day",
-                    "give either day or from/to, not both",
-                ));
-            }
-            return Ok((day, day));
-        }
-        date_range(
-            date("from", &self.from)?,
-            date("to", &self.to)?,
-            today,
-            default_days,
-        )
-    }
+#[derive(Debug, Default, Deserialize)]
+pub struct DeadLetterParams {
+    channel: Option<String>,
+    limit: Option<String>,
 }
 
-async fn fleet(
+pub async fn dead_letters(
     State(s): State<AppState>,
-    Query(p): Query<ReportParams>,
-) -> Result<Json<FleetReport>, ApiError> {
-    let today = s.clock.now().date_naive();
-    let (from, to) = p.range(today, 1)?;
-    let by: FleetDimension =
-        p.by.as_deref()
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or_default();
-    let include_test = flag("include_test", &p.include_test)?;
-    let r = report::fleet(
-        &*s.store,
-        from,
-        to,
-        by,
-        include_test,
-        s.config.reports.min_group_size,
-    )
-    .await?;
-    Ok(Json(r))
-}
-
-async fn growth(
-    State(s): State<AppState>,
-    Query(p): Query<ReportParams>,
-) -> Result<Json<GrowthReport>, ApiError> {
-    let today = s.clock.now().date_naive();
-    let (from, to) = p.range(today, 30)?;
-    let include_test = flag("include_test", &p.include_test)?;
-    let r = report::growth(
-        &*s.store,
-        from,
-        to,
-        include_test,
-        s.config.reports.gone_after_days,
-        today,
-    )
-    .await?;
-    Ok(Json(r))
-}
-
-async fn exposure(
-    State(s): State<AppState>,
-    Query(p): Query<ReportParams>,
-) -> Result<Json<ExposureReport>, ApiError> {
-    let today = s.clock.now().date_naive();
-    let as_of = date("as_of", &p.as_of)?.unwrap_or(today);
-    let window: u32 =
-        number("window_days", &p.window_days)?.unwrap_or(s.config.reports.exposure_window_days);
-    if window == 0 || window > 366 {
-        return Err(FieldError::new("window_days", "must be between 1 and 366").into());
-    }
-    let include_test = flag("include_test", &p.include_test)?;
-    let r = report::exposure(
-        &*s.store,
-        p.bulletin.as_deref(),
-        window,
-        as_of,
-        include_test,
-        s.config.reports.min_group_size,
-    )
-    .await?;
-    Ok(Json(r))
-}
-
-async fn dead_letters(
-    State(s): State<AppState>,
-    Query(p): Query<ReportParams>,
+    Query(p): Query<DeadLetterParams>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     let limit: u32 = number("limit", &p.limit)?.unwrap_or(100);
     if limit == 0 || limit > MAX_DEAD_LETTERS {
@@ -359,129 +161,10 @@ async fn dead_letters(
     ))
 }
 
-/// Longest project name.
-pub const MAX_PROJECT_NAME: usize = 100;
-/// Most issues one request lists.
-pub const MAX_ISSUES: u32 = 1000;
-
-async fn list_projects(State(s): State<AppState>) -> Result<Json<Vec<ProjectInfo>>, ApiError> {
-    Ok(Json(s.store.projects().await?))
-}
-
-async fn create_project(
-    State(s): State<AppState>,
-    body: Result<Json<NewProject>, JsonRejection>,
-) -> Result<(StatusCode, Json<ProjectInfo>), ApiError> {
-    let Json(new) = body?;
-    let name = new.name.trim();
-    if name.is_empty()
-        || new.name.chars().count() > MAX_PROJECT_NAME
-        || name.chars().any(char::is_control)
-    {
-        return Err(FieldError::new(
-            "name",
-            format!("must be 1 to {MAX_PROJECT_NAME} printable characters, not only white space"),
-        )
-        .into());
-    }
-    let key = hex::encode(rand::random::<[u8; 16]>());
-    let project = s.store.create_project(name, &key, s.clock.now()).await?;
-    tracing::info!(project = project.id, name = %project.name, "project created");
-    Ok((StatusCode::CREATED, Json(project)))
-}
-
-async fn update_key(
-    State(s): State<AppState>,
-    Path(key): Path<String>,
-    body: Result<Json<KeyUpdate>, JsonRejection>,
-) -> Result<Json<KeyInfo>, ApiError> {
-    let Json(update) = body?;
-    let info = s
-        .store
-        .update_key(&key, update.enabled, update.rate_limit_per_minute)
-        .await?;
-    s.keys.forget(&key);
-    tracing::info!(key = %key, enabled = info.enabled, rate_limit = ?info.rate_limit_per_minute, "key updated");
-    Ok(Json(info))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct IssueParams {
-    project: Option<String>,
-    release: Option<String>,
-    environment: Option<String>,
-    level: Option<String>,
-    sort: Option<String>,
-    limit: Option<String>,
-}
-
-async fn list_issues(
-    State(s): State<AppState>,
-    Query(p): Query<IssueParams>,
-) -> Result<Json<Vec<IssueSummary>>, ApiError> {
-    let level = p
-        .level
-        .as_deref()
-        .map(|l| {
-            serde_json::from_value(serde_json::Value::String(l.to_string())).map_err(|_| {
-                FieldError::new(
-                    "level",
-                    format!("must be debug, info, warning, error or fatal, got {l:?}"),
-                )
-            })
-        })
-        .transpose()?;
-    let sort = match p.sort.as_deref() {
-        None | Some("last-seen") => IssueSort::LastSeen,
-        Some("count") => IssueSort::Count,
-        Some(o) => {
-            return Err(
-                FieldError::new("sort", format!("must be last-seen or count, got {o:?}")).into(),
-            );
-        }
-    };
-    let limit: u32 = number("limit", &p.limit)?.unwrap_or(100);
-    if limit == 0 || limit > MAX_ISSUES {
-        return Err(FieldError::new("limit", format!("must be between 1 and {MAX_ISSUES}")).into());
-    }
-    let filter = IssueFilter {
-        project_id: number::<i64>("project", &p.project)?
-            .map(|id| {
-                (id >= 1).then_some(id).ok_or_else(|| {
-                    FieldError::new(
-                        "project",
-                        format!("must be a project id (1 or more), got {id}"),
-                    )
-                })
-            })
-            .transpose()?,
-        release: p.release,
-        environment: p.environment,
-        level,
-        sort,
-        limit,
-    };
-    Ok(Json(s.store.issues(&filter).await?))
-}
-
-async fn show_issue(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<IssueDetail>, ApiError> {
-    let id: i64 = crate::error::path_number("id", &id)?;
-    s.store
-        .issue(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("issue {id} not found")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-
-    const PREFIX: &str = "/admin/v1";
 
     /// `(METHOD, /admin/v1/path)` of every operation in `openapi.json`.
     fn documented() -> BTreeSet<(String, String)> {
@@ -502,9 +185,10 @@ mod tests {
     }
 
     fn routed() -> BTreeSet<(String, String)> {
-        operations()
+        crate::routes::ALL
             .iter()
-            .map(|o| (o.method.to_string(), format!("{PREFIX}{}", o.path)))
+            .filter(|r| r.access == crate::routes::Access::AdminToken)
+            .map(|r| (r.method.to_string(), r.path.to_string()))
             .collect()
     }
 
@@ -517,23 +201,6 @@ mod tests {
             undocumented.is_empty() && unrouted.is_empty(),
             "routed but not in openapi.json: {undocumented:?}\nin openapi.json but not routed: {unrouted:?}"
         );
-        assert_eq!(
-            routes.len(),
-            operations().len(),
-            "an operation is listed twice"
-        );
-    }
-
-    #[test]
-    fn every_admin_path_has_a_metrics_label() {
-        for o in operations() {
-            let path = format!("{PREFIX}{}", o.path);
-            assert_eq!(
-                crate::server::static_route(&path),
-                path,
-                "add {path} to server::ROUTES"
-            );
-        }
     }
 
     #[test]

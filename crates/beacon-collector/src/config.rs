@@ -53,7 +53,7 @@ impl Default for ErrorsConfig {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: String,
-    /// Where the SQLite database (and later the spool) lives.
+    /// Where the SQLite database lives (when `[store] url` does not name another).
     pub data_dir: PathBuf,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,
@@ -420,6 +420,42 @@ fn apply_env(table: &mut toml::Table, name: &str, value: String) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `KEYS` (the environment variables `BEACON_<SECTION>_<KEY>`) is kept by hand: it must name
+    /// every field of every section of [`Config`], once, with the right kind.
+    #[test]
+    fn every_config_field_has_an_environment_variable() {
+        let json = serde_json::to_value(Config::default()).expect("config serializes");
+        let mut fields = std::collections::BTreeMap::new();
+        for (section, table) in json.as_object().expect("sections") {
+            for (key, value) in table.as_object().expect("a section is a table") {
+                fields.insert((section.clone(), key.clone()), value.clone());
+            }
+        }
+        let mut listed = std::collections::BTreeSet::new();
+        for (section, key, kind) in KEYS {
+            assert!(
+                listed.insert((section.to_string(), key.to_string())),
+                "{section}.{key} listed twice in KEYS"
+            );
+            let value = fields
+                .get(&(section.to_string(), key.to_string()))
+                .unwrap_or_else(|| panic!("KEYS has {section}.{key}, which Config does not"));
+            let kind_fits = match kind {
+                Kind::Int => value.is_u64(),
+                Kind::Str => value.is_string() || value.is_null(),
+            };
+            assert!(
+                kind_fits,
+                "{section}.{key}: KEYS says {kind:?}, the default is {value}"
+            );
+        }
+        let missing: Vec<_> = fields.keys().filter(|k| !listed.contains(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "Config fields without an entry in KEYS: {missing:?}"
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

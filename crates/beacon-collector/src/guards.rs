@@ -26,12 +26,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The body limit of a route pattern: the one place both the router's `DefaultBodyLimit` and the
 /// early `Content-Length` check read.
 pub fn body_limit(route: &str) -> usize {
-    match route {
-        "/api/{project_id}/envelope/" | "/api/{project_id}/store/" => crate::errors::MAX_BODY_BYTES,
-        // One byte over the limit still reaches the handler, which answers 413 itself.
-        "/v1/mobile/metrics" => beacon_wire::mobile::MAX_BODY_BYTES + 1,
-        _ => DEFAULT_BODY_LIMIT,
-    }
+    crate::routes::body_limit(route).unwrap_or(DEFAULT_BODY_LIMIT)
 }
 
 /// Route layer: `413` when the declared length is over the matched route's limit.

@@ -5,24 +5,24 @@
 //! report queries. One error type, [`ApiError`], maps every failure to one HTTP status.
 
 pub mod admin;
-pub mod bulletins;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod error;
-pub mod errors;
 pub mod guards;
 pub mod host;
 pub mod http;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod mobile;
 pub mod ops;
-pub mod perf;
+pub mod outcome;
+pub mod routes;
 pub mod security;
+pub mod sentry;
 pub mod server;
-pub mod tokens;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use config::Config;
@@ -38,15 +38,15 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn beacon_store::Store>,
     pub ingest: ingest::Ingest,
-    pub bulletins: Arc<bulletins::BulletinCache>,
+    pub bulletins: Arc<security::bulletins::BulletinCache>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
-    pub keys: errors::KeyCache,
-    pub limiter: errors::RateLimiter,
+    pub keys: keys::KeyCache,
+    pub limiter: sentry::RateLimiter,
     /// Mobile API keys by SHA-256: valid or not.
     pub api_keys: cache::TtlCache<bool>,
     /// The keyed hash that replaces `device_unique_id`.
-    pub device_hasher: mobile::DeviceHasher,
+    pub device_hasher: keys::DeviceHasher,
 }
 
 impl AppState {

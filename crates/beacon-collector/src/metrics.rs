@@ -71,32 +71,3 @@ pub fn handle() -> PrometheusHandle {
         })
         .clone()
 }
-
-/// The final state of one received item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome<'a> {
-    Accepted,
-    Duplicate,
-    Rejected(&'a str),
-    RateLimited,
-}
-
-/// Counts one item's outcome in `beacon_items_total`.
-pub fn count_item(channel: &'static str, outcome: Outcome<'_>) {
-    count_items(channel, outcome, 1);
-}
-
-/// Counts `n` items of one channel with one outcome.
-pub fn count_items(channel: &'static str, outcome: Outcome<'_>, n: u64) {
-    if n == 0 {
-        return;
-    }
-    let (name, reason): (&'static str, metrics::SharedString) = match outcome {
-        Outcome::Accepted => ("accepted", "".into()),
-        Outcome::Duplicate => ("duplicate", "".into()),
-        Outcome::Rejected(r) => ("rejected", r.to_string().into()),
-        Outcome::RateLimited => ("rate_limited", "".into()),
-    };
-    metrics::counter!(ITEMS_TOTAL, "channel" => channel, "outcome" => name, "reason" => reason)
-        .increment(n);
-}

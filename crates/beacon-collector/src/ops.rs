@@ -56,7 +56,7 @@ pub async fn track_latency(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| crate::server::static_route(p.as_str()))
+        .map(|p| crate::routes::static_path(p.as_str()))
         .unwrap_or("unmatched");
     let method = match *req.method() {
         Method::GET => "GET",

@@ -1,12 +1,14 @@
 //! Starting and stopping the collector.
 
-use crate::bulletins::BulletinCache;
 use crate::config::{Config, ServerConfig, StoreUrl};
 use crate::ingest::Ingest;
-use crate::{AppState, Clock, admin, errors, guards, host, http, mobile, ops, security};
+use crate::routes::{self, Route};
+use crate::security::bulletins::BulletinCache;
+use crate::{AppState, Clock, admin, guards, host, http, keys, mobile, ops, security, sentry};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter};
 use beacon_store::Store;
 use beacon_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -64,65 +66,82 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
-/// Every route pattern, so metrics can label requests with static strings.
-const ROUTES: &[&str] = &[
-    "/security",
-    "/bulletins/{id}",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/admin/v1/openapi.json",
-    "/admin/v1/bulletins",
-    "/admin/v1/bulletins/{id}",
-    "/admin/v1/bulletins/{id}/retract",
-    "/admin/v1/reports/fleet",
-    "/admin/v1/reports/growth",
-    "/admin/v1/reports/exposure",
-    "/admin/v1/deadletters",
-    "/api/{project_id}/envelope/",
-    "/api/{project_id}/store/",
-    "/admin/v1/projects",
-    "/admin/v1/keys/{key}",
-    "/admin/v1/issues",
-    "/admin/v1/issues/{id}",
-    "/v1/mobile/metrics",
-    "/admin/v1/apikeys",
-    "/admin/v1/apikeys/{name}",
-    "/admin/v1/perf/percentiles",
-    "/admin/v1/perf/histogram",
-    "/admin/v1/perf/regressions",
-];
-
-/// The static form of a matched route pattern.
-pub fn static_route(matched: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .find(|r| **r == matched)
-        .copied()
-        .unwrap_or("other")
+/// One entry of [`routes::ALL`] with its handler.
+pub struct Mount {
+    pub route: &'static Route,
+    handler: MethodRouter<AppState>,
 }
 
-/// The whole HTTP surface.
+fn mount<H, T>(route: &'static Route, handler: H) -> Mount
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(route.method.http()).expect("a method axum can route");
+    Mount {
+        route,
+        handler: axum::routing::on(filter, handler),
+    }
+}
+
+/// Every route with its handler; a test checks that this is [`routes::ALL`], each once.
+pub fn mounts() -> Vec<Mount> {
+    use crate::routes::*;
+    vec![
+        mount(&SECURITY_CHECK, security::check),
+        mount(&BULLETIN_PAGE, security::bulletin_body),
+        mount(&SENTRY_ENVELOPE, sentry::envelope),
+        mount(&SENTRY_STORE, sentry::store),
+        mount(&MOBILE_METRICS, mobile::metrics),
+        mount(&HEALTHZ, ops::healthz),
+        mount(&READYZ, ops::readyz),
+        mount(&METRICS, ops::metrics),
+        mount(&ADMIN_OPENAPI, admin::openapi),
+        mount(&ADMIN_DEAD_LETTERS, admin::dead_letters),
+        mount(&BULLETINS_LIST, security::admin::list_bulletins),
+        mount(&BULLETINS_ADD, security::admin::add_bulletin),
+        mount(&BULLETINS_SHOW, security::admin::show_bulletin),
+        mount(&BULLETINS_RETRACT, security::admin::retract_bulletin),
+        mount(&REPORT_FLEET, security::admin::fleet),
+        mount(&REPORT_GROWTH, security::admin::growth),
+        mount(&REPORT_EXPOSURE, security::admin::exposure),
+        mount(&PROJECTS_LIST, sentry::admin::list_projects),
+        mount(&PROJECTS_CREATE, sentry::admin::create_project),
+        mount(&KEY_UPDATE, sentry::admin::update_key),
+        mount(&ISSUES_LIST, sentry::admin::list_issues),
+        mount(&ISSUES_SHOW, sentry::admin::show_issue),
+        mount(&APIKEYS_LIST, mobile::admin::list_api_keys),
+        mount(&APIKEYS_CREATE, mobile::admin::create_api_key),
+        mount(&APIKEYS_REVOKE, mobile::admin::revoke_api_key),
+        mount(&PERF_PERCENTILES, mobile::admin::percentiles),
+        mount(&PERF_HISTOGRAM, mobile::admin::histogram),
+        mount(&PERF_REGRESSIONS, mobile::admin::regressions),
+    ]
+}
+
+/// The whole HTTP surface, built from [`mounts`]: admin routes nested under
+/// [`routes::ADMIN_PREFIX`] behind the token check, every other route with its own body limit.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route(ROUTES[0], get(security::check))
-        .route(ROUTES[1], get(security::bulletin_body))
-        .route(ROUTES[2], get(ops::healthz))
-        .route(ROUTES[3], get(ops::readyz))
-        .route(ROUTES[4], get(ops::metrics))
-        .route(
-            ROUTES[13],
-            post(errors::envelope).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[13]))),
+    let mut routes = Router::new();
+    let mut admin_routes = Router::new();
+    // A path given twice merges its methods.
+    for Mount { route, handler } in mounts() {
+        match route.admin_path() {
+            Some(path) => admin_routes = admin_routes.route(path, handler),
+            None => {
+                let handler = match route.body_limit {
+                    Some(limit) => handler.layer(DefaultBodyLimit::max(limit)),
+                    None => handler,
+                };
+                routes = routes.route(route.path, handler);
+            }
+        }
+    }
+    let routes = routes
+        .nest(
+            routes::ADMIN_PREFIX,
+            admin::protect(admin_routes, state.clone()),
         )
-        .route(
-            ROUTES[14],
-            post(errors::store).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[14]))),
-        )
-        .route(
-            ROUTES[19],
-            post(mobile::metrics).layer(DefaultBodyLimit::max(guards::body_limit(ROUTES[19]))),
-        )
-        .nest("/admin/v1", admin::router(state.clone()))
         .route_layer(axum::middleware::from_fn(guards::declared_length))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(state.config.server.body_timeout_secs),
@@ -194,7 +213,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let store = open_store(&config).await?;
     let initial_token = bootstrap_token(&*store, &config, &*clock).await?;
 
-    let device_hasher = mobile::DeviceHasher::load(&*store).await?;
+    let device_hasher = keys::DeviceHasher::load(&*store).await?;
     let bulletins = Arc::new(BulletinCache::default());
     bulletins.refresh(&*store).await?;
     let (ingest, writer) = Ingest::start(
@@ -306,7 +325,7 @@ async fn bootstrap_token(
         Some(token) => {
             let stored = store
                 .add_admin_token(
-                    &crate::tokens::hash(token),
+                    &crate::keys::hash(token),
                     "initial (configured)",
                     clock.now(),
                 )
@@ -320,9 +339,9 @@ async fn bootstrap_token(
             Ok(None)
         }
         None => {
-            let token = crate::tokens::generate();
+            let token = crate::keys::generate_token();
             store
-                .add_admin_token(&crate::tokens::hash(&token), "initial", clock.now())
+                .add_admin_token(&crate::keys::hash(&token), "initial", clock.now())
                 .await?;
             Ok(Some(token))
         }
@@ -351,6 +370,37 @@ async fn compact_perf(store: Arc<dyn Store>, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deltas = n, "sketch deltas compacted"),
             Err(e) => tracing::warn!(error = %e, "sketch compaction failed; retrying on schedule"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod route_table_tests {
+    use super::*;
+
+    #[test]
+    fn every_route_of_the_table_is_mounted_once() {
+        let mounted: Vec<&str> = mounts().iter().map(|m| m.route.name).collect();
+        let table: Vec<&str> = routes::ALL.iter().map(|r| r.name).collect();
+        let mut sorted = mounted.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            mounted.len(),
+            "a route is mounted twice: {mounted:?}"
+        );
+        for name in &table {
+            assert!(
+                mounted.contains(name),
+                "{name} is in routes::ALL but has no handler"
+            );
+        }
+        for name in &mounted {
+            assert!(
+                table.contains(name),
+                "{name} is mounted but not in routes::ALL"
+            );
         }
     }
 }

@@ -231,7 +231,7 @@ async fn framework_rejections_answer_the_json_error_body() {
             "x-sentry-auth",
             "Sentry sentry_key=0123456789abcdef0123456789abcdef, sentry_version=7",
         )
-        .body(vec![b'x'; beacon_collector::errors::MAX_BODY_BYTES + 1])
+        .body(vec![b'x'; beacon_collector::sentry::MAX_BODY_BYTES + 1])
         .send()
         .await
         .unwrap();

@@ -125,7 +125,7 @@ async fn an_endless_chunk_is_cut_with_408() {
 #[tokio::test]
 async fn a_declared_length_over_the_limit_gets_413_without_100_continue() {
     let c = start_with(short_limits).await;
-    let over_errors = beacon_collector::errors::MAX_BODY_BYTES + 1024 * 1024;
+    let over_errors = beacon_collector::sentry::MAX_BODY_BYTES + 1024 * 1024;
     let over_mobile = beacon_wire::mobile::MAX_BODY_BYTES + 2;
     for (path, length, expect) in [
         ("/api/1/envelope/", over_errors, true),

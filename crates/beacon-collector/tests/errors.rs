@@ -195,7 +195,7 @@ async fn auth_failures() {
     let path = format!("/api/{}/envelope/", p.id);
     let body = || envelope(&[("event", event(1, "x").to_string().into_bytes(), true)]);
     type Case<'a> = (Vec<(&'a str, String)>, String, u16);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (vec![], path.clone(), 401),
         (
             vec![("x-sentry-auth", auth(&p.key))],

@@ -178,7 +178,7 @@ struct TextRule {
     /// Whether the rule can match at all; `false` skips the regex.
     applies: fn(&Shape, &str) -> bool,
     /// The range of the haystack to redact for one match, if any.
-    redact: fn(&str, &Captures) -> Option<Range<usize>>,
+    redact: fn(&str, &Captures<'_>) -> Option<Range<usize>>,
 }
 
 /// ASCII word boundary: keeps the lazy DFA usable on non-ASCII text, unlike Unicode `\b`.
@@ -375,11 +375,11 @@ fn rewrite(text: &str, rule: &TextRule) -> Option<(String, u64)> {
     Some((out, n))
 }
 
-fn whole(_: &str, c: &Captures) -> Option<Range<usize>> {
+fn whole(_: &str, c: &Captures<'_>) -> Option<Range<usize>> {
     c.get(0).map(|m| m.range())
 }
 
-fn group1(_: &str, c: &Captures) -> Option<Range<usize>> {
+fn group1(_: &str, c: &Captures<'_>) -> Option<Range<usize>> {
     c.get(1).map(|m| m.range())
 }
 
@@ -398,7 +398,7 @@ fn starts_a_path(hay: &str, at: usize) -> bool {
 
 /// The card number within a candidate run of digit groups: the whole run if it passes, else the longest run
 /// of whole groups that does (`4111 1111 1111 1111 2` → the first four groups).
-fn card(hay: &str, c: &Captures) -> Option<Range<usize>> {
+fn card(hay: &str, c: &Captures<'_>) -> Option<Range<usize>> {
     let m = c.get(0)?;
     let mut groups: Vec<Range<usize>> = Vec::new();
     let mut start = m.start();
@@ -435,7 +435,7 @@ fn card_valid(hay: &str, r: Range<usize>) -> bool {
     matches!(candidate.as_bytes()[0], b'2'..=b'6') && luhn_valid(candidate)
 }
 
-fn ipv6(hay: &str, c: &Captures) -> Option<Range<usize>> {
+fn ipv6(hay: &str, c: &Captures<'_>) -> Option<Range<usize>> {
     let m = c.get(0)?;
     let s = m.as_str();
     let bytes = hay.as_bytes();

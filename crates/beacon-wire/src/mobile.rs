@@ -445,7 +445,7 @@ impl<'de> Deserialize<'de> for Micros {
         struct V;
         impl serde::de::Visitor<'_> for V {
             type Value = Micros;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a number of microseconds")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Micros, E> {

@@ -162,7 +162,7 @@ impl<'de> Deserialize<'de> for Text {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Text;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string, number or bool")
             }
             fn visit_str<E>(self, v: &str) -> Result<Text, E> {
@@ -294,7 +294,7 @@ impl<'de> Deserialize<'de> for ExceptionValues {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = ExceptionValues;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a list of exceptions")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -316,7 +316,7 @@ impl<'de> Deserialize<'de> for RawExceptions {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawExceptions;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("{\"values\": [...]} or a list of exceptions")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -388,7 +388,7 @@ impl<'de> Deserialize<'de> for RawFrames {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawFrames;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a list of frames")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(

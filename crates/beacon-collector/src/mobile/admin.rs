@@ -43,14 +43,14 @@ pub async fn create_api_key(
         )
         .into());
     }
-    let key = crate::mobile::generate_key();
+    let key = crate::keys::generate_api_key();
     let prefix: String = key
         .chars()
-        .take(crate::mobile::API_KEY_PREFIX.len() + 8)
+        .take(crate::keys::API_KEY_PREFIX.len() + 8)
         .collect();
     let info = s
         .store
-        .create_api_key(name, &crate::tokens::hash(&key), &prefix, s.clock.now())
+        .create_api_key(name, &crate::keys::hash(&key), &prefix, s.clock.now())
         .await?;
     tracing::info!(name = %info.name, prefix = %info.prefix, "mobile api key created");
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key, info })))

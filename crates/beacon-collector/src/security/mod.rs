@@ -1,8 +1,12 @@
 //! Channel 1: `GET /security` and `GET /bulletins/{id}`.
 
+pub mod admin;
+pub mod bulletins;
+
 use crate::AppState;
 use crate::error::ApiError;
-use crate::metrics::{Outcome, UNKNOWN_FIELDS_TOTAL, count_item};
+use crate::metrics::UNKNOWN_FIELDS_TOTAL;
+use crate::outcome::Items;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -20,13 +24,14 @@ pub async fn check(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<BulletinNotice>>, ApiError> {
+    let item = Items::one(CHANNEL);
     let raw = query.unwrap_or_default();
     let received_at = state.clock.now();
     let parsed = match parse_query(&raw) {
         Ok(p) => p,
         Err(field_error) => {
             let reason = format!("invalid_{}", field_error.field);
-            count_item(CHANNEL, Outcome::Rejected(&reason));
+            item.reject(&reason);
             let payload = beacon_scrub::scrub_truncated(
                 &beacon_wire::security::dead_letter_view(&raw),
                 DEAD_LETTER_BYTES,
@@ -53,19 +58,16 @@ pub async fn check(
         received_at,
         check: parsed.check,
     };
-    match state.ingest.submit(WriteOp::Check(record)).await {
-        Ok(WriteOutcome::Accepted) => count_item(CHANNEL, Outcome::Accepted),
-        Ok(WriteOutcome::Duplicate) => count_item(CHANNEL, Outcome::Duplicate),
+    let written = state.ingest.submit(WriteOp::Check(record)).await;
+    item.stored(written.as_ref().copied());
+    match written {
+        Ok(WriteOutcome::Accepted | WriteOutcome::Duplicate) => {}
         Ok(WriteOutcome::Unstorable) => {
-            count_item(CHANNEL, Outcome::Rejected("unstorable"));
             return Err(ApiError::BadRequest(
                 "the store refused this check's data".into(),
             ));
         }
-        Err(e) => {
-            count_item(CHANNEL, Outcome::Rejected("store_unavailable"));
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     }
     Ok(Json(state.bulletins.notices_for(&version)))
 }

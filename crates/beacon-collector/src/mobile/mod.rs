@@ -4,61 +4,28 @@
 //! alone), replaces `device_unique_id` by a keyed hash before anything leaves this module, and submits
 //! one write for the accepted events plus one dead letter per rejected event to the ingest service.
 
+pub mod admin;
+
 use crate::AppState;
 use crate::decode::{DecodeError, decode};
 use crate::error::ApiError;
-use crate::metrics::{Outcome, UNKNOWN_FIELDS_TOTAL, count_item, count_items};
+use crate::keys::{API_KEY_PREFIX, DeviceHasher};
+use crate::metrics::UNKNOWN_FIELDS_TOTAL;
+use crate::outcome::Items;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use beacon_store::perf::{PerfContext, TraceBatch};
-use beacon_store::{NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
+use beacon_store::{NewDeadLetter, WriteOp, WriteOutcome};
 use beacon_wire::mobile::{self, BatchError, MetricsResponse, RejectedEntry};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 pub const CHANNEL: &str = "mobile";
-/// Prefix of every mobile API key, so a leaked one is easy to recognise.
-pub const API_KEY_PREFIX: &str = "bmk_";
-/// Under this name the store keeps the device-hash secret, shared by every collector on a database.
-const SECRET_NAME: &str = "mobile_device_hmac_sha256";
 /// Bytes of a rejected event or batch kept (scrubbed) as a dead letter.
 const DEAD_LETTER_BYTES: usize = 1024;
 /// Bodies up to this size are judged on the request's task; larger ones on the blocking pool.
 const INLINE_BYTES: usize = 64 << 10;
-
-/// Replaces a raw `device_unique_id` by HMAC-SHA-256 with the collector's secret (hex).
-#[derive(Clone)]
-pub struct DeviceHasher(Hmac<Sha256>);
-
-impl DeviceHasher {
-    /// Loads the secret from the store, generating it (32 random bytes) on the very first start.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let candidate: [u8; 32] = rand::random();
-        let secret = store.secret(SECRET_NAME, &candidate).await?;
-        Ok(Self::new(&secret))
-    }
-
-    pub fn new(secret: &[u8]) -> Self {
-        DeviceHasher(Hmac::new_from_slice(secret).expect("hmac takes keys of any length"))
-    }
-
-    pub fn hash(&self, raw: &str) -> String {
-        let mut mac = self.0.clone();
-        mac.update(raw.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-/// A new API key: `bmk_` and 64 hex characters (256 random bits).
-pub fn generate_key() -> String {
-    format!(
-        "{API_KEY_PREFIX}{}",
-        hex::encode(rand::random::<[u8; 32]>())
-    )
-}
 
 struct Prepared {
     traces: Option<TraceBatch>,
@@ -218,20 +185,32 @@ pub async fn metrics(
     body: Bytes,
 ) -> Result<Json<MetricsResponse>, ApiError> {
     let received_at = state.clock.now();
+    // The batch is one item until it is read; then each of its trace events is one.
+    let request = Items::one(CHANNEL);
     let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
-        count_item(CHANNEL, Outcome::Rejected("missing_api_key"));
+        request.reject("missing_api_key");
         return Err(ApiError::Unauthenticated(
             "an x-api-key header is required (keys come from `beacon apikey create`)".into(),
         ));
     };
-    let hash = crate::tokens::hash(key.trim());
-    let valid = key.starts_with(API_KEY_PREFIX)
-        && state
+    let hash = crate::keys::hash(key.trim());
+    let valid = if key.starts_with(API_KEY_PREFIX) {
+        match state
             .api_keys
             .get(&hash, || state.store.api_key_valid(&hash))
-            .await?;
+            .await
+        {
+            Ok(valid) => valid,
+            Err(e) => {
+                request.reject("store_unavailable");
+                return Err(e);
+            }
+        }
+    } else {
+        false
+    };
     if !valid {
-        count_item(CHANNEL, Outcome::Rejected("invalid_api_key"));
+        request.reject("invalid_api_key");
         return Err(ApiError::Forbidden("unknown or revoked api key".into()));
     }
     let encoding = headers
@@ -247,13 +226,16 @@ pub async fn metrics(
             prepare(&body, encoding.as_deref(), received_at, &hasher)
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("batch processing failed: {e}")))?
+        .unwrap_or_else(|e| {
+            let error = ApiError::Internal(format!("batch processing failed: {e}"));
+            Err(Refused(error, "internal".into(), String::new()))
+        })
     };
     let prepared = match prepared {
         Ok(p) => p,
         Err(Refused(err, reason, copy)) => {
-            count_item(CHANNEL, Outcome::Rejected(&reason));
-            if !copy.is_empty() || reason != "too_large" {
+            request.reject(&reason);
+            if !copy.is_empty() || !matches!(reason.as_str(), "too_large" | "internal") {
                 let letter = WriteOp::DeadLetter(NewDeadLetter {
                     received_at,
                     channel: CHANNEL.into(),
@@ -277,6 +259,10 @@ pub async fn metrics(
             .increment(prepared.invalid_keys as u64);
     }
     let accepted = prepared.response.accepted as u64;
+    let mut items = request.into_items(accepted + prepared.response.rejected.len() as u64);
+    for r in &prepared.response.rejected {
+        items.split(1).reject(&r.reason);
+    }
     let mut waits = Vec::with_capacity(1 + prepared.letters.len());
     let has_traces = prepared.traces.is_some();
     if let Some(t) = prepared.traces {
@@ -289,25 +275,20 @@ pub async fn metrics(
         .await
         .into_iter()
         .collect();
-    if let Err(e) = outcomes {
-        count_items(CHANNEL, Outcome::Rejected("store_unavailable"), accepted);
-        for r in &prepared.response.rejected {
-            count_item(CHANNEL, Outcome::Rejected(&r.reason));
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(e) => {
+            items.reject("store_unavailable");
+            return Err(e);
         }
-        return Err(e);
-    }
-    for r in &prepared.response.rejected {
-        count_item(CHANNEL, Outcome::Rejected(&r.reason));
-    }
-    if has_traces
-        && outcomes.ok().and_then(|o| o.first().copied()) == Some(WriteOutcome::Unstorable)
-    {
-        count_items(CHANNEL, Outcome::Rejected("unstorable"), accepted);
+    };
+    if has_traces && outcomes.first() == Some(&WriteOutcome::Unstorable) {
+        items.reject("unstorable");
         return Err(ApiError::BadRequest(
             "the store refused this batch's data".into(),
         ));
     }
-    count_items(CHANNEL, Outcome::Accepted, accepted);
+    items.accept();
     Ok(Json(prepared.response))
 }
 

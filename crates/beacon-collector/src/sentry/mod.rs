@@ -7,11 +7,13 @@
 //! scrubbing, grouping — and the events to the ingest service, answering `200` only once they are
 //! committed.
 
+pub mod admin;
+
 use crate::AppState;
 use crate::decode::{DecodeError, decode, decode_prefix};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
-use crate::metrics::{Outcome, count_item};
+use crate::outcome::Items;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -60,9 +62,6 @@ static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyL
             .unwrap_or(2),
     )
 });
-
-/// Public keys by key, cached.
-pub type KeyCache = crate::cache::TtlCache<Option<KeyInfo>>;
 
 /// Events per key per minute, in fixed one-minute windows.
 #[derive(Default)]
@@ -173,6 +172,19 @@ fn decode_error(e: DecodeError) -> ApiError {
     }
 }
 
+/// A request whose body cannot be used at all: the answer, and the reason its outcome is counted with.
+struct Refused(ApiError, &'static str);
+
+impl From<DecodeError> for Refused {
+    fn from(e: DecodeError) -> Self {
+        let reason = match e {
+            DecodeError::TooLarge(_) => "too_large",
+            _ => "invalid_encoding",
+        };
+        Refused(decode_error(e), reason)
+    }
+}
+
 /// What a rejected event's dead letter keeps: what an accepted event would have kept of it (the lenient
 /// whitelist projection, scrubbed), cut to [`DEAD_LETTER_BYTES`]; of a body that is not JSON, a
 /// scrubbed prefix; of one over the size limit, nothing (the reason says how big it was).
@@ -255,7 +267,7 @@ fn inline_prepare(
     is_envelope: bool,
     project_id: i64,
     received_at: DateTime<Utc>,
-) -> Option<Result<Prepared, ApiError>> {
+) -> Option<Result<Prepared, Refused>> {
     if body.len() > INLINE_BODY_BYTES {
         return None;
     }
@@ -267,7 +279,7 @@ fn inline_prepare(
         project_id,
         received_at,
     ) {
-        Err(ApiError::TooLarge(_)) => None,
+        Err(Refused(ApiError::TooLarge(_), _)) => None,
         other => Some(other),
     }
 }
@@ -280,8 +292,8 @@ fn prepare(
     is_envelope: bool,
     project_id: i64,
     received_at: DateTime<Utc>,
-) -> Result<Prepared, ApiError> {
-    let decoded = decode(body, encoding, decoded_limit).map_err(decode_error)?;
+) -> Result<Prepared, Refused> {
+    let decoded = decode(body, encoding, decoded_limit)?;
     if !is_envelope {
         let id = new_event_id();
         return Ok(Prepared {
@@ -290,14 +302,12 @@ fn prepare(
             items: vec![judge_event(&decoded, &id, project_id, received_at)],
         });
     }
-    let env = envelope::parse(&decoded).map_err(|e| {
-        count_item(CHANNEL, Outcome::Rejected(e.reason()));
-        ApiError::BadRequest(e.to_string())
-    })?;
+    let env = envelope::parse(&decoded)
+        .map_err(|e| Refused(ApiError::BadRequest(e.to_string()), e.reason()))?;
     let envelope_key = match env.header.dsn.as_deref() {
         Some(dsn) => Some(
             auth::parse_dsn(dsn)
-                .map_err(|e| ApiError::Unauthenticated(e.to_string()))?
+                .map_err(|e| Refused(ApiError::Unauthenticated(e.to_string()), "invalid_dsn"))?
                 .public_key,
         ),
         None => None,
@@ -390,38 +400,63 @@ async fn ingest(
         }
     }
     let key = authenticate(&state, &keys, project_id).await?;
-    let pid = i64::try_from(project_id)
-        .map_err(|_| ApiError::NotFound(format!("project {project_id} not found")))?;
+    // From here on the request's body is an item of this channel; once read, its items are.
+    let request = Items::one(CHANNEL);
+    let pid = match i64::try_from(project_id) {
+        Ok(pid) => pid,
+        Err(_) => {
+            request.reject("unknown_project");
+            return Err(ApiError::NotFound(format!(
+                "project {project_id} not found"
+            )));
+        }
+    };
     let prepared = match inline_prepare(&body, encoding.as_deref(), is_envelope, pid, received_at) {
-        Some(prepared) => prepared?,
+        Some(prepared) => prepared,
         None => {
             // A bounded number of bodies in work: more would only add thread switches.
-            let _cpu = CPU_SLOTS
-                .acquire()
+            match CPU_SLOTS.acquire().await {
+                Ok(_cpu) => tokio::task::spawn_blocking(move || {
+                    prepare(
+                        &body,
+                        encoding.as_deref(),
+                        MAX_DECODED_BYTES,
+                        is_envelope,
+                        pid,
+                        received_at,
+                    )
+                })
                 .await
-                .map_err(|_| ApiError::Internal("cpu slots closed".into()))?;
-            tokio::task::spawn_blocking(move || {
-                prepare(
-                    &body,
-                    encoding.as_deref(),
-                    MAX_DECODED_BYTES,
-                    is_envelope,
-                    pid,
-                    received_at,
-                )
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("event processing failed: {e}")))??
+                .unwrap_or_else(|e| {
+                    Err(Refused(
+                        ApiError::Internal(format!("event processing failed: {e}")),
+                        "internal",
+                    ))
+                }),
+                Err(_) => Err(Refused(
+                    ApiError::Internal("cpu slots closed".into()),
+                    "internal",
+                )),
+            }
+        }
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(Refused(error, reason)) => {
+            request.reject(reason);
+            return Err(error);
         }
     };
     // The envelope's own dsn must not name another key than the one authenticated.
     if let Some(envelope_key) = &prepared.envelope_key
         && *envelope_key != key.public_key
     {
+        request.reject("conflicting_keys");
         return Err(ApiError::Unauthenticated(
             "conflicting sentry keys in one request".into(),
         ));
     }
+    let mut items = request.into_items(prepared.items.len() as u64);
 
     let events = prepared
         .items
@@ -438,26 +473,28 @@ async fn ingest(
                 .limiter
                 .take(&key.public_key, limit, events, received_at)
     {
-        for _ in 0..events {
-            count_item(CHANNEL, Outcome::RateLimited);
-        }
+        // The whole request is refused: every item in it.
+        items.rate_limited();
         return Err(ApiError::RateLimited { retry_after_secs });
     }
     let mut id = prepared.header_event_id.clone();
     let mut ops = Vec::new();
+    // Per operation: the event's own guard, or none for a dead letter (its item already ended).
+    let mut guards = Vec::new();
     let mut rejected = Vec::new();
     for item in prepared.items {
         match item {
             Judged::Event(e) => {
                 id.get_or_insert_with(|| e.event.event_id.clone());
                 ops.push(WriteOp::Event(e));
+                guards.push(Some(items.split(1)));
             }
             Judged::Rejected {
                 reason,
                 detail,
                 copy,
             } => {
-                count_item(CHANNEL, Outcome::Rejected(reason));
+                items.split(1).reject(reason);
                 rejected.push(format!("{reason}: {detail}"));
                 ops.push(WriteOp::DeadLetter(NewDeadLetter {
                     received_at,
@@ -465,31 +502,28 @@ async fn ingest(
                     reason: format!("{reason}: {detail}"),
                     payload: copy,
                 }));
+                guards.push(None);
             }
             Judged::NotStored(kind) => {
-                metrics::counter!(crate::metrics::ITEMS_TOTAL, "channel" => CHANNEL, "outcome" => "accepted", "reason" => format!("not_stored_{kind}")).increment(1);
+                items
+                    .split(1)
+                    .accept_unstored(&format!("not_stored_{kind}"));
             }
         }
     }
+    debug_assert!(items.is_empty());
     let outcomes = submit_all(&state.ingest, ops).await;
     let mut stored = 0;
-    for outcome in &outcomes {
+    for (guard, outcome) in guards.into_iter().zip(&outcomes) {
+        let Some(guard) = guard else { continue };
         match outcome {
-            Ok((true, WriteOutcome::Accepted)) => {
-                count_item(CHANNEL, Outcome::Accepted);
-                stored += 1;
+            Ok(WriteOutcome::Accepted | WriteOutcome::Duplicate) => stored += 1,
+            Ok(WriteOutcome::Unstorable) => {
+                rejected.push("unstorable: the store refused the event's data".into())
             }
-            Ok((true, WriteOutcome::Duplicate)) => {
-                count_item(CHANNEL, Outcome::Duplicate);
-                stored += 1;
-            }
-            Ok((true, WriteOutcome::Unstorable)) => {
-                count_item(CHANNEL, Outcome::Rejected("unstorable"));
-                rejected.push("unstorable: the store refused the event's data".into());
-            }
-            Ok((false, _)) => {}
-            Err(_) => count_item(CHANNEL, Outcome::Rejected("store_unavailable")),
+            Err(_) => {}
         }
+        guard.stored(outcome.as_ref().copied());
     }
     if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
         return Err(e);
@@ -508,17 +542,13 @@ async fn ingest(
     ))
 }
 
-/// Submits every operation, then waits for all; `(is_event, outcome)` per operation.
-async fn submit_all(
-    ingest: &Ingest,
-    ops: Vec<WriteOp>,
-) -> Vec<Result<(bool, WriteOutcome), ApiError>> {
+/// Submits every operation, then waits for all; the outcome of each, in order.
+async fn submit_all(ingest: &Ingest, ops: Vec<WriteOp>) -> Vec<Result<WriteOutcome, ApiError>> {
     let waits: Vec<_> = ops
         .into_iter()
         .map(|op| {
-            let is_event = matches!(op, WriteOp::Event(_));
             let ingest = ingest.clone();
-            async move { ingest.submit(op).await.map(|o| (is_event, o)) }
+            async move { ingest.submit(op).await }
         })
         .collect();
     futures_util::future::join_all(waits).await

@@ -1,0 +1,162 @@
+//! Admin API of the security channel: bulletins and the fleet, growth and exposure reports.
+
+use crate::AppState;
+use crate::admin::{date, date_range, flag, number};
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use beacon_store::report;
+use beacon_wire::FieldError;
+use beacon_wire::admin::{ExposureReport, FleetDimension, FleetReport, GrowthReport};
+use beacon_wire::bulletin::{Bulletin, NewBulletin};
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+pub async fn list_bulletins(State(s): State<AppState>) -> Result<Json<Vec<Bulletin>>, ApiError> {
+    Ok(Json(s.store.bulletins().await?))
+}
+
+pub async fn show_bulletin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Bulletin>, ApiError> {
+    s.store
+        .bulletin(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("bulletin {id} not found")))
+}
+
+pub async fn add_bulletin(
+    State(s): State<AppState>,
+    body: Result<Json<NewBulletin>, JsonRejection>,
+) -> Result<(StatusCode, Json<Bulletin>), ApiError> {
+    let Json(new) = body?;
+    let bulletin = Bulletin::from_new(new, s.clock.now())?;
+    s.store.insert_bulletin(&bulletin).await?;
+    refresh(&s).await;
+    tracing::info!(bulletin = %bulletin.id, affected = %bulletin.affected, "bulletin published");
+    Ok((StatusCode::CREATED, Json(bulletin)))
+}
+
+pub async fn retract_bulletin(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Bulletin>, ApiError> {
+    let b = s.store.retract_bulletin(&id, s.clock.now()).await?;
+    refresh(&s).await;
+    tracing::info!(bulletin = %b.id, "bulletin retracted");
+    Ok(Json(b))
+}
+
+async fn refresh(s: &AppState) {
+    if let Err(e) = s.bulletins.refresh(&*s.store).await {
+        tracing::warn!(error = %e, "bulletin cache refresh failed; retrying on schedule");
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReportParams {
+    day: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+    include_test: Option<String>,
+    bulletin: Option<String>,
+    window_days: Option<String>,
+    as_of: Option<String>,
+}
+
+impl ReportParams {
+    /// `day`, or `from`/`to`; missing ends default to `today` and `today - default_days + 1`.
+    fn range(
+        &self,
+        today: NaiveDate,
+        default_days: u64,
+    ) -> Result<(NaiveDate, NaiveDate), FieldError> {
+        if let Some(day) = date("day", &self.day)? {
+            if self.from.is_some() || self.to.is_some() {
+                return Err(FieldError::new(
+                    "day",
+                    "give either day or from/to, not both",
+                ));
+            }
+            return Ok((day, day));
+        }
+        date_range(
+            date("from", &self.from)?,
+            date("to", &self.to)?,
+            today,
+            default_days,
+        )
+    }
+}
+
+pub async fn fleet(
+    State(s): State<AppState>,
+    Query(p): Query<ReportParams>,
+) -> Result<Json<FleetReport>, ApiError> {
+    let today = s.clock.now().date_naive();
+    let (from, to) = p.range(today, 1)?;
+    let by: FleetDimension =
+        p.by.as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default();
+    let include_test = flag("include_test", &p.include_test)?;
+    let r = report::fleet(
+        &*s.store,
+        from,
+        to,
+        by,
+        include_test,
+        s.config.reports.min_group_size,
+    )
+    .await?;
+    Ok(Json(r))
+}
+
+pub async fn growth(
+    State(s): State<AppState>,
+    Query(p): Query<ReportParams>,
+) -> Result<Json<GrowthReport>, ApiError> {
+    let today = s.clock.now().date_naive();
+    let (from, to) = p.range(today, 30)?;
+    let include_test = flag("include_test", &p.include_test)?;
+    let r = report::growth(
+        &*s.store,
+        from,
+        to,
+        include_test,
+        s.config.reports.gone_after_days,
+        today,
+    )
+    .await?;
+    Ok(Json(r))
+}
+
+pub async fn exposure(
+    State(s): State<AppState>,
+    Query(p): Query<ReportParams>,
+) -> Result<Json<ExposureReport>, ApiError> {
+    let today = s.clock.now().date_naive();
+    let as_of = date("as_of", &p.as_of)?.unwrap_or(today);
+    let window: u32 =
+        number("window_days", &p.window_days)?.unwrap_or(s.config.reports.exposure_window_days);
+    if window == 0 || window > 366 {
+        return Err(FieldError::new("window_days", "must be between 1 and 366").into());
+    }
+    let include_test = flag("include_test", &p.include_test)?;
+    let r = report::exposure(
+        &*s.store,
+        p.bulletin.as_deref(),
+        window,
+        as_of,
+        include_test,
+        s.config.reports.min_group_size,
+    )
+    .await?;
+    Ok(Json(r))
+}
