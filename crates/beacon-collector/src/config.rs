@@ -53,7 +53,7 @@ impl Default for ErrorsConfig {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: String,
-    /// Where the SQLite database lives (when `[store] url` does not name another).
+    /// Where the SQLite database (`beacon.db`) lives, unless `[store] url` names another place.
     pub data_dir: PathBuf,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_secs: u64,

@@ -4,6 +4,9 @@
 //!
 //! * [`security`]: the `GET /security` query a Mattermost server sends, and the bulletin list it gets back;
 //! * [`bulletin`]: security bulletins as the vendor publishes them;
+//! * [`sentry`]: error reports as Sentry SDKs send them (`POST /api/{project_id}/envelope/` and
+//!   `/store/`): auth headers and DSNs, envelopes, the projection of an event onto what is stored,
+//!   and grouping into issues;
 //! * [`mobile`]: the mobile app's trace batches (`POST /v1/mobile/metrics`);
 //! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI.
 //!

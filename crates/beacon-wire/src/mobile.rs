@@ -268,7 +268,7 @@ impl DeviceInfo {
 /// `device_info` keys left out of a batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DroppedKeys {
-    /// Keys the SPEC does not name.
+    /// Keys that are not [`DeviceInfo`] fields (the list in `docs/protocol.md`).
     pub unknown: usize,
     /// Known keys whose value had the wrong type or was longer than [`MAX_STRING_LEN`].
     pub invalid: Vec<String>,

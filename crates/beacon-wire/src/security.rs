@@ -1,8 +1,9 @@
 //! The security update check: `GET /security?<query>` and its answer.
 //!
 //! The query is the one a Mattermost server builds with Go's `url.Values.Encode` (keys sorted:
-//! `auc, b, be, db, id, os, tc, uc, ut`), plus `dbv` and `lc`, which the seed lists but Mattermost's code
-//! omits. [`parse_query`] is strict: every known key is validated, unknown keys are counted and ignored.
+//! `auc, b, be, db, id, os, tc, uc, ut`), plus `dbv` and `lc`, which Mattermost's telemetry
+//! documentation lists but its code omits. [`parse_query`] is strict: every known key is validated,
+//! unknown keys are counted and ignored.
 
 use crate::FieldError;
 use serde::{Deserialize, Serialize};
@@ -100,8 +101,8 @@ fn floor_char_boundary(s: &str, mut at: usize) -> usize {
 
 /// Parses and validates a raw query string (without the `?`).
 ///
-/// Errors name the first offending field in the order of the SPEC table; `query` is used for problems
-/// with the string as a whole (size, encoding).
+/// Errors name the first offending field in the order of the key table in `docs/protocol.md`;
+/// `query` is used for problems with the string as a whole (size, encoding).
 pub fn parse_query(raw: &str) -> Result<ParsedCheck, FieldError> {
     if raw.len() > MAX_QUERY_BYTES {
         return Err(FieldError::new(
