@@ -17,7 +17,7 @@
 //!   forces both on, `DO_NOT_TRACK=1` turns both off on a self-hosted server. A switch that is off means
 //!   no connection at all for its channel.
 //! * **Error reports**: a panic hook and [`capture_error`], Sentry envelopes to `errors.dsn` (see the
-//!   `reporting` module for what is sent and why the `sentry` crate is used only in part).
+//!   `sentry` module for what is sent and why the `sentry` crate is used only in part).
 //! * **Transparency**: [`Agent::preview`] returns the exact URL of the next check and a scrubbed sample
 //!   error report without sending anything; `payload_log = true` appends every payload sent to a file.
 //! * **Mobile**: [`mobile::MobileReporter`] sends the v1.20 mobile payload when the app's server reports
@@ -55,7 +55,6 @@
 //! # }
 //! ```
 
-mod check;
 pub mod clock;
 mod config;
 mod facts;
@@ -63,16 +62,15 @@ pub mod mobile;
 mod notify;
 mod payload_log;
 mod preview;
-mod reporting;
+mod security;
+mod sentry;
 pub mod standalone;
 mod state;
 #[cfg(target_os = "linux")]
 mod symtab;
 mod transport;
 
-pub use check::{
-    BulletinOutcome, BulletinResult, CHECK_INTERVAL, CheckError, CheckOutcome, CheckReport,
-};
+pub use crate::sentry::{Captured, capture_error};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     Config, Deployment, EnvLookup, ErrorsConfig, Switches, check_url, do_not_track, process_env,
@@ -80,7 +78,9 @@ pub use config::{
 pub use facts::{Facts, HostFacts, default_os};
 pub use notify::{Bulletin, LogNotifier, Notifier};
 pub use preview::{ErrorPreview, NextCheck, Preview};
-pub use reporting::{Captured, capture_error};
+pub use security::{
+    BulletinOutcome, BulletinResult, CHECK_INTERVAL, CheckError, CheckOutcome, CheckReport,
+};
 pub use state::{
     AgentState, JsonFileState, MemoryState, State, StateError, is_diagnostic_id, new_diagnostic_id,
 };
@@ -204,7 +204,7 @@ pub(crate) struct Inner {
     /// The collector's base URL (no trailing `/`), when security alerts are on.
     pub collector: Option<String>,
     /// Where error reports go, when diagnostics are on and a DSN is set.
-    pub endpoint: Option<reporting::Endpoint>,
+    pub endpoint: Option<sentry::Endpoint>,
     /// Built only when some channel has somewhere to send to.
     pub transport: Option<Arc<transport::Transport>>,
     pub facts: Option<Arc<dyn Facts>>,
@@ -212,7 +212,7 @@ pub(crate) struct Inner {
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
     pub stats: Stats,
-    pub event_meta: reporting::EventMeta,
+    pub event_meta: sentry::EventMeta,
 }
 
 /// Configures an [`Agent`].
@@ -284,7 +284,7 @@ impl AgentBuilder {
             None
         };
         let endpoint = match (&config.errors.dsn, switches.diagnostics) {
-            (Some(dsn), true) => Some(reporting::Endpoint::from_dsn(dsn, config.allow_insecure)?),
+            (Some(dsn), true) => Some(sentry::Endpoint::from_dsn(dsn, config.allow_insecure)?),
             _ => None,
         };
         let state: Arc<dyn State> = match (self.state, &config.state_file) {
@@ -302,7 +302,7 @@ impl AgentBuilder {
         } else {
             None
         };
-        let event_meta = reporting::EventMeta {
+        let event_meta = sentry::EventMeta {
             release: config.errors.release.clone(),
             environment: config.errors.environment.clone(),
             server_id: None,
@@ -369,7 +369,7 @@ impl Agent {
     /// Checks now, whenever the last check was (it is recorded like any other). Nothing is sent when
     /// security alerts are off.
     pub async fn check_now(&self) -> Result<CheckOutcome, CheckError> {
-        check::run(&self.inner, true).await
+        security::run(&self.inner, true).await
     }
 
     /// What the agent would send, without sending anything: the exact URL of the next check and a
@@ -422,8 +422,8 @@ impl Agent {
         let inner = self.inner;
         let (stop, stop_rx) = watch::channel(None);
         let (reporter, rx) = if inner.endpoint.is_some() {
-            let (r, rx) = reporting::Reporter::new(inner.clone());
-            reporting::activate(&r, inner.config.errors.capture_panics);
+            let (r, rx) = sentry::Reporter::new(inner.clone());
+            sentry::activate(&r, inner.config.errors.capture_panics);
             (Some(r), Some(rx))
         } else {
             (None, None)
@@ -444,7 +444,7 @@ impl Agent {
                 };
                 let worker = async {
                     if let Some(rx) = rx {
-                        reporting::run_worker(inner.clone(), rx, stop_rx.clone()).await;
+                        sentry::run_worker(inner.clone(), rx, stop_rx.clone()).await;
                     }
                 };
                 tokio::join!(scheduled, worker);
@@ -479,7 +479,7 @@ async fn schedule(
         }
         let outcome = tokio::select! {
             biased;
-            r = check::run(&inner, false) => r,
+            r = security::run(&inner, false) => r,
             _ = past_deadline(stop.clone()) => return,
         };
         match outcome {
@@ -560,7 +560,7 @@ pub struct AgentHandle {
     inner: Arc<Inner>,
     stop: watch::Sender<Option<Instant>>,
     done: Arc<Latch>,
-    reporter: Option<Arc<reporting::Reporter>>,
+    reporter: Option<Arc<sentry::Reporter>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -590,12 +590,12 @@ impl AgentHandle {
 
     /// Checks now, on the caller's runtime (see [`Agent::check_now`]).
     pub async fn check_now(&self) -> Result<CheckOutcome, CheckError> {
-        check::run(&self.inner, true).await
+        security::run(&self.inner, true).await
     }
 
     fn begin_stop(&mut self, deadline: Duration) {
         if let Some(r) = &self.reporter {
-            reporting::deactivate(r);
+            sentry::deactivate(r);
         }
         self.stop.send_if_modified(|s| {
             if s.is_none() {

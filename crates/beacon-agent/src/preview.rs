@@ -1,6 +1,6 @@
 //! What the agent would send, shown without sending it.
 
-use crate::check::{self, CHECK_INTERVAL, CheckError};
+use crate::security::{self, CHECK_INTERVAL, CheckError};
 use crate::{Inner, Switches, blocking};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -52,25 +52,25 @@ pub(crate) async fn preview(inner: &Arc<Inner>) -> Result<Preview, CheckError> {
 
     let next_check = match &inner.collector {
         Some(base) => {
-            let facts = check::host_facts(inner).await?;
+            let facts = security::host_facts(inner).await?;
             let id = state.diagnostic_id.clone().unwrap_or_default();
-            let url = check::check_url(base, &facts, &id, state.last_check);
+            let url = security::check_url(base, &facts, &id, state.last_check);
             let now = inner.clock.now();
             let due = state
                 .last_check
-                .filter(|_| !check::is_due(state.last_check, now))
+                .filter(|_| !security::is_due(state.last_check, now))
                 .map(|t| t + CHECK_INTERVAL);
             Some(NextCheck { url, due })
         }
         None => None,
     };
-    let meta = crate::reporting::EventMeta {
+    let meta = crate::sentry::EventMeta {
         server_id: state.diagnostic_id.clone(),
         ..inner.event_meta.clone()
     };
     // The stack of this call (the caller's thread), resolved on a blocking thread.
-    let backtrace = crate::reporting::capture_stack();
-    let envelope = blocking(move || crate::reporting::sample_envelope(&meta, backtrace))
+    let backtrace = crate::sentry::capture_stack();
+    let envelope = blocking(move || crate::sentry::sample_envelope(&meta, backtrace))
         .await
         .map_err(|_| CheckError::Panicked("sample report"))?;
     Ok(Preview {

@@ -41,7 +41,10 @@ fn host_name() -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_thread_panic_arrives_as_a_grouped_issue_without_personal_data() {
     // SAFETY: this binary has this one test; no other thread reads the environment yet.
-    unsafe { std::env::set_var("BEACON_AGENT_TEST_SECRET", ENV_CANARY) };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("BEACON_AGENT_TEST_SECRET", ENV_CANARY)
+    };
     let tls = test_tls();
     let collector = start_collector(&tls).await;
     let fwd = forwarder(collector.addr).await;

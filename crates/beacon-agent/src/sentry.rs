@@ -563,7 +563,7 @@ mod tests {
     #[test]
     fn capture_frames_are_std_and_agent_frames_but_not_host_impls() {
         for f in [
-            "beacon_agent::reporting::capture_stack",
+            "beacon_agent::sentry::capture_stack",
             "<beacon_agent::LogNotifier as beacon_agent::Notifier>::notify",
             "std::panicking::begin_panic_handler",
             "core::panicking::panic_bounds_check",
