@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use beacon_store::report;
+use beacon_store::security as report;
 use beacon_wire::FieldError;
 use beacon_wire::admin::{
     DeadLetter, ExposureReport, FleetDimension, FleetReport, GrowthReport, IssueDetail,
@@ -308,6 +308,13 @@ async fn growth(
     let today = s.clock.now().date_naive();
     let (from, to) = p.range(today, 30)?;
     let include_test = flag("include_test", &p.include_test)?;
+    let gone = s.config.reports.gone_after_days;
+    if from.checked_sub_days(Days::new(gone.into())).is_none() {
+        // Judged here, before the store (whose own guard says the same).
+        return Err(
+            FieldError::new("query", format!("{from} minus {gone} days is out of range")).into(),
+        );
+    }
     let r = report::growth(
         &*s.store,
         from,

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use beacon_store::perf::{self, PerfQuery, RegressionQuery};
+use beacon_store::mobile::{self as perf, PerfQuery, RegressionQuery};
 use beacon_wire::FieldError;
 use beacon_wire::admin::{
     ApiKeyInfo, CreatedApiKey, HistogramReport, NewApiKey, PercentileReport, RegressionReport,
