@@ -9,7 +9,6 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use beacon_store::report;
 use beacon_wire::FieldError;
 use beacon_wire::admin::DeadLetter;
 use chrono::{Days, NaiveDate};
@@ -84,7 +83,7 @@ pub(crate) fn date(field: &str, v: &Option<String>) -> Result<Option<NaiveDate>,
 }
 
 /// `from`..=`to` of a report: `to` defaults to `today`, `from` to `default_days` ending at `to`.
-/// Refuses `from` after `to`, and ranges over [`report::MAX_RANGE_DAYS`].
+/// Refuses `from` after `to`, and ranges over [`beacon_store::security::MAX_RANGE_DAYS`].
 pub(crate) fn date_range(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
@@ -104,12 +103,12 @@ pub(crate) fn date_range(
         ));
     }
     let days = (to - from).num_days();
-    if days > report::MAX_RANGE_DAYS {
+    if days > beacon_store::security::MAX_RANGE_DAYS {
         return Err(FieldError::new(
             "from",
             format!(
                 "{from} is {days} days before to ({to}), at most {} are allowed",
-                report::MAX_RANGE_DAYS
+                beacon_store::security::MAX_RANGE_DAYS
             ),
         ));
     }

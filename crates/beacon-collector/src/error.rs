@@ -43,14 +43,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Each store error by what happened: the client's fault (`4xx`), the store's state (`503`), or a
+/// fault of ours to look into (`500`).
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
-            StoreError::Invalid(m) => ApiError::InvalidField(FieldError::new("query", m)),
+            // Handlers validate their input first; a report's own guard answers as it always has.
+            StoreError::InvalidInput(m) => ApiError::InvalidField(FieldError::new("query", m)),
             StoreError::Rejected(m) => ApiError::InvalidField(FieldError::new("query", m)),
+            // A row this version cannot read back is not the client's doing.
+            e @ (StoreError::Corrupt(_) | StoreError::Config(_)) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -110,8 +117,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // Every error answer is built here: ours (5xx) at error, the client's (4xx) at debug.
         if status.is_server_error() {
-            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         let (field, message) = match &self {
             ApiError::InvalidField(f) => {

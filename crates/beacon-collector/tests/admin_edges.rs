@@ -84,6 +84,27 @@ async fn dates_outside_the_window_are_named_not_a_crash() {
     c.stop().await;
 }
 
+/// A row the store cannot read back is the collector's fault, not the client's: `500`, not `400`.
+#[tokio::test]
+async fn a_corrupt_row_answers_500_not_400() {
+    let c = start().await;
+    c.add_bulletin("BSA-1", "<6.0.0").await;
+    let raw = rusqlite::Connection::open(c.dir.path().join("beacon.db")).unwrap();
+    raw.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    raw.execute(
+        "UPDATE bulletins SET severity = 'apocalyptic' WHERE id = 'BSA-1'",
+        [],
+    )
+    .unwrap();
+    for path in ["/bulletins/BSA-1", "/bulletins"] {
+        let e = error_body(c.admin_get(path).send().await.unwrap(), 500, path).await;
+        assert_eq!(e["error"], "internal", "{path}: {e}");
+        assert!(e["field"].is_null(), "{path}: {e}");
+    }
+    c.stop().await;
+}
+
 async fn boom() -> &'static str {
     panic!("boom")
 }

@@ -193,7 +193,7 @@ async fn apply_locked(client: &mut tokio_postgres::Client) -> Result<()> {
         .map_err(map_err)?
         .get(0);
     if current > LATEST {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Corrupt(format!(
             "database schema version {current} is newer than this beacon knows ({LATEST}); upgrade beacon"
         )));
     }

@@ -4,7 +4,8 @@
 //! it the cases are skipped with a message, unless `BEACON_REQUIRE_POSTGRES=1` (as `scripts/test`
 //! sets), which turns a missing or unreachable server into a failure.
 
-use beacon_store::Store;
+use beacon_store::conformance::bulletin;
+use beacon_store::{Store, StoreError};
 use beacon_store_postgres::{PgConfig, PgStore};
 
 struct Fresh {
@@ -102,3 +103,31 @@ async fn fresh() -> Option<Fresh> {
 }
 
 beacon_store::conformance_suite!(fresh());
+
+/// A stored row this version cannot read back is `Corrupt`: a fault to look into, neither the
+/// caller's input nor a passing outage.
+#[tokio::test]
+async fn a_corrupt_row_reads_back_as_corrupt() {
+    let Some(f) = fresh().await else {
+        return;
+    };
+    f.insert_bulletin(&bulletin("BSA-1", "<6.0.0", 0))
+        .await
+        .unwrap();
+    let mut config = f.admin.clone();
+    config.options(format!("-c search_path={}", f.schema));
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    // A severity this version does not know.
+    client
+        .execute(
+            "UPDATE bulletins SET severity = 'apocalyptic' WHERE id = 'BSA-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let one = f.bulletin("BSA-1").await;
+    assert!(matches!(one, Err(StoreError::Corrupt(_))), "{one:?}");
+    let all = f.bulletins().await;
+    assert!(matches!(all, Err(StoreError::Corrupt(_))), "{all:?}");
+}

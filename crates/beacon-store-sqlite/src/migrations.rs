@@ -161,7 +161,7 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(map_err)?;
     if current > LATEST {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Corrupt(format!(
             "database schema version {current} is newer than this beacon knows ({LATEST}); upgrade beacon"
         )));
     }

@@ -2,7 +2,7 @@
 //! after an unclean stop they are rebuilt from the raw events. Neither lost nor counted twice.
 
 use beacon_store::Store;
-use beacon_store::perf::{PerfContext, PerfQuery, TraceBatch, percentiles};
+use beacon_store::mobile::{PerfContext, PerfQuery, TraceBatch, percentiles};
 use beacon_store::{WriteOp, WriteOutcome};
 use beacon_store_sqlite::SqliteStore;
 use beacon_wire::mobile::{DeviceInfo, TraceName, TraceRecord};

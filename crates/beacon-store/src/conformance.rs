@@ -3,10 +3,9 @@
 //! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an expression that
 //! builds a fresh, empty store (`Arc<dyn Store>`) per test; each function here becomes one `#[tokio::test]`.
 
-use crate::perf::{PerfContext, TraceBatch};
-use crate::{
-    CheckRecord, EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome, report,
-};
+use crate::mobile::{PerfContext, TraceBatch};
+use crate::security::{self, CheckRecord};
+use crate::{EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::FleetDimension;
 use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
@@ -115,7 +114,7 @@ async fn put(store: &dyn Store, day: u64, checks: Vec<SecurityCheck>) -> Vec<Wri
     store.write_batch(ops.into()).await.expect("write batch")
 }
 
-fn bulletin(id: &str, affected: &str, published_day: u64) -> Bulletin {
+pub fn bulletin(id: &str, affected: &str, published_day: u64) -> Bulletin {
     Bulletin::from_new(
         NewBulletin {
             id: id.into(),
@@ -137,7 +136,7 @@ pub async fn empty_store_after_migrations(store: &dyn Store) {
     assert!(store.bulletins().await.unwrap().is_empty());
     assert_eq!(store.admin_token_count().await.unwrap(), 0);
     assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+    let r = security::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
         .await
         .unwrap();
     assert_eq!(r.total.servers, 0);
@@ -293,7 +292,7 @@ pub async fn fleet_report_latest_per_server(store: &dyn Store) {
     let servers: Vec<_> = (1..=6).map(|n| check(n, "5.37.0", 10)).collect();
     put(store, 0, servers).await;
     put(store, 1, vec![check(1, "5.38.0", 30)]).await;
-    let r = report::fleet(
+    let r = security::fleet(
         store,
         day0(),
         day0() + Days::new(1),
@@ -313,7 +312,7 @@ pub async fn fleet_report_latest_per_server(store: &dyn Store) {
     assert_eq!(keys, vec![("5.37.0", 5), ("5.38.0", 1)]);
     assert!(!r.thresholded);
     // One day only.
-    let r = report::fleet(
+    let r = security::fleet(
         store,
         day0() + Days::new(1),
         day0() + Days::new(1),
@@ -326,7 +325,7 @@ pub async fn fleet_report_latest_per_server(store: &dyn Store) {
     assert_eq!(r.total.servers, 1);
     // An empty range is an error, not an empty report.
     assert!(
-        report::fleet(
+        security::fleet(
             store,
             day0() + Days::new(1),
             day0(),
@@ -344,7 +343,7 @@ pub async fn fleet_report_folds_small_groups(store: &dyn Store) {
     let mut batch: Vec<_> = (1..=5).map(|n| check(n, "5.37.0", 10)).collect();
     batch.extend((6..=9).map(|n| check(n, "5.36.0", 10)));
     put(store, 0, batch).await;
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+    let r = security::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
         .await
         .unwrap();
     assert!(r.thresholded);
@@ -357,7 +356,7 @@ pub async fn fleet_report_folds_small_groups(store: &dyn Store) {
     assert_eq!(r.total.servers, 9);
     // One more on 5.36.0 reaches the threshold: nothing folded among versions.
     put(store, 0, vec![check(10, "5.36.0", 10)]).await;
-    let r = report::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
+    let r = security::fleet(store, day0(), day0(), FleetDimension::Version, false, 5)
         .await
         .unwrap();
     let keys: Vec<_> = r
@@ -383,7 +382,7 @@ pub async fn fleet_report_dimensions_and_test_installs(store: &dyn Store) {
     batch.push(test_install);
     put(store, 0, batch).await;
 
-    let f = |by, include_test| report::fleet(store, day0(), day0(), by, include_test, 1);
+    let f = |by, include_test| security::fleet(store, day0(), day0(), by, include_test, 1);
     let r = f(FleetDimension::Os, false).await.unwrap();
     assert_eq!(r.total.servers, 6);
     let keys: Vec<_> = r
@@ -448,7 +447,7 @@ pub async fn growth_report_new_and_gone(store: &dyn Store) {
     )
     .await;
     let today = day0() + Days::new(10);
-    let r = report::growth(store, day0(), day0() + Days::new(5), false, 2, today)
+    let r = security::growth(store, day0(), day0() + Days::new(5), false, 2, today)
         .await
         .unwrap();
     let rows: Vec<_> = r.days.iter().map(|d| (d.servers, d.new, d.gone)).collect();
@@ -464,13 +463,13 @@ pub async fn growth_report_new_and_gone(store: &dyn Store) {
             (0, 0, 0)
         ]
     );
-    let r = report::growth(store, day0(), day0() + Days::new(2), true, 2, today)
+    let r = security::growth(store, day0(), day0() + Days::new(2), true, 2, today)
         .await
         .unwrap();
     assert_eq!(r.days[2].servers, 3);
     assert_eq!(r.days[2].new, 2);
     // Silence is only "gone" once it has happened.
-    let r = report::growth(
+    let r = security::growth(
         store,
         day0(),
         day0() + Days::new(5),
@@ -502,7 +501,7 @@ pub async fn exposure_report_and_timeline(store: &dyn Store) {
         put(store, day, batch).await;
     }
     let as_of = day0() + Days::new(5);
-    let r = report::exposure(store, None, 3, as_of, false, 1)
+    let r = security::exposure(store, None, 3, as_of, false, 1)
         .await
         .unwrap();
     assert_eq!(r.servers_in_window, 8);
@@ -531,19 +530,19 @@ pub async fn exposure_report_and_timeline(store: &dyn Store) {
         day0() + Days::new(2) - Days::new(7)
     );
     // Folding: 2 affected servers are below a threshold of 5.
-    let r = report::exposure(store, Some("BSA-1"), 3, as_of, false, 5)
+    let r = security::exposure(store, Some("BSA-1"), 3, as_of, false, 5)
         .await
         .unwrap();
     assert!(r.thresholded);
     assert_eq!(r.bulletins[0].by_version[0].key, "other");
     assert_eq!(r.bulletins[0].servers, 2, "totals are exact");
     // A retracted bulletin named explicitly is reported.
-    let r = report::exposure(store, Some("BSA-OLD"), 3, as_of, false, 1)
+    let r = security::exposure(store, Some("BSA-OLD"), 3, as_of, false, 1)
         .await
         .unwrap();
     assert_eq!(r.bulletins[0].servers, 8);
     assert!(matches!(
-        report::exposure(store, Some("nope"), 3, as_of, false, 1).await,
+        security::exposure(store, Some("nope"), 3, as_of, false, 1).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -956,7 +955,7 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         1200 + 20 + 50 + 1
     );
 
-    let q = |by: Option<Dimension>, include_emulators: bool| crate::perf::PerfQuery {
+    let q = |by: Option<Dimension>, include_emulators: bool| crate::mobile::PerfQuery {
         trace: TraceName::ChannelSwitchLoaded,
         from: day0(),
         to: day0() + Days::new(1),
@@ -986,7 +985,7 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         report
     };
     let before = check(
-        crate::perf::percentiles(store, &q(Some(Dimension::AppVersion), false))
+        crate::mobile::percentiles(store, &q(Some(Dimension::AppVersion), false))
             .await
             .unwrap(),
     );
@@ -998,25 +997,25 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         "nothing left to merge"
     );
     let after = check(
-        crate::perf::percentiles(store, &q(Some(Dimension::AppVersion), false))
+        crate::mobile::percentiles(store, &q(Some(Dimension::AppVersion), false))
             .await
             .unwrap(),
     );
     assert_eq!(before, after, "compaction changes no answer");
 
     // Ungrouped; emulators only when asked.
-    let total = crate::perf::percentiles(store, &q(None, false))
+    let total = crate::mobile::percentiles(store, &q(None, false))
         .await
         .unwrap();
     assert_eq!(total.groups.len(), 1);
     assert_eq!(total.groups[0].count, 1220);
-    let with_emu = crate::perf::percentiles(store, &q(None, true))
+    let with_emu = crate::mobile::percentiles(store, &q(None, true))
         .await
         .unwrap();
     assert_eq!(with_emu.groups[0].count, 1270);
     assert!(with_emu.groups[0].p99_ms > 400_000.0);
     // Other dimensions: devices whose number is a multiple of 3 are tablets (0, 3, 12, 15, 21).
-    let tablet = crate::perf::percentiles(store, &q(Some(Dimension::Tablet), false))
+    let tablet = crate::mobile::percentiles(store, &q(Some(Dimension::Tablet), false))
         .await
         .unwrap();
     let phones = tablet.groups.iter().find(|g| g.value == "phone").unwrap();
@@ -1024,11 +1023,11 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
     // One day only.
     let mut day1 = q(Some(Dimension::AppVersion), false);
     day1.from = day0() + Days::new(1);
-    let r = crate::perf::percentiles(store, &day1).await.unwrap();
+    let r = crate::mobile::percentiles(store, &day1).await.unwrap();
     assert_eq!(r.groups.len(), 1);
     assert_eq!(r.groups[0].value, "1.1.0");
 
-    let h = crate::perf::histogram(store, &q(None, false))
+    let h = crate::mobile::histogram(store, &q(None, false))
         .await
         .unwrap();
     assert_eq!(
@@ -1036,7 +1035,7 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         1220
     );
 
-    let reg = |threshold: f64, min_samples: u64| crate::perf::RegressionQuery {
+    let reg = |threshold: f64, min_samples: u64| crate::mobile::RegressionQuery {
         trace: None,
         from: day0(),
         to: day0() + Days::new(1),
@@ -1045,7 +1044,7 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
         include_emulators: false,
         min_group_size: 5,
     };
-    let r = crate::perf::regressions(store, &reg(0.1, 100))
+    let r = crate::mobile::regressions(store, &reg(0.1, 100))
         .await
         .unwrap();
     assert!(r.thresholded);
@@ -1061,13 +1060,13 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
     );
     assert!(c.flagged && (c.p95_change - 0.3).abs() < 0.03, "{c:?}");
     assert!(
-        !crate::perf::regressions(store, &reg(0.35, 100))
+        !crate::mobile::regressions(store, &reg(0.35, 100))
             .await
             .unwrap()
             .comparisons[0]
             .flagged
     );
-    let few = crate::perf::regressions(store, &reg(0.1, 601))
+    let few = crate::mobile::regressions(store, &reg(0.1, 601))
         .await
         .unwrap();
     assert!(!few.comparisons[0].flagged && few.comparisons[0].too_few_samples);
@@ -1105,7 +1104,7 @@ pub async fn compaction_keeps_every_event(store: &dyn Store) {
         c1.unwrap();
         c2.unwrap();
     }
-    let q = crate::perf::PerfQuery {
+    let q = crate::mobile::PerfQuery {
         trace: TraceName::PostsLoading,
         from: day0(),
         to: day0() + Days::new(1),
@@ -1113,14 +1112,14 @@ pub async fn compaction_keeps_every_event(store: &dyn Store) {
         include_emulators: false,
         min_group_size: 5,
     };
-    let before = crate::perf::percentiles(store, &q).await.unwrap();
+    let before = crate::mobile::percentiles(store, &q).await.unwrap();
     assert_eq!(before.groups[0].count, expected);
     store.compact_perf().await.unwrap();
-    let after = crate::perf::percentiles(store, &q).await.unwrap();
+    let after = crate::mobile::percentiles(store, &q).await.unwrap();
     assert_eq!(after, before);
-    let by_day = crate::perf::percentiles(
+    let by_day = crate::mobile::percentiles(
         store,
-        &crate::perf::PerfQuery {
+        &crate::mobile::PerfQuery {
             by: Some(Dimension::AppVersion),
             ..q
         },
@@ -1129,4 +1128,48 @@ pub async fn compaction_keeps_every_event(store: &dyn Store) {
     .unwrap();
     assert_eq!(by_day.groups[0].count, expected);
     assert_eq!(by_day.groups[0].devices, 8);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The case names listed in [`conformance_suite!`](crate::conformance_suite), in order.
+    fn listed(src: &str) -> Vec<&str> {
+        let start = src
+            .find("(@cases $make;")
+            .expect("the suite's list of cases")
+            + "(@cases $make;".len();
+        let end = start + src[start..].find(");").expect("the end of the list");
+        src[start..end]
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// The case functions of this file: `pub async fn NAME(store: &dyn Store)`.
+    fn defined(src: &str) -> Vec<&str> {
+        src.lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter_map(|l| l.strip_suffix("(store: &dyn Store) {"))
+            .collect()
+    }
+
+    /// A case function missing from the list would never run, silently; a listed name without a
+    /// function would not compile, but is checked too.
+    #[test]
+    fn every_case_function_is_listed_once() {
+        let src = include_str!("conformance.rs");
+        let (listed, defined) = (listed(src), defined(src));
+        assert!(defined.len() >= 18, "case functions not found: {defined:?}");
+        let missing: Vec<_> = defined.iter().filter(|d| !listed.contains(d)).collect();
+        let unknown: Vec<_> = listed.iter().filter(|l| !defined.contains(l)).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "add to conformance_suite!: {missing:?}; listed without a case function: {unknown:?}"
+        );
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "a case is listed twice");
+    }
 }

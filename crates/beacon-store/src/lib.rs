@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is what the collector needs from a database; each backend (`beacon-store-sqlite`, and
 //! PostgreSQL beside it) implements it and keeps every SQL dialect detail to itself. Reports are composed
-//! here, once, in [`report`], from the few raw queries the trait offers, so both backends answer
+//! here, once, in [`security`] and [`mobile`], from the few raw queries the trait offers, so both backends answer
 //! identically — and the [`conformance`] suite (feature `conformance`) checks that they do.
 //!
 //! Invariants every backend keeps:
@@ -11,9 +11,8 @@
 //! * outcomes are reported per operation, in order: the first check of a (server, day) is
 //!   [`WriteOutcome::Accepted`], every later one [`WriteOutcome::Duplicate`], across batches and processes.
 
-pub mod perf;
-pub mod report;
-pub mod sketch;
+pub mod mobile;
+pub mod security;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -23,9 +22,9 @@ use beacon_wire::admin::{
     ApiKeyInfo, DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
-use beacon_wire::security::SecurityCheck;
 use chrono::{DateTime, NaiveDate, Utc};
-use perf::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
+use mobile::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
+use security::{CheckRecord, GrowthRaw, ServerSnapshot, VersionDayCount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,9 +36,20 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
-    /// The database holds something this version cannot read (a newer schema, a corrupted row).
-    #[error("store data invalid: {0}")]
-    Invalid(String),
+    /// The database holds something this version cannot read back (a corrupted row, a newer schema),
+    /// or answered in a way that breaks the backend's own invariants. Retrying fails again, and it is
+    /// never the caller's fault: a fault to log and look into.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+    /// The connection settings cannot work (a malformed URL, an unusable CA file, a pool that cannot
+    /// be built). Only connecting returns it.
+    #[error("store configuration invalid: {0}")]
+    Config(String),
+    /// An argument a report refuses (an empty or too long range, a window of no days). Callers
+    /// validate their input first; this is the reports' own guard, not a judgement only the store
+    /// can make.
+    #[error("invalid argument: {0}")]
+    InvalidInput(String),
     /// The database refused a value it was given (PostgreSQL's data exceptions, SQLSTATE class 22):
     /// the same operation will fail again. In a batch, the writer retries each operation alone so
     /// that only the one at fault is refused.
@@ -48,19 +58,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A validated check and when it was received. The UTC day of `received_at` is its de-duplication day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckRecord {
-    pub received_at: DateTime<Utc>,
-    pub check: SecurityCheck,
-}
-
-impl CheckRecord {
-    pub fn day(&self) -> NaiveDate {
-        self.received_at.date_naive()
-    }
-}
 
 /// A rejected item to keep in the dead-letter table. `payload` must already be scrubbed and truncated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,50 +120,8 @@ pub enum WriteOutcome {
     Unstorable,
 }
 
-/// A server's latest check within a range of days.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSnapshot {
-    pub server_id: String,
-    pub day: NaiveDate,
-    /// `X.Y.Z`.
-    pub version: String,
-    pub enterprise: bool,
-    pub os: String,
-    pub db: String,
-    pub db_version: Option<String>,
-    pub teams: Option<i64>,
-    pub users: Option<i64>,
-    pub activated_users: Option<i64>,
-    pub unit_tests: bool,
-}
-
-/// Servers and activated users per (day, version).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionDayCount {
-    pub day: NaiveDate,
-    pub version: String,
-    pub servers: u64,
-    pub activated_users: i64,
-}
-
-/// A count per day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DayCount {
-    pub day: NaiveDate,
-    pub count: u64,
-}
-
-/// The raw material of the growth report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GrowthRaw {
-    /// Distinct servers checking in, per day in the range.
-    pub servers: Vec<DayCount>,
-    /// Servers whose first check ever was that day, per day in the range.
-    pub first_seen: Vec<DayCount>,
-    /// Servers whose last check ever was that day, per day in `[last_from, to]`.
-    pub last_seen: Vec<DayCount>,
-}
-
+/// What the collector needs from a database. One trait for every channel; its methods are grouped
+/// below by channel (security, sentry, mobile), then the keys and admin data they share.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A short name for logs and metrics: `sqlite`, `postgres`.
@@ -180,22 +135,21 @@ pub trait Store: Send + Sync + 'static {
     /// that the writer can retry the operations one by one after [`StoreError::Rejected`].)
     async fn write_batch(&self, ops: std::sync::Arc<[WriteOp]>) -> Result<Vec<WriteOutcome>>;
 
+    // --- Security: checks, bulletins and the raw queries of the reports in [`security`].
+
     /// How many check rows are stored (one per server and day).
     async fn count_checks(&self) -> Result<u64>;
 
     /// Adds a bulletin; [`StoreError::Conflict`] when its id exists, retracted or not.
     async fn insert_bulletin(&self, bulletin: &Bulletin) -> Result<()>;
+
     /// Every bulletin, retracted ones included, by publication time then id.
     async fn bulletins(&self) -> Result<Vec<Bulletin>>;
+
     async fn bulletin(&self, id: &str) -> Result<Option<Bulletin>>;
+
     /// Marks a bulletin retracted (idempotent: a second retraction keeps the first time) and returns it.
     async fn retract_bulletin(&self, id: &str, at: DateTime<Utc>) -> Result<Bulletin>;
-
-    /// Stores the SHA-256 (hex) of an admin token.
-    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>)
-    -> Result<()>;
-    async fn admin_token_count(&self) -> Result<u64>;
-    async fn admin_token_valid(&self, token_hash: &str) -> Result<bool>;
 
     /// Each server's latest check within `[from, to]`; servers whose latest check there has `ut=1`
     /// are left out unless `include_test`.
@@ -223,11 +177,7 @@ pub trait Store: Send + Sync + 'static {
         include_test: bool,
     ) -> Result<GrowthRaw>;
 
-    /// The newest dead letters first, optionally of one channel.
-    async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;
-    /// Keeps only the newest `keep` dead letters of each channel (a ring); returns how many were
-    /// removed, per channel (channels with none removed are left out).
-    async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>>;
+    // --- Sentry: projects, and the issues events are grouped into.
 
     /// Creates a project with its first public key; [`StoreError::Conflict`] when the name is taken.
     async fn create_project(
@@ -236,10 +186,37 @@ pub trait Store: Send + Sync + 'static {
         public_key: &str,
         at: DateTime<Utc>,
     ) -> Result<ProjectInfo>;
+
     /// Every project with its keys (`dsn` left empty), by id.
     async fn projects(&self) -> Result<Vec<ProjectInfo>>;
+
+    /// Issues matching the filter, sorted and limited as it says.
+    async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>>;
+
+    /// One issue with its latest event and counts by release and by day.
+    async fn issue(&self, id: i64) -> Result<Option<IssueDetail>>;
+
+    // --- Mobile: the sketch rows of the reports in [`mobile`], compaction and raw trace events.
+
+    /// The sketch rows (compacted rows and deltas not yet compacted) a report needs, unmerged.
+    async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>>;
+
+    /// Brings pending sketch data (deltas, or cells held in memory) into one row per key; returns how
+    /// many pending items it merged, 0 when nothing was pending. Reports are exact with or without
+    /// it. Safe to run from several collectors at once.
+    async fn compact_perf(&self) -> Result<u64>;
+
+    /// How many raw trace events are stored.
+    async fn count_trace_events(&self) -> Result<u64>;
+
+    /// The newest raw trace events with their contexts (drill-down).
+    async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>>;
+
+    // --- Keys: DSN project keys, mobile API keys and the collector's secrets.
+
     /// One key, enabled or not.
     async fn project_key(&self, public_key: &str) -> Result<Option<KeyInfo>>;
+
     /// Enables/disables a key or sets its rate limit (`Some(0)` clears it); returns the key.
     async fn update_key(
         &self,
@@ -247,15 +224,6 @@ pub trait Store: Send + Sync + 'static {
         enabled: Option<bool>,
         rate_limit: Option<u32>,
     ) -> Result<KeyInfo>;
-
-    /// Issues matching the filter, sorted and limited as it says.
-    async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>>;
-    /// One issue with its latest event and counts by release and by day.
-    async fn issue(&self, id: i64) -> Result<Option<IssueDetail>>;
-
-    /// The secret stored under `name`; when there is none yet, stores `candidate` and returns it.
-    /// Every collector on one database gets the same value.
-    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
 
     /// Stores a mobile API key's SHA-256 (hex); [`StoreError::Conflict`] when the name is taken.
     async fn create_api_key(
@@ -265,21 +233,34 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
         at: DateTime<Utc>,
     ) -> Result<ApiKeyInfo>;
+
     /// Every API key, revoked ones included, by creation.
     async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+
     /// Revokes a key by name (idempotent: a second revocation keeps the first time).
     async fn revoke_api_key(&self, name: &str, at: DateTime<Utc>) -> Result<ApiKeyInfo>;
+
     /// True when a key with this hash exists and is not revoked.
     async fn api_key_valid(&self, key_hash: &str) -> Result<bool>;
 
-    /// The sketch rows (compacted rows and deltas not yet compacted) a report needs, unmerged.
-    async fn perf_rows(&self, select: &PerfSelect) -> Result<Vec<PerfRow>>;
-    /// Brings pending sketch data (deltas, or cells held in memory) into one row per key; returns how
-    /// many pending items it merged, 0 when nothing was pending. Reports are exact with or without
-    /// it. Safe to run from several collectors at once.
-    async fn compact_perf(&self) -> Result<u64>;
-    /// How many raw trace events are stored.
-    async fn count_trace_events(&self) -> Result<u64>;
-    /// The newest raw trace events with their contexts (drill-down).
-    async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>>;
+    /// The secret stored under `name`; when there is none yet, stores `candidate` and returns it.
+    /// Every collector on one database gets the same value.
+    async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
+    // --- Admin: admin tokens and dead letters.
+
+    /// Stores the SHA-256 (hex) of an admin token.
+    async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>)
+    -> Result<()>;
+
+    async fn admin_token_count(&self) -> Result<u64>;
+
+    async fn admin_token_valid(&self, token_hash: &str) -> Result<bool>;
+
+    /// The newest dead letters first, optionally of one channel.
+    async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Keeps only the newest `keep` dead letters of each channel (a ring); returns how many were
+    /// removed, per channel (channels with none removed are left out).
+    async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>>;
 }

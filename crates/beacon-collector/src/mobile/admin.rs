@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use beacon_store::perf::{self, PerfQuery, RegressionQuery};
+use beacon_store::mobile::{self as reports, PerfQuery, RegressionQuery};
 use beacon_wire::FieldError;
 use beacon_wire::admin::{
     ApiKeyInfo, CreatedApiKey, HistogramReport, NewApiKey, PercentileReport, RegressionReport,
@@ -139,7 +139,7 @@ pub async fn percentiles(
     Query(p): Query<PerfParams>,
 ) -> Result<Json<PercentileReport>, ApiError> {
     let q = p.query(&s)?;
-    Ok(Json(perf::percentiles(&*s.store, &q).await?))
+    Ok(Json(reports::percentiles(&*s.store, &q).await?))
 }
 
 pub async fn histogram(
@@ -147,7 +147,7 @@ pub async fn histogram(
     Query(p): Query<PerfParams>,
 ) -> Result<Json<HistogramReport>, ApiError> {
     let q = p.query(&s)?;
-    Ok(Json(perf::histogram(&*s.store, &q).await?))
+    Ok(Json(reports::histogram(&*s.store, &q).await?))
 }
 
 /// `threshold`: a share (`0.1`) or a percentage (`10%`).
@@ -186,7 +186,7 @@ pub async fn regressions(
         include_emulators: flag("include_emulators", &p.include_emulators)?,
         min_group_size: s.config.reports.min_group_size,
     };
-    Ok(Json(perf::regressions(&*s.store, &q).await?))
+    Ok(Json(reports::regressions(&*s.store, &q).await?))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use beacon_store::perf::{PerfContext, TraceBatch};
+use beacon_store::mobile::{PerfContext, TraceBatch};
 use beacon_store::{NewDeadLetter, WriteOp, WriteOutcome};
 use beacon_wire::mobile::{self, BatchError, MetricsResponse, RejectedEntry};
 use chrono::{DateTime, Utc};

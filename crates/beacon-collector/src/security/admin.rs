@@ -7,11 +7,10 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use beacon_store::report;
 use beacon_wire::FieldError;
 use beacon_wire::admin::{ExposureReport, FleetDimension, FleetReport, GrowthReport};
 use beacon_wire::bulletin::{Bulletin, NewBulletin};
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 
 pub async fn list_bulletins(State(s): State<AppState>) -> Result<Json<Vec<Bulletin>>, ApiError> {
@@ -106,7 +105,7 @@ pub async fn fleet(
             .transpose()?
             .unwrap_or_default();
     let include_test = flag("include_test", &p.include_test)?;
-    let r = report::fleet(
+    let r = beacon_store::security::fleet(
         &*s.store,
         from,
         to,
@@ -125,7 +124,14 @@ pub async fn growth(
     let today = s.clock.now().date_naive();
     let (from, to) = p.range(today, 30)?;
     let include_test = flag("include_test", &p.include_test)?;
-    let r = report::growth(
+    let gone = s.config.reports.gone_after_days;
+    if from.checked_sub_days(Days::new(gone.into())).is_none() {
+        // Judged here, before the store (whose own guard says the same).
+        return Err(
+            FieldError::new("query", format!("{from} minus {gone} days is out of range")).into(),
+        );
+    }
+    let r = beacon_store::security::growth(
         &*s.store,
         from,
         to,
@@ -149,7 +155,7 @@ pub async fn exposure(
         return Err(FieldError::new("window_days", "must be between 1 and 366").into());
     }
     let include_test = flag("include_test", &p.include_test)?;
-    let r = report::exposure(
+    let r = beacon_store::security::exposure(
         &*s.store,
         p.bulletin.as_deref(),
         window,

@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use beacon_store::{CheckRecord, NewDeadLetter, WriteOp, WriteOutcome};
+use beacon_store::security::CheckRecord;
+use beacon_store::{NewDeadLetter, WriteOp, WriteOutcome};
 use beacon_wire::security::{BulletinNotice, parse_query};
 
 pub const CHANNEL: &str = "security";

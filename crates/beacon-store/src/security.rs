@@ -1,4 +1,5 @@
-//! Reports, composed once for every backend from the raw queries of [`Store`].
+//! The security channel's storage: its records, and the reports composed once for every backend
+//! from the raw queries of [`Store`].
 //!
 //! k-anonymity lives here: [`fold`] merges every group with fewer than `min_group_size` distinct
 //! servers into one group called `other` and says that it did.
@@ -8,8 +9,66 @@ use beacon_wire::admin::{
     Bucket, BulletinExposure, Distributions, ExposureDay, ExposureReport, FleetDimension,
     FleetGroup, FleetReport, GroupCounts, GrowthDay, GrowthReport,
 };
-use chrono::{Days, NaiveDate};
+use beacon_wire::security::SecurityCheck;
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
+
+/// A validated check and when it was received. The UTC day of `received_at` is its de-duplication day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub received_at: DateTime<Utc>,
+    pub check: SecurityCheck,
+}
+
+impl CheckRecord {
+    pub fn day(&self) -> NaiveDate {
+        self.received_at.date_naive()
+    }
+}
+
+/// A server's latest check within a range of days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    pub server_id: String,
+    pub day: NaiveDate,
+    /// `X.Y.Z`.
+    pub version: String,
+    pub enterprise: bool,
+    pub os: String,
+    pub db: String,
+    pub db_version: Option<String>,
+    pub teams: Option<i64>,
+    pub users: Option<i64>,
+    pub activated_users: Option<i64>,
+    pub unit_tests: bool,
+}
+
+/// Servers and activated users per (day, version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionDayCount {
+    pub day: NaiveDate,
+    pub version: String,
+    pub servers: u64,
+    pub activated_users: i64,
+}
+
+/// A count per day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayCount {
+    pub day: NaiveDate,
+    pub count: u64,
+}
+
+/// The raw material of the growth report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrowthRaw {
+    /// Distinct servers checking in, per day in the range.
+    pub servers: Vec<DayCount>,
+    /// Servers whose first check ever was that day, per day in the range.
+    pub first_seen: Vec<DayCount>,
+    /// Servers whose last check ever was that day, per day in `[last_from, to]`.
+    pub last_seen: Vec<DayCount>,
+}
 
 /// The label of folded groups.
 pub const OTHER: &str = "other";
@@ -114,19 +173,19 @@ fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucke
 fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
     let days = (to - from).num_days();
     if days < 0 {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::InvalidInput(format!(
             "range is empty: {from} is after {to}"
         )));
     }
     if days > MAX_RANGE_DAYS {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::InvalidInput(format!(
             "range spans {days} days, at most {MAX_RANGE_DAYS} are allowed"
         )));
     }
     Ok(())
 }
 
-fn counts_of(s: &crate::ServerSnapshot) -> GroupCounts {
+fn counts_of(s: &ServerSnapshot) -> GroupCounts {
     GroupCounts {
         servers: 1,
         users: s.users.unwrap_or(0),
@@ -136,7 +195,7 @@ fn counts_of(s: &crate::ServerSnapshot) -> GroupCounts {
 }
 
 /// The key of a server in a fleet dimension.
-pub fn dimension_key(s: &crate::ServerSnapshot, by: FleetDimension) -> String {
+pub fn dimension_key(s: &ServerSnapshot, by: FleetDimension) -> String {
     match by {
         FleetDimension::Version => s.version.clone(),
         FleetDimension::Edition => if s.enterprise { "enterprise" } else { "team" }.to_string(),
@@ -203,12 +262,12 @@ pub async fn growth(
     check_range(from, to)?;
     let g = Days::new(gone_after_days.into());
     let last_from = from.checked_sub_days(g).ok_or_else(|| {
-        StoreError::Invalid(format!(
+        StoreError::InvalidInput(format!(
             "{from} minus {gone_after_days} days is out of range"
         ))
     })?;
     let raw = store.growth_raw(from, to, last_from, include_test).await?;
-    let index = |v: &[crate::DayCount]| -> HashMap<NaiveDate, u64> {
+    let index = |v: &[DayCount]| -> HashMap<NaiveDate, u64> {
         v.iter().map(|d| (d.day, d.count)).collect()
     };
     let (servers, first, last) = (
@@ -255,7 +314,9 @@ pub async fn exposure(
     min_group_size: u64,
 ) -> Result<ExposureReport> {
     if window_days == 0 {
-        return Err(StoreError::Invalid("window_days must be at least 1".into()));
+        return Err(StoreError::InvalidInput(
+            "window_days must be at least 1".into(),
+        ));
     }
     let bulletins = match bulletin {
         Some(id) => vec![
@@ -274,7 +335,7 @@ pub async fn exposure(
     let window_from = as_of
         .checked_sub_days(Days::new(u64::from(window_days) - 1))
         .ok_or_else(|| {
-            StoreError::Invalid(format!("{window_days} days before {as_of} is out of range"))
+            StoreError::InvalidInput(format!("{window_days} days before {as_of} is out of range"))
         })?;
     check_range(window_from, as_of)?;
     let latest = store

@@ -1,10 +1,9 @@
-//! Mobile API keys, secrets and trace events on PostgreSQL.
+//! The mobile channel on PostgreSQL: trace events, their sketch deltas and rows, and compaction.
 
-use crate::map_err;
-use beacon_store::perf::{PerfContext, PerfRow, PerfSelect, StoredTrace, TraceBatch, cells_of};
-use beacon_store::sketch::Cell;
+use crate::{PgStore, map_err};
+use beacon_store::mobile::sketch::Cell;
+use beacon_store::mobile::{PerfContext, PerfRow, PerfSelect, StoredTrace, TraceBatch, cells_of};
 use beacon_store::{Result, StoreError};
-use beacon_wire::admin::ApiKeyInfo;
 use beacon_wire::mobile::{DeviceInfo, TraceName};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -12,6 +11,7 @@ use tokio_postgres::{Client, Transaction};
 
 /// `pg_try_advisory_xact_lock` key of compaction: one compactor at a time across collectors.
 const COMPACT_LOCK: i64 = 0x0062_6561_636f_6e01;
+
 /// Deltas taken per statement while compacting.
 const COMPACT_CHUNK: i64 = 20_000;
 
@@ -99,13 +99,13 @@ pub(crate) async fn write_traces(
 type Key = (i16, i16, NaiveDate, bool, String);
 
 fn decode(bytes: &[u8]) -> Result<Cell> {
-    Cell::decode(bytes).map_err(|e| StoreError::Invalid(e.to_string()))
+    Cell::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Merges every visible delta into its key's sketch row. `DELETE … RETURNING` takes exactly the
 /// deltas it merges, so a delta committed meanwhile waits for the next round; the advisory lock keeps
 /// a second compactor out (it returns 0 at once).
-pub(crate) async fn compact(client: &mut deadpool_postgres::Client) -> Result<u64> {
+async fn compact(client: &mut deadpool_postgres::Client) -> Result<u64> {
     let tx = client.transaction().await.map_err(map_err)?;
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&COMPACT_LOCK])
@@ -179,7 +179,7 @@ pub(crate) async fn compact(client: &mut deadpool_postgres::Client) -> Result<u6
     Ok(n)
 }
 
-pub(crate) async fn rows(client: &Client, sel: &PerfSelect) -> Result<Vec<PerfRow>> {
+async fn rows(client: &Client, sel: &PerfSelect) -> Result<Vec<PerfRow>> {
     let traces: Vec<i16> = match sel.trace {
         Some(t) => vec![t.code()],
         None => TraceName::ALL.iter().map(|t| t.code()).collect(),
@@ -201,7 +201,7 @@ pub(crate) async fn rows(client: &Client, sel: &PerfSelect) -> Result<Vec<PerfRo
             let code: i16 = r.get(0);
             Ok(PerfRow {
                 trace: TraceName::from_code(code)
-                    .ok_or_else(|| StoreError::Invalid(format!("unknown trace code {code}")))?,
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown trace code {code}")))?,
                 day: r.get(1),
                 value: r.get(2),
                 cell: decode(r.get(3))?,
@@ -210,7 +210,7 @@ pub(crate) async fn rows(client: &Client, sel: &PerfSelect) -> Result<Vec<PerfRo
         .collect()
 }
 
-pub(crate) async fn trace_events(client: &Client, limit: u32) -> Result<Vec<StoredTrace>> {
+async fn trace_events_on(client: &Client, limit: u32) -> Result<Vec<StoredTrace>> {
     let rows = client
         .query(
             "SELECT e.ts, e.trace, e.dur, c.device_hash, c.info::text FROM trace_events e \
@@ -223,11 +223,11 @@ pub(crate) async fn trace_events(client: &Client, limit: u32) -> Result<Vec<Stor
         .map(|r| {
             let code: i16 = r.get(1);
             let info: DeviceInfo =
-                serde_json::from_str(r.get(4)).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                serde_json::from_str(r.get(4)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(StoredTrace {
                 ts_us: r.get(0),
                 trace: TraceName::from_code(code)
-                    .ok_or_else(|| StoreError::Invalid(format!("unknown trace code {code}")))?,
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown trace code {code}")))?,
                 dur_us: r.get(2),
                 context: PerfContext::new(info, r.get(3)),
             })
@@ -235,94 +235,24 @@ pub(crate) async fn trace_events(client: &Client, limit: u32) -> Result<Vec<Stor
         .collect()
 }
 
-fn api_key_from_row(r: &tokio_postgres::Row) -> ApiKeyInfo {
-    ApiKeyInfo {
-        name: r.get(0),
-        prefix: r.get(1),
-        created_at: r.get(2),
-        revoked_at: r.get(3),
-    }
+pub(crate) async fn perf_rows(s: &PgStore, select: &PerfSelect) -> Result<Vec<PerfRow>> {
+    rows(&**s.client().await?, select).await
 }
 
-pub(crate) async fn create_api_key(
-    client: &Client,
-    name: &str,
-    hash: &str,
-    prefix: &str,
-    at: DateTime<Utc>,
-) -> Result<ApiKeyInfo> {
-    client
-        .execute(
-            "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4)",
-            &[&name, &hash, &prefix, &at],
-        )
-        .await
-        .map_err(|e| match map_err(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("an api key named {name:?} exists"))
-            }
-            other => other,
-        })?;
-    Ok(ApiKeyInfo {
-        name: name.to_string(),
-        prefix: prefix.to_string(),
-        created_at: at,
-        revoked_at: None,
-    })
+pub(crate) async fn compact_perf(s: &PgStore) -> Result<u64> {
+    compact(&mut s.client().await?).await
 }
 
-pub(crate) async fn api_keys(client: &Client) -> Result<Vec<ApiKeyInfo>> {
-    Ok(client
-        .query(
-            "SELECT name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, name",
-            &[],
-        )
-        .await
-        .map_err(map_err)?
-        .iter()
-        .map(api_key_from_row)
-        .collect())
-}
-
-pub(crate) async fn revoke_api_key(
-    client: &Client,
-    name: &str,
-    at: DateTime<Utc>,
-) -> Result<ApiKeyInfo> {
-    client
-        .query_opt(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1 \
-             RETURNING name, prefix, created_at, revoked_at",
-            &[&name, &at],
-        )
-        .await
-        .map_err(map_err)?
-        .map(|r| api_key_from_row(&r))
-        .ok_or_else(|| StoreError::NotFound(format!("no api key named {name:?}")))
-}
-
-pub(crate) async fn api_key_valid(client: &Client, hash: &str) -> Result<bool> {
-    Ok(client
-        .query_opt(
-            "SELECT 1 FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-            &[&hash],
-        )
-        .await
-        .map_err(map_err)?
-        .is_some())
-}
-
-pub(crate) async fn secret(client: &Client, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
-    client
-        .execute(
-            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&name, &candidate],
-        )
+pub(crate) async fn count_trace_events(s: &PgStore) -> Result<u64> {
+    let row = s
+        .client()
+        .await?
+        .query_one("SELECT count(*) FROM trace_events", &[])
         .await
         .map_err(map_err)?;
-    Ok(client
-        .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
-        .await
-        .map_err(map_err)?
-        .get(0))
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+pub(crate) async fn trace_events(s: &PgStore, limit: u32) -> Result<Vec<StoredTrace>> {
+    trace_events_on(&**s.client().await?, limit).await
 }

@@ -1,12 +1,11 @@
-//! Mobile API keys, secrets and trace events on SQLite.
+//! The mobile channel on SQLite: trace events, their sketch rows, and compaction.
 
-use crate::{day_from, day_num, map_err, ms, time_from};
-use beacon_store::perf::{
+use crate::{SqliteStore, day_from, day_num, map_err, ms, run};
+use beacon_store::mobile::sketch::Cell;
+use beacon_store::mobile::{
     CellAccumulator, CellKey, PerfContext, PerfRow, PerfSelect, StoredTrace, TraceBatch,
 };
-use beacon_store::sketch::Cell;
 use beacon_store::{Result, StoreError};
-use beacon_wire::admin::ApiKeyInfo;
 use beacon_wire::mobile::{DeviceInfo, TraceName, TraceRecord};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
@@ -81,8 +80,7 @@ pub(crate) fn write_traces(tx: &Transaction<'_>, batches: &[&TraceBatch]) -> Res
             )
             .map_err(map_err)?;
         for b in batches {
-            let info = serde_json::to_string(&b.context.info)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let info = serde_json::to_string(&b.context.info).expect("device info serialises");
             ctx.execute(params![
                 b.context.id,
                 b.context.device_hash,
@@ -217,7 +215,7 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<u64> {
                 Some(c) => c.clone(),
                 None => {
                     let parsed: DeviceInfo = serde_json::from_str(&info)
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let c = PerfContext::new(parsed, hash.clone());
                     contexts.insert((hash, info), c.clone());
                     c
@@ -253,20 +251,16 @@ pub(crate) fn recover(conn: &mut Connection) -> Result<u64> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Cell> {
-    Cell::decode(bytes).map_err(|e| StoreError::Invalid(e.to_string()))
+    Cell::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn trace_from(code: i16) -> Result<TraceName> {
     TraceName::from_code(code)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown trace code {code}")))
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown trace code {code}")))
 }
 
 /// The sketch rows of a report: the table's, plus the pending cells (read under one lock).
-pub(crate) fn rows(
-    conn: &Connection,
-    pending: &Mutex<Pending>,
-    sel: &PerfSelect,
-) -> Result<Vec<PerfRow>> {
+fn rows(conn: &Connection, pending: &Mutex<Pending>, sel: &PerfSelect) -> Result<Vec<PerfRow>> {
     let traces: Vec<TraceName> = match sel.trace {
         Some(t) => vec![t],
         None => TraceName::ALL.to_vec(),
@@ -294,7 +288,7 @@ pub(crate) fn rows(
                 .get_ref(2)
                 .map_err(map_err)?
                 .as_blob()
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             out.push(PerfRow {
                 trace: *trace,
                 day: day_from(r.get(0).map_err(map_err)?),
@@ -322,7 +316,7 @@ pub(crate) fn rows(
     Ok(out)
 }
 
-pub(crate) fn trace_events(conn: &Connection, limit: u32) -> Result<Vec<StoredTrace>> {
+fn trace_events_on(conn: &Connection, limit: u32) -> Result<Vec<StoredTrace>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT e.ts, e.trace, e.dur, c.device_hash, c.info FROM trace_events e \
@@ -345,7 +339,7 @@ pub(crate) fn trace_events(conn: &Connection, limit: u32) -> Result<Vec<StoredTr
     rows.into_iter()
         .map(|(ts_us, trace, dur_us, hash, info)| {
             let info: DeviceInfo =
-                serde_json::from_str(&info).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                serde_json::from_str(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(StoredTrace {
                 ts_us,
                 trace: trace_from(trace)?,
@@ -356,92 +350,27 @@ pub(crate) fn trace_events(conn: &Connection, limit: u32) -> Result<Vec<StoredTr
         .collect()
 }
 
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+pub(crate) async fn perf_rows(s: &SqliteStore, select: &PerfSelect) -> Result<Vec<PerfRow>> {
+    let (select, pending) = (select.clone(), s.pending.clone());
+    run(&s.reader, move |c| rows(c, &pending, &select)).await
 }
 
-fn finish_key(
-    (name, prefix, created, revoked): (String, String, i64, Option<i64>),
-) -> Result<ApiKeyInfo> {
-    Ok(ApiKeyInfo {
-        name,
-        prefix,
-        created_at: time_from(created)?,
-        revoked_at: revoked.map(time_from).transpose()?,
+pub(crate) async fn compact_perf(s: &SqliteStore) -> Result<u64> {
+    let pending = s.pending.clone();
+    run(&s.writer, move |c| fold_pending(c, &pending)).await
+}
+
+pub(crate) async fn count_trace_events(s: &SqliteStore) -> Result<u64> {
+    run(&s.reader, |c| {
+        c.query_row("SELECT count(*) FROM trace_events", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(map_err)
     })
+    .await
 }
 
-pub(crate) fn create_api_key(
-    conn: &Connection,
-    name: &str,
-    hash: &str,
-    prefix: &str,
-    at: i64,
-) -> Result<ApiKeyInfo> {
-    conn.execute(
-        "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![name, hash, prefix, at],
-    )
-    .map_err(|e| match map_err(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict(format!("an api key named {name:?} exists"))
-        }
-        other => other,
-    })?;
-    finish_key((name.to_string(), prefix.to_string(), at, None))
-}
-
-pub(crate) fn api_keys(conn: &Connection) -> Result<Vec<ApiKeyInfo>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, name",
-        )
-        .map_err(map_err)?;
-    let rows = stmt
-        .query_map([], key_from_row)
-        .map_err(map_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(map_err)?;
-    rows.into_iter().map(finish_key).collect()
-}
-
-pub(crate) fn revoke_api_key(conn: &Connection, name: &str, at: i64) -> Result<ApiKeyInfo> {
-    conn.execute(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
-        params![name, at],
-    )
-    .map_err(map_err)?;
-    let row = conn
-        .query_row(
-            "SELECT name, prefix, created_at, revoked_at FROM api_keys WHERE name = ?1",
-            [name],
-            key_from_row,
-        )
-        .optional()
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::NotFound(format!("no api key named {name:?}")))?;
-    finish_key(row)
-}
-
-pub(crate) fn api_key_valid(conn: &Connection, hash: &str) -> Result<bool> {
-    conn.query_row(
-        "SELECT 1 FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
-        [hash],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|o| o.is_some())
-    .map_err(map_err)
-}
-
-pub(crate) fn secret(conn: &Connection, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
-    conn.execute(
-        "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
-        params![name, candidate],
-    )
-    .map_err(map_err)?;
-    conn.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-    .map_err(map_err)
+pub(crate) async fn trace_events(s: &SqliteStore, limit: u32) -> Result<Vec<StoredTrace>> {
+    run(&s.reader, move |c| trace_events_on(c, limit)).await
 }

@@ -9,7 +9,8 @@
 //! name and one dimension in its day range and merges them: its cost grows with days × values, never
 //! with events.
 
-use crate::sketch::Cell;
+pub mod sketch;
+
 use crate::{Result, Store};
 use beacon_wire::admin::{
     HistogramBucket, HistogramGroup, HistogramReport, PercentileReport, PerfGroup, Regression,
@@ -18,6 +19,7 @@ use beacon_wire::admin::{
 use beacon_wire::mobile::{DeviceInfo, Dimension, TraceName, TraceRecord};
 use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
+use sketch::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 /// The device of a batch, pseudonymised: `info.device_unique_id` is always `None`; `device_hash` is
@@ -153,7 +155,7 @@ impl CellAccumulator {
                 }
             };
             let v = e.dur_us.max(1) as u64;
-            let key = crate::sketch::key_of(v);
+            let key = sketch::key_of(v);
             for c in cells {
                 self.cells[c].sketch.add_at(key, v);
             }
@@ -240,7 +242,7 @@ const HISTOGRAM_EDGES_MS: [f64; 19] = [
 ];
 
 /// The label of folded groups.
-pub use crate::report::OTHER;
+pub use crate::security::OTHER;
 
 /// Merges rows into one cell per value, then folds values seen on fewer than `min_group_size`
 /// devices into [`OTHER`]. Groups come largest first, `other` last.
@@ -324,7 +326,7 @@ pub async fn percentiles(store: &dyn Store, q: &PerfQuery) -> Result<PercentileR
         to: q.to,
         by: q.by,
         include_emulators: q.include_emulators,
-        relative_accuracy: crate::sketch::RELATIVE_ACCURACY,
+        relative_accuracy: sketch::RELATIVE_ACCURACY,
         min_group_size: q.min_group_size,
         thresholded,
         groups: groups
