@@ -185,35 +185,28 @@ impl Client {
     }
 }
 
-/// Why a request got no answer, in a few words: the io error's kind when one is in the chain
-/// (`connection refused`), else the innermost error's text.
+/// Why a request got no answer, in a few words: a network io error's kind when the chain holds
+/// one (`connection refused`), else the innermost error's text (a DNS or TLS failure).
 fn unreachable_reason(e: &reqwest::Error) -> String {
-    use std::io::ErrorKind;
+    use std::io::ErrorKind::*;
+    if e.is_timeout() {
+        return "timed out".into();
+    }
     let mut innermost: &dyn std::error::Error = e;
     let mut kind = None;
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            kind = Some(io.kind());
-        }
-        innermost = err;
-        next = err.source();
+    while let Some(source) = innermost.source() {
+        innermost = source;
+        kind = innermost
+            .downcast_ref::<std::io::Error>()
+            .map(|io| io.kind())
+            .or(kind);
     }
-    let known = match kind {
-        _ if e.is_timeout() => "timed out",
-        Some(ErrorKind::ConnectionRefused) => "connection refused",
-        Some(ErrorKind::ConnectionReset) => "connection reset",
-        Some(ErrorKind::ConnectionAborted) => "connection aborted",
-        Some(ErrorKind::TimedOut) => "timed out",
-        Some(ErrorKind::HostUnreachable) => "host unreachable",
-        Some(ErrorKind::NetworkUnreachable) => "network unreachable",
-        Some(ErrorKind::AddrNotAvailable) => "address not available",
-        _ => "",
-    };
-    if known.is_empty() {
-        innermost.to_string()
-    } else {
-        known.to_string()
+    match kind {
+        Some(
+            k @ (ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
+            | HostUnreachable | NetworkUnreachable | AddrNotAvailable),
+        ) => k.to_string(),
+        _ => innermost.to_string(),
     }
 }
 
