@@ -1,5 +1,6 @@
 //! The admin API client used by the CLI's admin commands.
 
+use crate::output::Format;
 use anyhow::{Context, Result, anyhow, bail};
 use beacon_wire::admin::ErrorBody;
 use clap::Args;
@@ -23,13 +24,28 @@ pub struct AdminArgs {
     /// Extra CA certificate (PEM) to trust, for a collector with a private certificate.
     #[arg(long, env = "BEACON_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
+    /// Output: a table, the API's JSON, or CSV (the main table's rows).
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long, global = true, conflicts_with = "format")]
     pub json: bool,
     /// Send the admin token over plain http:// to a host that is not this machine. Without it, such
     /// a URL is refused: anyone on the network path could read the token.
     #[arg(long, global = true)]
     pub insecure: bool,
+}
+
+impl AdminArgs {
+    /// `--format`, with `--json` meaning `--format json`.
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
+/// A query parameter, when given.
+pub fn opt(k: &'static str, v: Option<String>) -> Option<(&'static str, String)> {
+    v.map(|v| (k, v))
 }
 
 pub struct Client {
@@ -149,11 +165,14 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the collector at {}", self.base))?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            tracing::debug!(error = ?e, "request to the collector failed");
+            anyhow!(
+                "cannot reach the collector at {}: {}",
+                self.base,
+                unreachable_reason(&e)
+            )
+        })?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if !status.is_success() {
@@ -166,6 +185,31 @@ impl Client {
     }
 }
 
+/// Why a request got no answer, in a few words: a network io error's kind when the chain holds
+/// one (`connection refused`), else the innermost error's text (a DNS or TLS failure).
+fn unreachable_reason(e: &reqwest::Error) -> String {
+    use std::io::ErrorKind::*;
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut innermost: &dyn std::error::Error = e;
+    let mut kind = None;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+        kind = innermost
+            .downcast_ref::<std::io::Error>()
+            .map(|io| io.kind())
+            .or(kind);
+    }
+    match kind {
+        Some(
+            k @ (ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
+            | HostUnreachable | NetworkUnreachable | AddrNotAvailable),
+        ) => k.to_string(),
+        _ => innermost.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +219,7 @@ mod tests {
             url: url.into(),
             token: Some("t".repeat(20)),
             ca_cert: None,
+            format: Format::Table,
             json: false,
             insecure,
         }

@@ -1,17 +1,20 @@
 //! `beacon`: the collector (`serve`), its offline tools, and the admin CLI that talks to the admin API.
+//! One module per subcommand under `cmd`; the admin commands print through `output`.
 
-mod admin;
-mod agent;
 mod client;
-mod perf;
-mod sim;
+mod cmd;
+mod output;
 mod table;
 
-use anyhow::{Context, Result, bail};
-use beacon_collector::{Config, SystemClock};
+use anyhow::Result;
+use beacon_collector::Config;
 use clap::{Args, Parser, Subcommand};
+use cmd::{
+    agent, apikey, bulletin, config, deadletter, demo, issues, key, perf, project, report, serve,
+    sim, token,
+};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -27,48 +30,48 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector.
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
     /// Validate configuration.
     #[command(subcommand)]
-    Config(ConfigCommand),
+    Config(config::ConfigCommand),
     /// Admin tokens (offline: works on the store directly).
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(token::TokenCommand),
     /// Security bulletins (admin API).
     #[command(subcommand)]
-    Bulletin(admin::BulletinCommand),
+    Bulletin(bulletin::BulletinCommand),
     /// Reports (admin API).
     #[command(subcommand)]
-    Report(admin::ReportCommand),
+    Report(report::ReportCommand),
     /// Rejected items (admin API).
     #[command(subcommand)]
-    Deadletter(admin::DeadletterCommand),
+    Deadletter(deadletter::DeadletterCommand),
     /// Error-reporting projects and their DSNs (admin API).
     #[command(subcommand)]
-    Project(admin::ProjectCommand),
+    Project(project::ProjectCommand),
     /// Project keys: enable, disable, rate limit (admin API).
     #[command(subcommand)]
-    Key(admin::KeyCommand),
+    Key(key::KeyCommand),
     /// Grouped errors (admin API).
     #[command(subcommand)]
-    Issues(admin::IssuesCommand),
+    Issues(issues::IssuesCommand),
     /// Mobile API keys for `POST /v1/mobile/metrics` (admin API).
     #[command(subcommand)]
-    Apikey(perf::ApikeyCommand),
+    Apikey(apikey::ApikeyCommand),
     /// Mobile app performance: percentiles, histograms, regressions (admin API).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
     /// Drive a running collector with a simulated fleet (security checks, errors, mobile).
     Sim(sim::SimArgs),
     /// Start a collector with a month of simulated traffic and print its reports; serves until Ctrl-C.
-    Demo(sim::DemoArgs),
+    Demo(demo::DemoArgs),
     /// The agent stand-alone: run, check once, or preview what it sends.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
 }
 
 #[derive(Args, Clone, Default)]
-struct StoreArgs {
+pub struct StoreArgs {
     /// Configuration file (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -82,7 +85,7 @@ struct StoreArgs {
 
 impl StoreArgs {
     /// File, then environment, then these flags.
-    fn load(&self) -> Result<Config> {
+    pub fn load(&self) -> Result<Config> {
         let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(d) = &self.data_dir {
             config.server.data_dir = d.clone();
@@ -94,34 +97,9 @@ impl StoreArgs {
     }
 }
 
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on. Default 127.0.0.1:8080.
-    #[arg(long)]
-    listen: Option<String>,
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Check a configuration file (and BEACON_* variables) and say what is wrong.
-    Check { file: PathBuf },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Make a new admin token; prints it once, stores only its hash.
-    Create {
-        #[command(flatten)]
-        store: StoreArgs,
-        /// A label to recognise the token by.
-        #[arg(long, default_value = "cli")]
-        label: String,
-    },
-}
-
-fn main() -> Result<()> {
+/// Runs the command; an error is one line on stderr, `Error: ` and its causes joined by `: `, never
+/// a backtrace (whatever `RUST_BACKTRACE` says), and the exit status is 1.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -132,48 +110,66 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(run(cli))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, `: `-joined like `{:#}`; a cause whose text the message
+/// before it already quotes is left out, and a message of several lines (every problem of a
+/// configuration) has them `; `-joined.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let mut text = String::new();
+        for l in cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            if !text.is_empty() {
+                text.push_str(if text.ends_with(':') { " " } else { "; " });
+            }
+            text.push_str(l);
+        }
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
-        Command::Token(TokenCommand::Create { store, label }) => token_create(&store, &label).await,
-        Command::Bulletin(cmd) => admin::bulletin(cmd).await,
-        Command::Report(cmd) => admin::report(cmd).await,
-        Command::Deadletter(cmd) => admin::deadletter(cmd).await,
-        Command::Project(cmd) => admin::project(cmd).await,
-        Command::Key(cmd) => admin::key(cmd).await,
-        Command::Issues(cmd) => admin::issues(cmd).await,
-        Command::Apikey(cmd) => perf::apikey(cmd).await,
-        Command::Perf(cmd) => perf::perf(cmd).await,
-        Command::Sim(args) => sim::sim(args).await,
-        Command::Demo(args) => sim::demo(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Config(cmd) => config::run(cmd),
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Bulletin(cmd) => bulletin::run(cmd).await,
+        Command::Report(cmd) => report::run(cmd).await,
+        Command::Deadletter(cmd) => deadletter::run(cmd).await,
+        Command::Project(cmd) => project::run(cmd).await,
+        Command::Key(cmd) => key::run(cmd).await,
+        Command::Issues(cmd) => issues::run(cmd).await,
+        Command::Apikey(cmd) => apikey::run(cmd).await,
+        Command::Perf(cmd) => perf::run(cmd).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Agent(cmd) => agent::agent(cmd).await,
     }
-}
-
-async fn serve(args: ServeArgs) -> Result<()> {
-    let mut config = args.store.load()?;
-    if let Some(l) = args.listen {
-        config.server.listen = l;
-    }
-    let running = beacon_collector::start(config, Arc::new(SystemClock)).await?;
-    if let Some(token) = &running.initial_token {
-        println!("Beacon admin token (shown once; only its hash is stored):\n\n    {token}\n");
-    }
-    println!("beacon collector listening on {}", running.url());
-    shutdown_signal().await?;
-    tracing::info!("shutdown requested: no new connections, finishing accepted requests");
-    running
-        .shutdown()
-        .await
-        .context("collector stopped with an error")?;
-    Ok(())
 }
 
 pub(crate) async fn shutdown_signal() -> Result<()> {
@@ -185,48 +181,34 @@ pub(crate) async fn shutdown_signal() -> Result<()> {
     Ok(())
 }
 
-fn config_check(file: &std::path::Path) -> Result<()> {
-    let config = match Config::load(Some(file), std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => {
-            for p in &e.0 {
-                eprintln!("error: {p}");
-            }
-            bail!(
-                "{} is not a valid configuration ({} problem(s))",
-                file.display(),
-                e.0.len()
-            );
-        }
-    };
-    let problems = config.problems();
-    for p in &problems {
-        eprintln!("error: {p}");
-    }
-    if !problems.is_empty() {
-        bail!(
-            "{} is not a valid configuration ({} problem(s))",
-            file.display(),
-            problems.len()
-        );
-    }
-    println!("{}: ok", file.display());
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context;
 
-async fn token_create(args: &StoreArgs, label: &str) -> Result<()> {
-    let config = args.load()?;
-    let store = beacon_collector::open_store(&config).await?;
-    let token = beacon_collector::keys::generate_token();
-    store
-        .add_admin_token(
-            &beacon_collector::keys::hash(&token),
-            label,
-            chrono::Utc::now(),
-        )
-        .await?;
-    println!("{token}");
-    Ok(())
+    #[test]
+    fn errors_are_one_line() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Err::<(), _>(io).context("cannot reach x").unwrap_err();
+        assert_eq!(one_line(&e), "cannot reach x: connection refused");
+        // A message quoting its source, as thiserror's `{source}` does: said once.
+        #[derive(Debug)]
+        struct Listen(std::io::Error);
+        impl std::fmt::Display for Listen {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot listen on :80: {}", self.0)
+            }
+        }
+        impl std::error::Error for Listen {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Listen(std::io::ErrorKind::AddrInUse.into()));
+        assert_eq!(one_line(&e), "cannot listen on :80: address in use");
+        let e = anyhow::anyhow!("invalid configuration:\na: bad\nb: worse\n");
+        assert_eq!(one_line(&e), "invalid configuration: a: bad; b: worse");
+    }
 }
 
 // glibc's malloc showed up at ~11% of the collector's CPU under load (arena contention and

@@ -1,79 +1,16 @@
-//! `beacon sim` (drive a running collector with a simulated fleet) and `beacon demo` (a collector
-//! with a month of simulated traffic, to look around in).
+//! `beacon demo`: a collector with a month of simulated traffic, to look around in.
 
-use crate::admin::{self, IssuesCommand, ReportCommand};
 use crate::client::AdminArgs;
-use crate::perf::{self as perf_cmd, PerfCommand, Range};
+use crate::cmd::issues::{self, IssuesCommand};
+use crate::cmd::perf::{self, PerfCommand, Range};
+use crate::cmd::report::{self, ReportCommand};
+use crate::output::Format;
 use anyhow::{Context, Result};
 use beacon_collector::{Config, OffsetClock};
 use beacon_sim::{Hooks, SimConfig};
 use chrono::{NaiveTime, TimeZone, Utc};
 use clap::Args;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-#[derive(Args)]
-pub struct SimArgs {
-    /// The collector to drive.
-    #[arg(long, env = "BEACON_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    #[arg(long, default_value_t = 1000)]
-    servers: u32,
-    #[arg(long, default_value_t = 500)]
-    devices: u32,
-    /// Simulated days; the last one is today.
-    #[arg(long, default_value_t = 30)]
-    days: u32,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Most requests per second (default: as fast as the collector answers).
-    #[arg(long)]
-    rate: Option<u32>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// Send error events to this DSN (`beacon project create`).
-    #[arg(long)]
-    project_dsn: Option<String>,
-    /// Send mobile batches with this API key (`beacon apikey create`).
-    #[arg(long)]
-    api_key: Option<String>,
-    /// Extra CA certificate (PEM) for an https collector with a private CA.
-    #[arg(long, env = "BEACON_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-    /// Append every acknowledged item (`check ID`, `event ID`, `traces N`) to this file.
-    #[arg(long)]
-    record: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-}
-
-pub async fn sim(a: SimArgs) -> Result<()> {
-    let ca_cert = a
-        .ca_cert
-        .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
-        .transpose()?;
-    let config = SimConfig {
-        url: a.url,
-        servers: a.servers,
-        devices: a.devices,
-        days: a.days,
-        seed: a.seed,
-        rate: a.rate,
-        concurrency: a.concurrency,
-        project_dsn: a.project_dsn,
-        api_key: a.api_key,
-        ca_cert,
-        progress: !a.quiet,
-        record: a.record,
-    };
-    eprintln!("{}", beacon_sim::describe(&config));
-    let summary = beacon_sim::run(config, Hooks::default()).await?;
-    print!("{summary}");
-    Ok(())
-}
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -90,7 +27,7 @@ pub struct DemoArgs {
     seed: u64,
 }
 
-pub async fn demo(a: DemoArgs) -> Result<()> {
+pub async fn run(a: DemoArgs) -> Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
     let mut config = Config::default();
     config.server.listen = a.listen;
@@ -108,6 +45,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
         url: url.clone(),
         token: Some(token.clone()),
         ca_cert: None,
+        format: Format::Table,
         json: false,
         // The collector is this process.
         insecure: true,
@@ -182,7 +120,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     println!("\n== what the simulator sent ==\n{summary}");
 
     println!("\n== beacon report fleet ==");
-    admin::report(ReportCommand::Fleet {
+    report::run(ReportCommand::Fleet {
         day: None,
         from: None,
         to: None,
@@ -192,7 +130,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     })
     .await?;
     println!("\n== beacon report exposure ==");
-    admin::report(ReportCommand::Exposure {
+    report::run(ReportCommand::Exposure {
         bulletin: None,
         window_days: None,
         include_test: false,
@@ -200,7 +138,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     })
     .await?;
     println!("\n== beacon issues list --sort count ==");
-    admin::issues(IssuesCommand::List {
+    issues::run(IssuesCommand::List {
         project: None,
         release: None,
         environment: None,
@@ -211,7 +149,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     })
     .await?;
     println!("\n== beacon perf percentiles --trace channel:switch_loaded --by app_version ==");
-    perf_cmd::perf(PerfCommand::Percentiles {
+    perf::run(PerfCommand::Percentiles {
         trace: "channel:switch_loaded".into(),
         by: Some("app_version".into()),
         range: Range::default(),
@@ -219,7 +157,7 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     })
     .await?;
     println!("\n== beacon perf regressions ==");
-    perf_cmd::perf(PerfCommand::Regressions {
+    perf::run(PerfCommand::Regressions {
         trace: None,
         threshold: "10%".into(),
         min_samples: 100,

@@ -1,0 +1,16 @@
+//! One module per top-level subcommand of `beacon`.
+
+pub mod agent;
+pub mod apikey;
+pub mod bulletin;
+pub mod config;
+pub mod deadletter;
+pub mod demo;
+pub mod issues;
+pub mod key;
+pub mod perf;
+pub mod project;
+pub mod report;
+pub mod serve;
+pub mod sim;
+pub mod token;
