@@ -1,8 +1,7 @@
 //! The admin API: authentication on every route, reports with k-anonymity, operations endpoints.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use serde_json::Value;
 
 const ROUTES: &[(&str, &str)] = &[
@@ -30,7 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn every_admin_route_needs_a_valid_token() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
     for (method, path) in ROUTES {
         let url = format!("{}/admin/v1{path}", c.url);
@@ -58,7 +57,7 @@ async fn every_admin_route_needs_a_valid_token() {
         }
     }
     // The bulletin was not retracted by the unauthenticated calls.
-    let b = c.admin_json("/bulletins/BSA-1").await;
+    let b = c.get_admin("/bulletins/BSA-1").await;
     assert!(b["retracted_at"].is_null());
     // With the token, every route answers something other than 401.
     for (method, path) in ROUTES {
@@ -77,8 +76,8 @@ async fn every_admin_route_needs_a_valid_token() {
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
-    let c = start().await;
-    let doc = c.admin_json("/openapi.json").await;
+    let c = TestCollector::start().await;
+    let doc = c.get_admin("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (method, path) in ROUTES {
         let openapi_path = format!(
@@ -114,9 +113,9 @@ async fn send_versions(c: &TestCollector, groups: &[(&str, u32)]) {
 
 #[tokio::test]
 async fn fleet_report_folds_groups_below_min_group_size() {
-    let c = start().await; // min_group_size = 5
+    let c = TestCollector::start().await; // min_group_size = 5
     send_versions(&c, &[("5.37.0", 5), ("5.36.0", 4), ("5.35.0", 1)]).await;
-    let r = c.admin_json("/reports/fleet").await;
+    let r = c.get_admin("/reports/fleet").await;
     assert_eq!(r["thresholded"], true);
     assert_eq!(r["min_group_size"], 5);
     let groups: Vec<(String, u64)> = r["groups"]
@@ -143,7 +142,7 @@ async fn fleet_report_folds_groups_below_min_group_size() {
 
     // Exactly at the threshold: kept.
     send_versions(&c, &[("5.37.0", 5), ("5.36.0", 5)]).await;
-    let r = c.admin_json("/reports/fleet?by=version").await;
+    let r = c.get_admin("/reports/fleet?by=version").await;
     let keys: Vec<_> = r["groups"]
         .as_array()
         .unwrap()
@@ -156,17 +155,17 @@ async fn fleet_report_folds_groups_below_min_group_size() {
 
 #[tokio::test]
 async fn test_installs_are_left_out_unless_asked_for() {
-    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 1).await;
     send_versions(&c, &[("5.37.0", 2)]).await;
     let q = mattermost_query(&server_id(99), "5.37.0", 10).replace("ut=0", "ut=1");
     assert_eq!(c.security(&q).await.status(), 200);
-    assert_eq!(c.admin_json("/reports/fleet").await["total"]["servers"], 2);
+    assert_eq!(c.get_admin("/reports/fleet").await["total"]["servers"], 2);
     assert_eq!(
-        c.admin_json("/reports/fleet?include_test=true").await["total"]["servers"],
+        c.get_admin("/reports/fleet?include_test=true").await["total"]["servers"],
         3
     );
     assert_eq!(
-        c.admin_json("/reports/growth?from=2026-03-02&to=2026-03-02")
+        c.get_admin("/reports/growth?from=2026-03-02&to=2026-03-02")
             .await["days"][0]["servers"],
         2
     );
@@ -175,14 +174,14 @@ async fn test_installs_are_left_out_unless_asked_for() {
 
 #[tokio::test]
 async fn exposure_report_counts_affected_servers_and_adoption() {
-    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 1).await;
     c.add_bulletin("BSA-1", ">=5.30.0, <5.37.2").await;
     send_versions(&c, &[("5.37.1", 3), ("5.37.2", 2)]).await;
-    c.clock.advance(chrono::Duration::days(1));
+    c.clock().advance(chrono::Duration::days(1));
     // Next day server 1 patched.
     c.security(&mattermost_query(&server_id(1), "5.37.2", 10))
         .await;
-    let r = c.admin_json("/reports/exposure?window_days=2").await;
+    let r = c.get_admin("/reports/exposure?window_days=2").await;
     let b = &r["bulletins"][0];
     assert_eq!(b["id"], "BSA-1");
     assert_eq!(b["servers"], 2);
@@ -217,7 +216,7 @@ async fn exposure_report_counts_affected_servers_and_adoption() {
 
 #[tokio::test]
 async fn report_parameters_are_validated() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     for (q, field) in [
         ("/reports/fleet?day=yesterday", "day"),
         ("/reports/fleet?by=colour", "by"),
@@ -236,7 +235,7 @@ async fn report_parameters_are_validated() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let r = c
         .http
         .get(format!("{}/healthz", c.url))
