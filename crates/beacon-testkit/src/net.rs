@@ -83,7 +83,7 @@ where
 
 /// Reads up to the end of a request head (at most `limit` bytes); `None` when the peer stops first.
 async fn read_head(stream: &mut (impl AsyncRead + Unpin), limit: usize) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; 8192];
     let mut head = Vec::new();
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < limit {
         match stream.read(&mut buf).await {
@@ -133,8 +133,9 @@ pub async fn fault_server(tls: &TestTls, fault: Fault) -> Forwarder {
                     let _ = stream.shutdown().await;
                 }
                 Fault::Silent => {
-                    // Hold the connection open until the client gives up.
-                    let _ = stream.read(&mut [0u8; 1024]).await;
+                    // Hold the connection open (reading whatever else comes) until the client gives up.
+                    let mut buf = [0u8; 8192];
+                    while let Ok(1..) = stream.read(&mut buf).await {}
                 }
             }
         }
