@@ -135,14 +135,7 @@ fn readyz_keeps_the_store_error_to_the_log() {
         .send()
         .unwrap();
     assert_eq!(ready.status(), 200);
-    db.admin_sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-        db.name
-    ));
-    db.admin_sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name
-    ));
+    db.refuse_connections();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let body = loop {
         let r = client()
@@ -162,8 +155,5 @@ fn readyz_keeps_the_store_error_to_the_log() {
         !body.contains(&db.name) && !body.contains("connection") && !body.contains("database"),
         "the store's error text leaked: {body}"
     );
-    db.admin_sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-        db.name
-    ));
+    db.allow_connections();
 }

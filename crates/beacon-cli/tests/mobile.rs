@@ -4,7 +4,6 @@
 use crate::util::*;
 use beacon_testkit::*;
 use serde_json::{Value, json};
-use std::process::Command;
 
 fn batch(version: &str, device: u32, uid: &str, trace: &str, durs: &[i64]) -> String {
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -176,12 +175,7 @@ fn the_raw_device_id_is_absent_from_a_postgres_dump() {
         assert_eq!(r.status(), 200);
     }
     drop(server);
-    let dump = Command::new("pg_dump")
-        .arg(&db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(dump.status.success(), "pg_dump: {}", text(&dump.stderr));
-    let dump = text(&dump.stdout);
+    let dump = db.dump();
     let (events, hash): (i64, String) = block_on(async {
         let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
             .await

@@ -154,23 +154,13 @@ fn database_outage_answers_503_and_loses_nothing_acknowledged() {
     };
     wait_until("traffic", &|| acked.load(Ordering::SeqCst) >= 100);
     // The outage: no new connections, existing ones terminated.
-    db.admin_sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-        db.name
-    ));
-    db.admin_sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name
-    ));
+    db.refuse_connections();
     wait_until("503 answers", &|| unavailable.load(Ordering::SeqCst) >= 5);
     let ready = client().get(format!("{url}/readyz")).send().unwrap();
     assert_eq!(ready.status(), 503, "/readyz reports the outage");
     let during = acked.load(Ordering::SeqCst);
     // Recovery.
-    db.admin_sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-        db.name
-    ));
+    db.allow_connections();
     wait_until("readiness", &|| {
         client()
             .get(format!("{url}/readyz"))

@@ -257,15 +257,7 @@ async fn health_readiness_and_metrics() {
     let with_unknown = format!("{}&new_key=1", mattermost_query(&server_id(1), "5.37.0", 1));
     assert_eq!(c.security(&with_unknown).await.status(), 200);
     c.security("id=bad").await;
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics().await;
     for want in [
         "beacon_items_total{channel=\"security\",outcome=\"accepted\",reason=\"\"}",
         "beacon_items_total{channel=\"security\",outcome=\"rejected\",reason=\"invalid_id\"}",

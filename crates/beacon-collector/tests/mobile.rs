@@ -476,15 +476,7 @@ async fn bad_inputs_are_judged_per_event_or_refused_whole() {
     assert_eq!(store.count_trace_events().await.unwrap(), before + 1001);
 
     // Every outcome is counted.
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics().await;
     for reason in [
         "unknown_trace_name",
         "duration_not_positive",

@@ -188,6 +188,12 @@ impl TestCollector {
         self.admin().create_api_key(name).await
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(format!("{}/metrics", self.url)).send();
+        r.await.unwrap().text().await.unwrap()
+    }
+
     /// Checks in the store.
     pub async fn stored_checks(&self) -> u64 {
         self.running().store.count_checks().await.unwrap()

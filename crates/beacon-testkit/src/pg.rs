@@ -126,6 +126,40 @@ impl TestPg {
         })
     }
 
+    /// An outage of this database: no new connections, the existing ones terminated.
+    pub fn refuse_connections(&self) {
+        self.admin_sql(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            self.name
+        ));
+        self.admin_sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            self.name
+        ));
+    }
+
+    /// The end of [`TestPg::refuse_connections`].
+    pub fn allow_connections(&self) {
+        self.admin_sql(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ));
+    }
+
+    /// `pg_dump` of the database (asserts it succeeded).
+    pub fn dump(&self) -> String {
+        let out = std::process::Command::new("pg_dump")
+            .arg(&self.url)
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The server ids of the stored checks, as numbers.
     pub fn stored_server_ids(&self) -> HashSet<u64> {
         self.strings("SELECT server_id FROM checks")
