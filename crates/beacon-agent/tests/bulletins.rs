@@ -1,10 +1,9 @@
 //! Bulletins: each is handed to the notifier once, across restarts; a failing notifier gets it again
 //! at the next check; a retracted bulletin is never notified.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, BulletinResult, CheckOutcome, ManualClock};
-use common::*;
+use beacon_testkit::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

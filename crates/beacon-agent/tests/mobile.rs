@@ -2,29 +2,17 @@
 //! reports diagnostics off; when on, the v1.20 payload arrives with the API key and each event is
 //! judged (a 20-minute "duration" is rejected, the rest accepted).
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::Config;
 use beacon_agent::mobile::{DeviceInfo, Measurement, MobileOutcome, MobileReporter, TraceName};
-use common::*;
+use beacon_testkit::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mobile_payloads_go_only_when_the_server_reports_diagnostics_on() {
     let tls = test_tls();
     let collector = start_collector(&tls).await;
-    let created: serde_json::Value = collector
-        .http
-        .post(format!("{}/admin/v1/apikeys", collector.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "name": "android" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
+    let key = &collector.create_api_key("android").await;
     let fwd = forwarder(collector.addr).await;
     let dir = tempfile::tempdir().unwrap();
     let config = Config {

@@ -1,12 +1,15 @@
 //! A panic in a host thread reaches the collector as a grouped issue; the stored event (and what the
 //! agent sent, per its payload log) holds no environment variable value, no host name and none of the
-//! request data the panic message carried. Alone in its test binary: the panic hook is per process.
+//! request data the panic message carried. Alone in its test binary (its own `[[test]]`, not a module
+//! of `tests.rs`): the panic hook and the environment are per process.
 
-mod common;
+#[allow(dead_code)]
+mod util;
 
 use beacon_agent::{Agent, Config, ErrorsConfig};
-use common::*;
+use beacon_testkit::*;
 use std::time::Duration;
+use util::*;
 
 const ENV_CANARY: &str = "env-canary-5e1f0c9a7b";
 const REQUEST_CANARIES: &[&str] = &[
@@ -40,7 +43,8 @@ fn host_name() -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_thread_panic_arrives_as_a_grouped_issue_without_personal_data() {
-    // SAFETY: this binary has this one test; no other thread reads the environment yet.
+    // SAFETY: this binary has this one test (see the module comment); no other thread reads the
+    // environment yet. (The workspace denies `unsafe_code`; this test needs the one call.)
     #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("BEACON_AGENT_TEST_SECRET", ENV_CANARY)
@@ -48,7 +52,8 @@ async fn a_host_thread_panic_arrives_as_a_grouped_issue_without_personal_data() 
     let tls = test_tls();
     let collector = start_collector(&tls).await;
     let fwd = forwarder(collector.addr).await;
-    let (project, dsn) = collector.create_project("host", &fwd.host_port()).await;
+    let project = collector.create_project("host").await;
+    let (project, dsn) = (project.id, project.dsn(&fwd.url()));
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         security_alerts: false,
@@ -94,7 +99,7 @@ async fn a_host_thread_panic_arrives_as_a_grouped_issue_without_personal_data() 
     assert_eq!(fwd.count(), 3);
 
     let issues = collector
-        .admin_json(&format!("/issues?project={project}&sort=count"))
+        .get_admin(&format!("/issues?project={project}&sort=count"))
         .await;
     let issues = issues.as_array().unwrap();
     let summary: Vec<String> = issues
@@ -132,7 +137,7 @@ async fn a_host_thread_panic_arrives_as_a_grouped_issue_without_personal_data() 
     );
 
     let detail = collector
-        .admin_json(&format!("/issues/{}", request["id"]))
+        .get_admin(&format!("/issues/{}", request["id"]))
         .await;
     let event = &detail["latest_event"];
     assert_eq!(event["release"], "host@1.0.0");

@@ -1,10 +1,9 @@
 //! `preview` shows the exact URL the next check sends and a scrubbed sample error report, and sends
 //! nothing.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, CheckOutcome};
-use common::*;
+use beacon_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_shows_the_url_the_next_check_sends_and_sends_nothing() {
@@ -12,9 +11,10 @@ async fn preview_shows_the_url_the_next_check_sends_and_sends_nothing() {
     let collector = start_collector(&tls).await;
     let fwd = forwarder(collector.addr).await;
     let errors_fwd = forwarder(collector.addr).await;
-    let (_, dsn) = collector
-        .create_project("preview", &errors_fwd.host_port())
-        .await;
+    let dsn = collector
+        .create_project("preview")
+        .await
+        .dsn(&errors_fwd.url());
     let dir = tempfile::tempdir().unwrap();
     let mut config = agent_config(&fwd.url(), &tls, dir.path());
     config.payload_log = true;

@@ -2,10 +2,9 @@
 //! is dropped and counted, and so is what is left at the shutdown deadline. Runs the agent on a thread
 //! of its own and stops it from a plain (non-async) thread.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, Captured, Config, ErrorsConfig};
-use common::*;
+use beacon_testkit::*;
 use std::time::Duration;
 
 #[test]

@@ -2,10 +2,9 @@
 //! within 24 hours do not, the tick 24 hours after the last check does; a collector that answers 500
 //! or never answers is not asked again before the next due time. Connections are counted on loopback.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, ManualClock, Status};
-use common::*;
+use beacon_testkit::*;
 use std::sync::Arc;
 use std::time::Duration;
 

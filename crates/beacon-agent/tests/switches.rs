@@ -2,10 +2,9 @@
 //! off, DO_NOT_TRACK set or not — proven by the connections the collector received on each channel,
 //! zero included. Each channel reaches the collector through its own counting forwarder.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, Captured, Deployment, ManualClock};
-use common::*;
+use beacon_testkit::*;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,12 +28,10 @@ async fn every_switch_combination_connects_only_where_it_may() {
                 for dnt in [false, true] {
                     let security_fwd = forwarder(collector.addr).await;
                     let errors_fwd = forwarder(collector.addr).await;
-                    let (_, dsn) = collector
-                        .create_project(
-                            &format!("switches-{}", seen.len()),
-                            &errors_fwd.host_port(),
-                        )
-                        .await;
+                    let dsn = collector
+                        .create_project(&format!("switches-{}", seen.len()))
+                        .await
+                        .dsn(&errors_fwd.url());
                     let dir = tempfile::tempdir().unwrap();
                     let mut config = agent_config(&security_fwd.url(), &tls, dir.path());
                     config.deployment = deployment;

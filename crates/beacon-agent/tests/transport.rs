@@ -2,10 +2,9 @@
 //! certificate is verified (the test CA must be given); a proxy from the configuration or from
 //! `HTTPS_PROXY` carries the check, and `NO_PROXY` bypasses it.
 
-mod common;
-
+use crate::util::*;
 use beacon_agent::{Agent, BuildError, CheckError, CheckOutcome, Config};
-use common::*;
+use beacon_testkit::*;
 
 #[test]
 fn plain_http_to_a_non_loopback_host_is_refused() {

@@ -100,29 +100,6 @@ impl Drop for Heartbeat {
     }
 }
 
-/// A test CA and a certificate for 127.0.0.1 / localhost, as files.
-fn certificates(dir: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "beacon bench ca");
-    let ca_key = rcgen::KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let leaf_key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?
-        .signed_by(&leaf_key, &issuer)?;
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem())?;
-    std::fs::write(&paths.1, leaf.pem())?;
-    std::fs::write(&paths.2, leaf_key.serialize_pem())?;
-    Ok(paths)
-}
-
 #[derive(Debug)]
 struct HostError(u64);
 impl std::fmt::Display for HostError {
@@ -156,7 +133,8 @@ pub fn run(o: Options) -> Result<()> {
     let beacon = o.beacon.unwrap_or_else(|| me.with_file_name("beacon"));
     let ticks_per_sec = clock_ticks();
     let dir = tempfile::tempdir()?;
-    let (ca, cert, key) = certificates(dir.path())?;
+    let (ca, cert, key, _) = beacon_testkit::generate_certificates(dir.path(), "beacon bench ca")
+        .map_err(|e| anyhow::anyhow!("test certificates: {e}"))?;
     let mut cmd = Command::new(&beacon);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))

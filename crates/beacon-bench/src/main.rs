@@ -10,15 +10,15 @@ mod report;
 mod soak;
 
 use anyhow::{Context, Result, bail};
+use beacon_testkit::{ADMIN_TOKEN as TOKEN, ChildGuard as Proc, TestPg};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -332,37 +332,10 @@ async fn bare_server(listen: &str) -> Result<()> {
     }
 }
 
-/// A child process that is killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Spawns `cmd`, waits for a line containing `marker` followed by a URL, returns the URL.
-fn spawn_until(mut cmd: Command, marker: &str) -> Result<(Proc, String)> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawn server")?;
-    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let proc = Proc(child);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            bail!("server exited before printing {marker:?}");
-        }
-        if let Some(pos) = line.find(marker) {
-            let url = line[pos + marker.len()..].trim().to_string();
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return Ok((proc, url));
-        }
-    }
+fn spawn_until(cmd: Command, marker: &str) -> Result<(Proc, String)> {
+    let (proc, url, _) = beacon_testkit::spawn_until(cmd, marker, None).context("spawn server")?;
+    Ok((proc, url))
 }
 
 struct LoadResult {
@@ -474,8 +447,6 @@ fn query(n: u64) -> String {
     format!("/security?auc=40&b=6.1.0.1&be=true&db=postgres&id={n:0>26}&os=linux&tc=3&uc=80&ut=0")
 }
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
-
 fn start_collector(
     beacon: &PathBuf,
     data_dir: &std::path::Path,
@@ -505,45 +476,20 @@ fn start_collector(
     Ok((proc, url))
 }
 
-/// A fresh database on the PostgreSQL server at `admin_url`, dropped when this is dropped.
-struct BenchDb {
-    rt: tokio::runtime::Runtime,
-    admin: tokio_postgres::Client,
-    name: String,
-    url: String,
-}
+/// A fresh database on the PostgreSQL server at `admin_url` (the test kit's `TestPg`), dropped
+/// when this is dropped.
+struct BenchDb(TestPg);
 
 impl BenchDb {
     fn create(admin_url: &str) -> Result<BenchDb> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let admin = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            Ok::<_, tokio_postgres::Error>(client)
-        })?;
-        let name = format!("beacon_bench_{:08x}", rand::random::<u32>());
-        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(admin_url);
-        Ok(BenchDb {
-            url: format!("{base}/{name}"),
-            rt,
-            admin,
-            name,
-        })
+        Ok(BenchDb(TestPg::create(admin_url, "beacon_bench")?))
     }
 }
 
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        let _ = self.rt.block_on(self.admin.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )));
+impl std::ops::Deref for BenchDb {
+    type Target = TestPg;
+    fn deref(&self) -> &TestPg {
+        &self.0
     }
 }
 

@@ -247,7 +247,7 @@ fn percentile_cont(db: &BenchDb) -> Result<f64> {
                FROM trace_events e JOIN perf_contexts c ON c.id = e.context \
                WHERE e.trace = $1 AND NOT coalesce((c.info->>'is_emulator')::boolean, false) \
                GROUP BY 1";
-    let mut times = db.rt.block_on(async {
+    let mut times = beacon_testkit::block_on(async {
         let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         let mut times = Vec::new();

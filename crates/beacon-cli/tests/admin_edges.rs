@@ -1,9 +1,8 @@
 //! The admin commands at their edges: names that look like URL syntax, plain http:// to another
 //! host, and what `/readyz` tells anonymous callers when the store is down.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::process::Command;
 
 fn stderr(o: &std::process::Output) -> String {
@@ -29,7 +28,7 @@ fn apikeys(url: &str) -> Vec<(String, bool)> {
 #[test]
 fn odd_names_address_exactly_their_object() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let odd = [
         "prod?x=1", "prod#x", "prod%2Fx", "prod%", "prod x", "prod\\x", "..prod", "prød", "%2e%2e",
     ];
@@ -76,7 +75,7 @@ fn odd_names_address_exactly_their_object() {
 #[test]
 fn the_token_does_not_travel_over_plain_http_to_another_host() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     // Refused before any connection: the address is unroutable, so a connection attempt would hang.
     for url in [
         "http://192.0.2.1:8080",
@@ -105,7 +104,7 @@ fn the_token_does_not_travel_over_plain_http_to_another_host() {
             "--url",
             "http://beacon-test.invalid:8080",
         ])
-        .env("BEACON_TOKEN", TOKEN)
+        .env("BEACON_TOKEN", ADMIN_TOKEN)
         .env("BEACON_LOG", "warn")
         .output()
         .unwrap();
@@ -128,28 +127,15 @@ fn the_token_does_not_travel_over_plain_http_to_another_host() {
 
 #[test]
 fn readyz_keeps_the_store_error_to_the_log() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &[
-            ("BEACON_STORE_URL", db.url.as_str()),
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-        ],
-    );
+    let server = serve_on(&db, dir.path());
     let ready = client()
         .get(format!("{}/readyz", server.url))
         .send()
         .unwrap();
     assert_eq!(ready.status(), 200);
-    db.sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-        db.name
-    ));
-    db.sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name
-    ));
+    db.refuse_connections();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let body = loop {
         let r = client()
@@ -169,8 +155,5 @@ fn readyz_keeps_the_store_error_to_the_log() {
         !body.contains(&db.name) && !body.contains("connection") && !body.contains("database"),
         "the store's error text leaked: {body}"
     );
-    db.sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-        db.name
-    ));
+    db.allow_connections();
 }

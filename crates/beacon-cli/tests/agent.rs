@@ -3,91 +3,45 @@
 //! DO_NOT_TRACK=1 means no connection; facts and notifiers as commands; run stops on SIGTERM; plain
 //! http to a non-loopback host is refused.
 
-mod common;
-
-use common::*;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use crate::util::*;
+use beacon_testkit::*;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A test CA and a certificate it signed for localhost / 127.0.0.1, as files in `dir`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "beacon cli test ca");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, leaf.pem()).unwrap();
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
-    paths
-}
 
 struct Setup {
     dir: tempfile::TempDir,
-    server: Server,
+    server: BeaconProcess,
     ca: PathBuf,
     forwarder: Forwarder,
+    _tls: TestTls,
 }
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
-    let server = serve(
-        &dir.path().join("data"),
-        &[
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-            ("BEACON_TLS_CERT", cert.to_str().unwrap()),
-            ("BEACON_TLS_KEY", key.to_str().unwrap()),
-        ],
-    );
+    let tls = TestTls::new("beacon cli test ca");
+    let server = BeaconProcess::serve(BIN, dir.path().join("data"))
+        .admin_token()
+        .tls(&tls)
+        .start();
     assert!(server.url.starts_with("https://"), "{}", server.url);
     let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
-    let forwarder = Forwarder::start(SocketAddr::from(([127, 0, 0, 1], port)));
+    let forwarder = Forwarder::start_blocking(SocketAddr::from(([127, 0, 0, 1], port)));
     Setup {
         dir,
         server,
-        ca,
+        ca: tls.ca_file.clone(),
         forwarder,
+        _tls: tls,
     }
 }
 
 impl Setup {
-    fn admin(&self) -> reqwest::blocking::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap();
-        reqwest::blocking::Client::builder()
-            .tls_certs_only([ca])
-            .build()
-            .unwrap()
-    }
-
     fn add_bulletin(&self, id: &str) {
-        let r = self
-            .admin()
-            .post(format!("{}/admin/v1/bulletins", self.server.url))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({
-                "id": id, "title": "RCE in file uploads", "severity": "critical",
-                "affected": ">=5.30.0, <5.37.2", "fixed_in": "5.37.2", "body": "<p>Upgrade to 5.37.2.</p>"
-            }))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        block_on(self.server.admin().publish_bulletin(serde_json::json!({
+            "id": id, "title": "RCE in file uploads", "severity": "critical",
+            "affected": ">=5.30.0, <5.37.2", "fixed_in": "5.37.2", "body": "<p>Upgrade to 5.37.2.</p>"
+        })));
     }
 
     /// An agent file for the collector behind the forwarder; `extra` is appended as is.
@@ -150,45 +104,6 @@ fn ok(o: &Output) -> String {
         text(&o.stderr)
     );
     text(&o.stdout)
-}
-
-/// A loopback TCP forwarder on threads, counting connections.
-struct Forwarder {
-    addr: SocketAddr,
-    connections: Arc<AtomicU64>,
-}
-
-impl Forwarder {
-    fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicU64::new(0));
-        let count = connections.clone();
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { return };
-                count.fetch_add(1, Ordering::SeqCst);
-                let Ok(outbound) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let (mut a, mut b) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
-                let (mut c, mut d) = (inbound, outbound);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut a, &mut b);
-                    let _ = b.shutdown(std::net::Shutdown::Write);
-                });
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut d, &mut c);
-                    let _ = c.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        });
-        Self { addr, connections }
-    }
-
-    fn count(&self) -> u64 {
-        self.connections.load(Ordering::SeqCst)
-    }
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! The `beacon` binary as users run it: serve, signals, crashes, offline tools and admin commands.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -12,7 +11,7 @@ fn acknowledged_checks_survive_sigkill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked = std::collections::HashSet::new();
     for round in 0..3u64 {
-        let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+        let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
         let count = Arc::new(AtomicU64::new(0));
         let senders = load(&server.url, 8, 5_000, round * 100_000_000, count.clone());
         wait_for(&count, 200 + round * 100);
@@ -23,7 +22,7 @@ fn acknowledged_checks_survive_sigkill_and_restart() {
         }
     }
     // Restart: the collector comes up on the same files and serves.
-    let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let ready = client()
         .get(format!("{}/readyz", server.url))
         .send()
@@ -48,7 +47,7 @@ fn acknowledged_checks_survive_sigkill_and_restart() {
 #[test]
 fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let mut server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let acked = Arc::new(AtomicU64::new(0));
     let senders = load(&server.url, 8, 2_000, 0, acked.clone());
     wait_for(&acked, 200);
@@ -182,7 +181,7 @@ fn admin_commands_end_to_end() {
     let mut server = serve(
         dir.path(),
         &[
-            ("BEACON_ADMIN_TOKEN", TOKEN),
+            ("BEACON_ADMIN_TOKEN", ADMIN_TOKEN),
             ("BEACON_REPORTS_MIN_GROUP_SIZE", "1"),
         ],
     );

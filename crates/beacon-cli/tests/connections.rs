@@ -2,64 +2,26 @@
 //! limit a service gets by default and a memory cap: ~1,100 idle half-sent requests must not keep
 //! `/healthz` and `/security` from answering a new client. Outcomes only; durations are guards.
 
-mod common;
-
-use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::util::*;
+use beacon_testkit::*;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const GUARD: Duration = Duration::from_secs(120);
 const ATTACKERS: usize = 1100;
 
 /// `beacon serve` under `limits` (shell `ulimit` commands), with its stderr collected.
-fn serve_limited(data_dir: &std::path::Path, limits: &str) -> (Server, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{limits}; exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
-        ))
-        .arg(BIN)
-        .arg(data_dir)
+fn serve_limited(data_dir: &std::path::Path, limits: &str) -> BeaconProcess {
+    BeaconProcess::serve(BIN, data_dir)
+        .limits(limits)
         .env("BEACON_LOG", "info")
         // The default is 60 s; the half-sent bodies below are cut sooner so the test ends sooner.
         .env("BEACON_SERVER_BODY_TIMEOUT_SECS", "10")
-        .env("BEACON_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn beacon serve");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut server = Server {
-        child,
-        url: String::new(),
-        stdout_lines: Vec::new(),
-    };
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).unwrap();
-        assert!(
-            n > 0,
-            "beacon serve exited early: {:?}",
-            log.lock().unwrap()
-        );
-        if let Some(url) = line.trim().strip_prefix("beacon collector listening on ") {
-            server.url = url.to_string();
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return (server, log);
-        }
-        server.stdout_lines.push(line);
-    }
+        .admin_token()
+        .capture_stderr()
+        .start()
 }
 
 /// Opens up to `n` connections, each holding a request it never finishes: most stop inside the
@@ -134,7 +96,8 @@ fn exhaust_and_probe(limits: &str) -> Vec<String> {
     beacon_collector::host::raise_open_files_limit();
     let _ = client();
     let dir = tempfile::tempdir().unwrap();
-    let (server, log) = serve_limited(dir.path(), limits);
+    let server = serve_limited(dir.path(), limits);
+    let log = server.log.clone();
     let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
     let held = half_sent_requests(addr, ATTACKERS);
     let deadline = Instant::now() + GUARD;

@@ -1,8 +1,7 @@
 //! `beacon demo` and `beacon sim` as a new user runs them: processes, real ports, printed reports.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -85,7 +84,7 @@ fn demo_prints_every_report_and_serves_until_interrupted() {
 #[test]
 fn sim_drives_a_running_collector_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let out = beacon(&["apikey", "create", "sim"], &server.url);
     let key = text(&out.stdout)
         .lines()

@@ -4,72 +4,38 @@
 //! naming the problem, the collector must stay alive and healthy, and the store must hold what it
 //! held before (dead letters aside, where documented).
 
-mod common;
-
+use crate::util::{self, BIN};
 use beacon_bench::hostile::{self, Case, Snapshot, Target};
-use common::{BIN, TOKEN, TestDb};
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use beacon_testkit::{ADMIN_TOKEN, BeaconProcess, TestPg, create_api_key, create_project};
+use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const MEM_CAP_KIB: u64 = 4 << 20;
 
+/// `beacon serve` under a 1,024 open-files soft limit and a `MEM_CAP_KIB` memory cap.
 struct Capped {
-    child: Child,
-    url: String,
+    process: BeaconProcess,
     addr: String,
-}
-
-impl Drop for Capped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Capped {
     /// `beacon serve` in `data_dir` (SQLite unless `envs` set `BEACON_STORE_URL`), capped.
     fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Capped {
-        let dir = data_dir.to_str().expect("utf-8 temp dir");
-        let mut cmd = hostile::capped(
-            Path::new(BIN),
-            &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir],
-            MEM_CAP_KIB,
-        );
-        cmd.env("BEACON_ADMIN_TOKEN", TOKEN)
-            .env("BEACON_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        // Owned by a `Capped` at once, so that a failed start still kills and reaps it (Drop).
-        let mut capped = Capped {
-            child: cmd.spawn().expect("spawn capped beacon serve"),
-            url: String::new(),
-            addr: String::new(),
-        };
-        let stdout = capped.child.stdout.take().expect("piped stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).expect("read collector stdout");
-            assert!(n > 0, "beacon serve exited before listening");
-            if let Some(url) = line.trim().strip_prefix("beacon collector listening on ") {
-                capped.url = url.to_string();
-                capped.addr = capped.url.trim_start_matches("http://").to_string();
-                std::thread::spawn(move || for _ in reader.lines() {});
-                return capped;
-            }
+        let process = BeaconProcess::serve(BIN, data_dir)
+            .limits(&format!("ulimit -n 1024; ulimit -v {MEM_CAP_KIB}"))
+            .admin_token()
+            .envs(envs)
+            .start();
+        Capped {
+            addr: process.addr.clone(),
+            process,
         }
     }
 
     /// `None` when alive and `/healthz` answers 200; else what is wrong.
     fn sick(&mut self) -> Option<String> {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.process.child.try_wait() {
             return Some(format!("the collector exited: {status}"));
         }
         match hostile::send(
@@ -83,40 +49,15 @@ impl Capped {
         }
     }
 
-    fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = common::client()
-            .request(method, format!("{}/admin/v1{path}", self.url))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
     /// A project (its first key) and a mobile API key, made through the admin API.
     fn target(&self) -> Target {
-        let project = self.admin(
-            reqwest::Method::POST,
-            "/projects",
-            json!({"name": "hostile"}),
-        );
-        let api_key = self.admin(
-            reqwest::Method::POST,
-            "/apikeys",
-            json!({"name": "hostile"}),
-        );
+        let project = create_project(&self.process.url, "hostile");
         Target {
             addr: self.addr.clone(),
-            project_id: project["id"].as_i64().expect("project id"),
-            dsn_key: project["keys"][0]["public_key"]
-                .as_str()
-                .expect("public key")
-                .into(),
-            api_key: api_key["key"].as_str().expect("api key").into(),
-            admin_token: TOKEN.into(),
+            project_id: project.id,
+            dsn_key: project.key,
+            api_key: create_api_key(&self.process.url, "hostile"),
+            admin_token: ADMIN_TOKEN.into(),
         }
     }
 
@@ -136,14 +77,13 @@ fn sentry_auth(t: &Target) -> String {
 
 /// One valid item on each channel, so that "unchanged" compares non-zero counts.
 fn seed(c: &Capped, t: &Target) {
-    c.admin(
-        reqwest::Method::POST,
+    c.process.post_admin(
         "/bulletins",
         json!({"id": "BSA-HOSTILE", "title": "t", "severity": "high", "affected": ">=5.30.0, <5.37.2", "body": "<p>x</p>"}),
     );
     let r = hostile::send(
         &c.addr,
-        &hostile::request("GET", &format!("/security?{}", common::query(7)), &[], b""),
+        &hostile::request("GET", &format!("/security?{}", util::query(7)), &[], b""),
         Duration::from_secs(30),
     )
     .expect("check");
@@ -179,7 +119,7 @@ fn run_case(c: &mut Capped, t: &Target, case: &Case, before: &Snapshot) -> Resul
         return Err(format!("{}; then {sick}", judged.err().unwrap_or_default()));
     }
     judged?;
-    let after = Snapshot::take(&t.addr, TOKEN)?;
+    let after = Snapshot::take(&t.addr, ADMIN_TOKEN)?;
     if &after != before {
         return Err(format!(
             "stored data changed: before {before:?}, after {after:?}"
@@ -198,13 +138,13 @@ fn hostile_inputs_are_refused_with_a_clear_error_and_change_nothing() {
     let cases = hostile::cases(&t);
     assert!(cases.len() >= 60, "only {} hostile cases", cases.len());
     // Trace events reach the reports once folded into sketches (every `perf_compact_secs`).
-    let mut before = Snapshot::take(&t.addr, TOKEN).expect("snapshot");
+    let mut before = Snapshot::take(&t.addr, ADMIN_TOKEN).expect("snapshot");
     for _ in 0..100 {
         if before.trace_events == 1 {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        before = Snapshot::take(&t.addr, TOKEN).expect("snapshot");
+        before = Snapshot::take(&t.addr, ADMIN_TOKEN).expect("snapshot");
     }
     assert!(
         before.servers == 1 && before.events == 1 && before.trace_events == 1,
@@ -212,7 +152,7 @@ fn hostile_inputs_are_refused_with_a_clear_error_and_change_nothing() {
     );
     let channels = ["security", "errors", "mobile"];
     let letters = |ch: &str| {
-        hostile::dead_letters(&t.addr, TOKEN, ch, 1000)
+        hostile::dead_letters(&t.addr, ADMIN_TOKEN, ch, 1000)
             .map(|v| v.len())
             .unwrap_or(usize::MAX)
     };
@@ -231,7 +171,7 @@ fn hostile_inputs_are_refused_with_a_clear_error_and_change_nothing() {
         if let Err(e) = result {
             eprintln!("FAIL {}: {e}", case.name);
             failures.push(format!("{}: {e}", case.name));
-            if c.child.try_wait().ok().flatten().is_some() {
+            if c.process.child.try_wait().ok().flatten().is_some() {
                 failures.push("the collector died; the remaining cases were not run".into());
                 break;
             }
@@ -309,7 +249,7 @@ fn nul_release_fails_no_one(envs: &[(&str, &str)]) {
             std::thread::spawn(move || {
                 (0..40u64)
                     .map(|i| {
-                        let q = format!("/security?{}", common::query(th * 1000 + i));
+                        let q = format!("/security?{}", util::query(th * 1000 + i));
                         hostile::send(
                             &addr,
                             &hostile::request("GET", &q, &[], b""),
@@ -342,19 +282,27 @@ fn nul_release_fails_no_one(envs: &[(&str, &str)]) {
         nul_statuses.iter().all(|s| *s == 200 || *s == 400),
         "NUL events answered {nul_statuses:?}"
     );
-    let fleet = hostile::admin_get(&c.addr, TOKEN, "/admin/v1/reports/fleet?include_test=true")
-        .expect("fleet");
+    let fleet = hostile::admin_get(
+        &c.addr,
+        ADMIN_TOKEN,
+        "/admin/v1/reports/fleet?include_test=true",
+    )
+    .expect("fleet");
     assert_eq!(fleet["total"]["servers"].as_u64(), Some(320));
-    let issues = hostile::admin_get(&c.addr, TOKEN, "/admin/v1/issues?limit=100").expect("issues");
+    let issues =
+        hostile::admin_get(&c.addr, ADMIN_TOKEN, "/admin/v1/issues?limit=100").expect("issues");
     let list = issues
         .as_array()
         .or_else(|| issues["issues"].as_array())
         .cloned()
         .unwrap_or_default();
     for issue in list {
-        let detail =
-            hostile::admin_get(&c.addr, TOKEN, &format!("/admin/v1/issues/{}", issue["id"]))
-                .expect("issue");
+        let detail = hostile::admin_get(
+            &c.addr,
+            ADMIN_TOKEN,
+            &format!("/admin/v1/issues/{}", issue["id"]),
+        )
+        .expect("issue");
         let text = detail.to_string();
         assert!(!text.contains("\\u0000"), "a NUL reached the store: {text}");
     }
@@ -367,7 +315,7 @@ fn nul_in_an_event_fails_no_other_write_sqlite() {
 
 #[test]
 fn nul_in_an_event_fails_no_other_write_postgres() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     nul_release_fails_no_one(&[("BEACON_STORE_URL", db.url.as_str())]);
 }
 
@@ -408,7 +356,7 @@ fn dead_letters_hold_no_personal_data_and_personal_tags_are_dropped() {
         rejected.to_string().as_bytes(),
     );
     assert_eq!(r.status, 400, "{:?}", r.json());
-    let letters = hostile::dead_letters(&c.addr, TOKEN, "errors", 100).expect("dead letters");
+    let letters = hostile::dead_letters(&c.addr, ADMIN_TOKEN, "errors", 100).expect("dead letters");
     assert_eq!(letters.len(), 1, "{letters:?}");
     let text = letters[0].to_string().to_lowercase();
     for canary in canaries {
@@ -433,7 +381,7 @@ fn dead_letters_hold_no_personal_data_and_personal_tags_are_dropped() {
         accepted.to_string().as_bytes(),
     );
     assert_eq!(r.status, 200, "{:?}", r.json());
-    let issues = hostile::admin_get(&c.addr, TOKEN, "/admin/v1/issues").expect("issues");
+    let issues = hostile::admin_get(&c.addr, ADMIN_TOKEN, "/admin/v1/issues").expect("issues");
     let id = issues
         .as_array()
         .or_else(|| issues["issues"].as_array())
@@ -441,7 +389,7 @@ fn dead_letters_hold_no_personal_data_and_personal_tags_are_dropped() {
         .expect("an issue")["id"]
         .clone();
     let detail =
-        hostile::admin_get(&c.addr, TOKEN, &format!("/admin/v1/issues/{id}")).expect("issue");
+        hostile::admin_get(&c.addr, ADMIN_TOKEN, &format!("/admin/v1/issues/{id}")).expect("issue");
     let tags = &detail["latest_event"]["tags"];
     assert_eq!(tags["server_id"], "srv-1", "{detail}");
     assert_eq!(tags["browser"], "Firefox", "{detail}");
@@ -490,7 +438,7 @@ fn dead_letters_per_channel_are_capped() {
         .collect();
     let refused: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(refused, 2000);
-    let kept = hostile::dead_letters(&c.addr, TOKEN, "security", 1000).expect("dead letters");
+    let kept = hostile::dead_letters(&c.addr, ADMIN_TOKEN, "security", 1000).expect("dead letters");
     assert!(
         !kept.is_empty() && kept.len() <= cap,
         "{} security dead letters kept, cap {cap}",

@@ -1,11 +1,9 @@
 //! The mobile channel through the `beacon` binary: `beacon apikey …`, `beacon perf …`, and the raw
 //! device id absent from a PostgreSQL dump.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use serde_json::{Value, json};
-use std::process::Command;
 
 fn batch(version: &str, device: u32, uid: &str, trace: &str, durs: &[i64]) -> String {
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -49,7 +47,7 @@ fn create_key(url: &str, name: &str) -> String {
 #[test]
 fn apikey_and_perf_commands_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let url = server.url.clone();
     let key = create_key(&url, "android");
 
@@ -162,15 +160,9 @@ fn apikey_and_perf_commands_end_to_end() {
 
 #[test]
 fn the_raw_device_id_is_absent_from_a_postgres_dump() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &[
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-            ("BEACON_STORE_URL", db.url.as_str()),
-        ],
-    );
+    let server = serve_on(&db, dir.path());
     let key = create_key(&server.url, "ios");
     let canary = "CANARY-UDID-8d1f2e4a-77c3-4b09-a5e6-1f0b9c3d2a71";
     for _ in 0..10 {
@@ -183,13 +175,8 @@ fn the_raw_device_id_is_absent_from_a_postgres_dump() {
         assert_eq!(r.status(), 200);
     }
     drop(server);
-    let dump = Command::new("pg_dump")
-        .arg(&db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(dump.status.success(), "pg_dump: {}", text(&dump.stderr));
-    let dump = text(&dump.stdout);
-    let (events, hash): (i64, String) = db.rt.block_on(async {
+    let dump = db.dump();
+    let (events, hash): (i64, String) = block_on(async {
         let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
             .await
             .unwrap();

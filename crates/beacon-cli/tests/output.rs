@@ -1,9 +1,8 @@
 //! What the admin commands print: `--format table|json|csv` (`--json` an alias of `--format json`)
 //! against a live collector, and failures as one `Error:` line on stderr, backtraces or not.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::process::Command;
 
 fn ok(args: &[&str], url: &str) -> String {
@@ -26,7 +25,7 @@ fn csv_and_json_of_live_answers() {
     let server = serve(
         dir.path(),
         &[
-            ("BEACON_ADMIN_TOKEN", TOKEN),
+            ("BEACON_ADMIN_TOKEN", ADMIN_TOKEN),
             ("BEACON_REPORTS_MIN_GROUP_SIZE", "1"),
         ],
     );
@@ -153,7 +152,7 @@ fn a_refused_connection_is_one_line_even_with_backtraces_on() {
         let out = Command::new(BIN)
             .args(args)
             .args(["--url", &format!("http://127.0.0.1:{port}")])
-            .env("BEACON_TOKEN", TOKEN)
+            .env("BEACON_TOKEN", ADMIN_TOKEN)
             .env("RUST_BACKTRACE", "1")
             .env("RUST_LIB_BACKTRACE", "1")
             .env_remove("BEACON_LOG")
@@ -180,7 +179,7 @@ fn serve_says_why_it_cannot_start_in_one_line() {
     let out = Command::new(BIN)
         .args(["serve", "--listen", &addr, "--data-dir"])
         .arg(dir.path())
-        .env("BEACON_ADMIN_TOKEN", TOKEN)
+        .env("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("BEACON_LOG", "off")
         .env("RUST_BACKTRACE", "1")
         .env("RUST_LIB_BACKTRACE", "1")

@@ -3,31 +3,20 @@
 //! Needs `BEACON_TEST_POSTGRES_URL`; each test creates its own database on that server and drops it.
 //! Skipped without the variable, unless `BEACON_REQUIRE_POSTGRES=1` (set by `scripts/test`).
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-fn admin_json(url: &str, path: &str) -> serde_json::Value {
-    let r = client()
-        .get(format!("{url}/admin/v1{path}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().unwrap()
-}
-
 #[test]
 fn two_collectors_share_one_database() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let env = [
         ("BEACON_STORE_URL", db.url.as_str()),
-        ("BEACON_ADMIN_TOKEN", TOKEN),
+        ("BEACON_ADMIN_TOKEN", ADMIN_TOKEN),
         ("BEACON_REPORTS_MIN_GROUP_SIZE", "1"),
         ("BEACON_INGEST_BULLETIN_REFRESH_SECS", "1"),
     ];
@@ -75,19 +64,19 @@ fn two_collectors_share_one_database() {
         41,
         "one row per server and day, across processes"
     );
-    let from_a = admin_json(&a.url, "/reports/fleet");
-    let from_b = admin_json(&b.url, "/reports/fleet");
+    let from_a = get_admin(&a.url, "/reports/fleet");
+    let from_b = get_admin(&b.url, "/reports/fleet");
     assert_eq!(from_a, from_b, "the same report from either collector");
     assert_eq!(from_a["total"]["servers"], 41);
     assert_eq!(
-        admin_json(&a.url, "/reports/growth"),
-        admin_json(&b.url, "/reports/growth")
+        get_admin(&a.url, "/reports/growth"),
+        get_admin(&b.url, "/reports/growth")
     );
     // A bulletin published through one is answered by the other (after its refresh interval).
     let body = serde_json::json!({"id": "BSA-PG", "title": "t", "severity": "low", "affected": "<6.0.0", "body": "<p/>"});
     let r = http
         .post(format!("{}/admin/v1/bulletins", a.url))
-        .bearer_auth(TOKEN)
+        .bearer_auth(ADMIN_TOKEN)
         .json(&body)
         .send()
         .unwrap();
@@ -113,15 +102,9 @@ fn two_collectors_share_one_database() {
 
 #[test]
 fn database_outage_answers_503_and_loses_nothing_acknowledged() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &[
-            ("BEACON_STORE_URL", db.url.as_str()),
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-        ],
-    );
+    let server = serve_on(&db, dir.path());
     let url = server.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, unavailable) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -167,31 +150,17 @@ fn database_outage_answers_503_and_loses_nothing_acknowledged() {
         })
         .collect();
     let wait_until = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_blocking(what, Duration::from_secs(60), cond);
     };
     wait_until("traffic", &|| acked.load(Ordering::SeqCst) >= 100);
     // The outage: no new connections, existing ones terminated.
-    db.sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-        db.name
-    ));
-    db.sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name
-    ));
+    db.refuse_connections();
     wait_until("503 answers", &|| unavailable.load(Ordering::SeqCst) >= 5);
     let ready = client().get(format!("{url}/readyz")).send().unwrap();
     assert_eq!(ready.status(), 503, "/readyz reports the outage");
     let during = acked.load(Ordering::SeqCst);
     // Recovery.
-    db.sql(&format!(
-        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-        db.name
-    ));
+    db.allow_connections();
     wait_until("readiness", &|| {
         client()
             .get(format!("{url}/readyz"))
@@ -223,31 +192,12 @@ fn database_outage_answers_503_and_loses_nothing_acknowledged() {
 /// acknowledged.
 #[test]
 fn one_clients_bad_bytes_never_fail_another_clients_write() {
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &[
-            ("BEACON_STORE_URL", db.url.as_str()),
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-        ],
-    );
+    let server = serve_on(&db, dir.path());
     let http = client();
-    let project: serde_json::Value = http
-        .post(format!("{}/admin/v1/projects", server.url))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "pg-bytes"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let (pid, key) = (
-        project["id"].as_i64().unwrap(),
-        project["keys"][0]["public_key"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
+    let project = create_project(&server.url, "pg-bytes");
+    let (pid, key) = (project.id, project.key);
     // Defence in depth: a value the wire layer lets through but the database refuses.
     db.exec(
         "ALTER TABLE events ADD CONSTRAINT no_poison CHECK (release IS DISTINCT FROM 'poison')",

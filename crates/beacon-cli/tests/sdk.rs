@@ -4,9 +4,8 @@
 //! Needs `python3` with `sentry_sdk` and `brotli` (`scripts/test` installs them). Skipped with a note
 //! without them, unless `BEACON_REQUIRE_SDKS=1` (set by `scripts/test`).
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::process::Command;
 
 const CANARIES: &[&str] = &[
@@ -60,34 +59,19 @@ fn python_ready() -> bool {
 }
 
 /// Creates a project on the collector at `url`; returns its id and DSN.
-fn create_project(url: &str, name: &str) -> (i64, String) {
-    let created: serde_json::Value = client()
-        .post(format!("{url}/admin/v1/projects"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "name": name }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let key = created["keys"][0]["public_key"].as_str().unwrap();
-    let project = created["id"].as_i64().unwrap();
-    (
-        project,
-        format!(
-            "{}/{project}",
-            url.replace("http://", &format!("http://{key}@"))
-        ),
-    )
+fn project_dsn(url: &str, name: &str) -> (i64, String) {
+    let project = create_project(url, name);
+    (project.id, project.dsn(url))
 }
 
 fn admin(url: &str) -> reqwest::blocking::RequestBuilder {
-    client().get(url).bearer_auth(TOKEN)
+    client().get(url).bearer_auth(ADMIN_TOKEN)
 }
 
 /// Creates a project on the collector at `url`, runs the Python client against it, checks the
 /// grouping and the stored events; returns nothing but panics on any mismatch.
 fn python_client_round_trip(url: &str, dir: &std::path::Path) {
-    let (project, dsn) = create_project(url, "python-app");
+    let (project, dsn) = project_dsn(url, "python-app");
 
     // The client lives under a home directory, so its frames carry /home/alice/… paths.
     let app_dir = dir.join("home/alice/shop");
@@ -179,7 +163,7 @@ fn python_sentry_sdk_events_arrive_grouped_and_scrubbed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
     python_client_round_trip(&server.url, dir.path());
     drop(server);
     // Nothing of the canaries anywhere in the store's files.
@@ -191,23 +175,12 @@ fn python_sentry_sdk_on_postgres_leaves_no_canary_in_a_dump() {
     if !python_ready() {
         return;
     }
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) = TestPg::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &[
-            ("BEACON_ADMIN_TOKEN", TOKEN),
-            ("BEACON_STORE_URL", db.url.as_str()),
-        ],
-    );
+    let server = serve_on(&db, dir.path());
     python_client_round_trip(&server.url, dir.path());
     drop(server);
-    let dump = Command::new("pg_dump")
-        .arg(&db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(dump.status.success(), "pg_dump: {}", text(&dump.stderr));
-    let dump = text(&dump.stdout);
+    let dump = db.dump();
     assert!(dump.contains("ValueError"), "the dump holds the events");
     for canary in CANARIES {
         assert!(!dump.contains(canary), "{canary} in the postgres dump");
@@ -218,8 +191,8 @@ fn python_sentry_sdk_on_postgres_leaves_no_canary_in_a_dump() {
 #[test]
 fn rust_sentry_crate_errors_and_panics_arrive_grouped_and_scrubbed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", TOKEN)]);
-    let (project, dsn) = create_project(&server.url, "rust-app");
+    let server = serve(dir.path(), &[("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    let (project, dsn) = project_dsn(&server.url, "rust-app");
 
     #[derive(Debug)]
     struct PaymentError(String);

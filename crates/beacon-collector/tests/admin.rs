@@ -1,97 +1,94 @@
 //! The admin API: authentication on every route, reports with k-anonymity, operations endpoints.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use serde_json::Value;
 
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/openapi.json"),
-    ("GET", "/bulletins"),
-    ("POST", "/bulletins"),
-    ("GET", "/bulletins/BSA-1"),
-    ("POST", "/bulletins/BSA-1/retract"),
-    ("GET", "/reports/fleet"),
-    ("GET", "/reports/growth"),
-    ("GET", "/reports/exposure"),
-    ("GET", "/deadletters"),
-    ("GET", "/projects"),
-    ("POST", "/projects"),
-    ("PATCH", "/keys/0123456789abcdef0123456789abcdef"),
-    ("GET", "/issues"),
-    ("GET", "/issues/1"),
-    ("GET", "/apikeys"),
-    ("POST", "/apikeys"),
-    ("DELETE", "/apikeys/android"),
-    ("GET", "/perf/percentiles"),
-    ("GET", "/perf/histogram"),
-    ("GET", "/perf/regressions"),
-];
+use beacon_collector::routes::{ALL, Access, Method, Route};
 
+/// The route's path with an example value for its parameter.
+fn example_path(r: &Route) -> String {
+    let value = if r.path.contains("{key}") {
+        "0123456789abcdef0123456789abcdef"
+    } else if r.path.contains("{name}") {
+        "android"
+    } else if r.path.starts_with("/admin/v1/bulletins/") {
+        "BSA-1"
+    } else {
+        "1"
+    };
+    r.with_params(value)
+}
+
+fn request(c: &TestCollector, r: &Route) -> reqwest::RequestBuilder {
+    let url = format!("{}{}", c.url, example_path(r));
+    match r.method {
+        Method::GET => c.http.get(&url),
+        Method::PATCH => c.http.patch(&url).json(&serde_json::json!({})),
+        Method::DELETE => c.http.delete(&url),
+        Method::POST => c.http.post(&url).json(&serde_json::json!({})),
+    }
+}
+
+/// Every route of the route table that needs credentials refuses a request without them (and, on
+/// the admin API, with wrong ones) with `401`, and lets a valid admin token through.
 #[tokio::test]
-async fn every_admin_route_needs_a_valid_token() {
-    let c = start().await;
+async fn every_route_needing_credentials_refuses_a_request_without_them() {
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
-    for (method, path) in ROUTES {
-        let url = format!("{}/admin/v1{path}", c.url);
-        let req = |m: &str| match m {
-            "GET" => c.http.get(&url),
-            "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
-            "DELETE" => c.http.delete(&url),
-            _ => c.http.post(&url).json(&serde_json::json!({})),
+    let guarded: Vec<&Route> = ALL.iter().filter(|r| r.access != Access::Public).collect();
+    assert!(guarded.len() >= 20, "the route table lost its admin routes");
+    for r in &guarded {
+        let auths: &[Option<&str>] = match r.access {
+            Access::AdminToken => &[
+                None,
+                Some("Bearer wrong-token"),
+                Some("Basic YWRtaW46YWRtaW4="),
+                Some("Bearer "),
+            ],
+            _ => &[None],
         };
-        for auth in [
-            None,
-            Some("Bearer wrong-token"),
-            Some("Basic YWRtaW46YWRtaW4="),
-            Some("Bearer "),
-        ] {
-            let mut r = req(method);
+        for auth in auths {
+            let mut req = request(&c, r);
             if let Some(a) = auth {
-                r = r.header("authorization", a);
+                req = req.header("authorization", *a);
             }
-            let resp = r.send().await.unwrap();
-            assert_eq!(resp.status(), 401, "{method} {path} with {auth:?}");
-            assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{} {} with {auth:?}", r.method, r.path);
+            if r.access == Access::AdminToken {
+                assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+            }
             let e: Value = resp.json().await.unwrap();
-            assert_eq!(e["error"], "unauthorized");
+            assert_eq!(e["error"], "unauthorized", "{} {}", r.method, r.path);
         }
     }
     // The bulletin was not retracted by the unauthenticated calls.
-    let b = c.admin_json("/bulletins/BSA-1").await;
+    let b = c.get_admin("/bulletins/BSA-1").await;
     assert!(b["retracted_at"].is_null());
-    // With the token, every route answers something other than 401.
-    for (method, path) in ROUTES {
-        let url = format!("{}/admin/v1{path}", c.url);
-        let req = match *method {
-            "GET" => c.http.get(&url),
-            "PATCH" => c.http.patch(&url).json(&serde_json::json!({})),
-            "DELETE" => c.http.delete(&url),
-            _ => c.http.post(&url).json(&serde_json::json!({})),
-        };
-        let resp = req.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-        assert_ne!(resp.status(), 401, "{method} {path}");
+    // With the token, every admin route answers something other than 401.
+    for r in guarded.iter().filter(|r| r.access == Access::AdminToken) {
+        let resp = request(&c, r)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(resp.status(), 401, "{} {}", r.method, r.path);
     }
     c.stop().await;
 }
 
 #[tokio::test]
-async fn openapi_lists_every_route() {
-    let c = start().await;
-    let doc = c.admin_json("/openapi.json").await;
+async fn openapi_lists_every_admin_route() {
+    let c = TestCollector::start().await;
+    let doc = c.get_admin("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for (method, path) in ROUTES {
-        let openapi_path = format!(
-            "/admin/v1{}",
-            path.replace("BSA-1", "{id}")
-                .replace("0123456789abcdef0123456789abcdef", "{key}")
-                .replace("/issues/1", "/issues/{id}")
-                .replace("/apikeys/android", "/apikeys/{name}")
-        );
-        let op = &doc["paths"][&openapi_path][method.to_lowercase()];
+    for r in ALL.iter().filter(|r| r.access == Access::AdminToken) {
+        let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
         assert!(
             op.is_object(),
-            "{method} {openapi_path} missing from openapi.json"
+            "{} {} missing from openapi.json",
+            r.method,
+            r.path
         );
     }
     c.stop().await;
@@ -114,9 +111,9 @@ async fn send_versions(c: &TestCollector, groups: &[(&str, u32)]) {
 
 #[tokio::test]
 async fn fleet_report_folds_groups_below_min_group_size() {
-    let c = start().await; // min_group_size = 5
+    let c = TestCollector::start().await; // min_group_size = 5
     send_versions(&c, &[("5.37.0", 5), ("5.36.0", 4), ("5.35.0", 1)]).await;
-    let r = c.admin_json("/reports/fleet").await;
+    let r = c.get_admin("/reports/fleet").await;
     assert_eq!(r["thresholded"], true);
     assert_eq!(r["min_group_size"], 5);
     let groups: Vec<(String, u64)> = r["groups"]
@@ -143,7 +140,7 @@ async fn fleet_report_folds_groups_below_min_group_size() {
 
     // Exactly at the threshold: kept.
     send_versions(&c, &[("5.37.0", 5), ("5.36.0", 5)]).await;
-    let r = c.admin_json("/reports/fleet?by=version").await;
+    let r = c.get_admin("/reports/fleet?by=version").await;
     let keys: Vec<_> = r["groups"]
         .as_array()
         .unwrap()
@@ -156,17 +153,17 @@ async fn fleet_report_folds_groups_below_min_group_size() {
 
 #[tokio::test]
 async fn test_installs_are_left_out_unless_asked_for() {
-    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 1).await;
     send_versions(&c, &[("5.37.0", 2)]).await;
     let q = mattermost_query(&server_id(99), "5.37.0", 10).replace("ut=0", "ut=1");
     assert_eq!(c.security(&q).await.status(), 200);
-    assert_eq!(c.admin_json("/reports/fleet").await["total"]["servers"], 2);
+    assert_eq!(c.get_admin("/reports/fleet").await["total"]["servers"], 2);
     assert_eq!(
-        c.admin_json("/reports/fleet?include_test=true").await["total"]["servers"],
+        c.get_admin("/reports/fleet?include_test=true").await["total"]["servers"],
         3
     );
     assert_eq!(
-        c.admin_json("/reports/growth?from=2026-03-02&to=2026-03-02")
+        c.get_admin("/reports/growth?from=2026-03-02&to=2026-03-02")
             .await["days"][0]["servers"],
         2
     );
@@ -175,14 +172,14 @@ async fn test_installs_are_left_out_unless_asked_for() {
 
 #[tokio::test]
 async fn exposure_report_counts_affected_servers_and_adoption() {
-    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 1).await;
     c.add_bulletin("BSA-1", ">=5.30.0, <5.37.2").await;
     send_versions(&c, &[("5.37.1", 3), ("5.37.2", 2)]).await;
-    c.clock.advance(chrono::Duration::days(1));
+    c.clock().advance(chrono::Duration::days(1));
     // Next day server 1 patched.
     c.security(&mattermost_query(&server_id(1), "5.37.2", 10))
         .await;
-    let r = c.admin_json("/reports/exposure?window_days=2").await;
+    let r = c.get_admin("/reports/exposure?window_days=2").await;
     let b = &r["bulletins"][0];
     assert_eq!(b["id"], "BSA-1");
     assert_eq!(b["servers"], 2);
@@ -217,7 +214,7 @@ async fn exposure_report_counts_affected_servers_and_adoption() {
 
 #[tokio::test]
 async fn report_parameters_are_validated() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     for (q, field) in [
         ("/reports/fleet?day=yesterday", "day"),
         ("/reports/fleet?by=colour", "by"),
@@ -236,7 +233,7 @@ async fn report_parameters_are_validated() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let r = c
         .http
         .get(format!("{}/healthz", c.url))
@@ -258,15 +255,7 @@ async fn health_readiness_and_metrics() {
     let with_unknown = format!("{}&new_key=1", mattermost_query(&server_id(1), "5.37.0", 1));
     assert_eq!(c.security(&with_unknown).await.status(), 200);
     c.security("id=bad").await;
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics().await;
     for want in [
         "beacon_items_total{channel=\"security\",outcome=\"accepted\",reason=\"\"}",
         "beacon_items_total{channel=\"security\",outcome=\"rejected\",reason=\"invalid_id\"}",

@@ -1,10 +1,8 @@
 //! The admin API at its edges: dates at the calendar's limits, panics, the bearer scheme, the
 //! framework's own rejections, and the headers of bulletin bodies.
 
-mod common;
-
 use axum::routing::get;
-use common::*;
+use beacon_testkit::*;
 use serde_json::Value;
 
 /// An error answer: the status, and the project's JSON error body.
@@ -26,7 +24,7 @@ async fn error_body(r: reqwest::Response, status: u16, what: &str) -> Value {
 
 #[tokio::test]
 async fn dates_outside_the_window_are_named_not_a_crash() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
     let trace = "trace=start:overall";
     for (q, field) in [
@@ -74,7 +72,7 @@ async fn dates_outside_the_window_are_named_not_a_crash() {
         "/perf/percentiles?trace=start:overall&to=2000-01-01",
         "/perf/regressions?from=2089-12-31&to=2099-12-31",
     ] {
-        c.admin_json(q).await;
+        c.get_admin(q).await;
     }
     // Still serving.
     assert_eq!(
@@ -87,7 +85,7 @@ async fn dates_outside_the_window_are_named_not_a_crash() {
 /// A row the store cannot read back is the collector's fault, not the client's: `500`, not `400`.
 #[tokio::test]
 async fn a_corrupt_row_answers_500_not_400() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
     let raw = rusqlite::Connection::open(c.dir.path().join("beacon.db")).unwrap();
     raw.busy_timeout(std::time::Duration::from_secs(10))
@@ -133,7 +131,7 @@ async fn a_panicking_handler_answers_500_with_the_error_body() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         for value in [
             format!("{scheme} {ADMIN_TOKEN}"),
@@ -171,7 +169,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn framework_rejections_answer_the_json_error_body() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     // A path parameter that does not parse: the error names it.
     let r = c.admin_get("/issues/abc").send().await.unwrap();
     let e = error_body(r, 400, "/issues/abc").await;
@@ -276,7 +274,7 @@ async fn framework_rejections_answer_the_json_error_body() {
 
 #[tokio::test]
 async fn bulletin_bodies_are_sandboxed() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
     let r = c
         .http

@@ -3,9 +3,8 @@
 //! connections, clients that never read, and the connection cap. Each test asserts an outcome
 //! (closed, refused, answered); durations appear only as generous guards.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,7 +42,7 @@ async fn read_to_close(s: &mut TcpStream) -> Option<String> {
 
 #[tokio::test]
 async fn a_slow_request_head_is_cut() {
-    let c = start_with(short_limits).await;
+    let c = TestCollector::start_with(short_limits).await;
     let mut s = TcpStream::connect(addr(&c)).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
@@ -69,7 +68,7 @@ async fn a_slow_request_head_is_cut() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed() {
-    let c = start_with(short_limits).await;
+    let c = TestCollector::start_with(short_limits).await;
     for prefix in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
         let mut s = TcpStream::connect(addr(&c)).await.unwrap();
         s.write_all(prefix).await.unwrap();
@@ -88,7 +87,7 @@ fn bulletin_post(extra: &str) -> String {
 
 #[tokio::test]
 async fn a_partial_body_is_cut_with_408() {
-    let c = start_with(short_limits).await;
+    let c = TestCollector::start_with(short_limits).await;
     let mut s = TcpStream::connect(addr(&c)).await.unwrap();
     s.write_all(bulletin_post("Content-Length: 100\r\n").as_bytes())
         .await
@@ -108,7 +107,7 @@ async fn a_partial_body_is_cut_with_408() {
 
 #[tokio::test]
 async fn an_endless_chunk_is_cut_with_408() {
-    let c = start_with(short_limits).await;
+    let c = TestCollector::start_with(short_limits).await;
     let mut s = TcpStream::connect(addr(&c)).await.unwrap();
     s.write_all(bulletin_post("Transfer-Encoding: chunked\r\n").as_bytes())
         .await
@@ -124,7 +123,7 @@ async fn an_endless_chunk_is_cut_with_408() {
 
 #[tokio::test]
 async fn a_declared_length_over_the_limit_gets_413_without_100_continue() {
-    let c = start_with(short_limits).await;
+    let c = TestCollector::start_with(short_limits).await;
     let over_errors = beacon_collector::sentry::MAX_BODY_BYTES + 1024 * 1024;
     let over_mobile = beacon_wire::mobile::MAX_BODY_BYTES + 2;
     for (path, length, expect) in [
@@ -177,7 +176,7 @@ async fn a_declared_length_over_the_limit_gets_413_without_100_continue() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let c = start_with(|cfg| {
+    let c = TestCollector::start_with(|cfg| {
         short_limits(cfg);
         // The HTTP/1.1 head timer also runs between requests; the idle limit is tested below it.
         cfg.server.header_read_timeout_secs = 30;
@@ -242,7 +241,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut() {
-    let c = start_with(|cfg| {
+    let c = TestCollector::start_with(|cfg| {
         short_limits(cfg);
         cfg.server.idle_timeout_secs = 3600;
         cfg.server.header_read_timeout_secs = 3600;
@@ -275,7 +274,7 @@ async fn get_status(a: std::net::SocketAddr, path: &str) -> Option<String> {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_and_served_again_once_gone() {
-    let c = start_with(|cfg| {
+    let c = TestCollector::start_with(|cfg| {
         short_limits(cfg);
         cfg.server.header_read_timeout_secs = 3600;
         cfg.server.idle_timeout_secs = 3600;
@@ -324,23 +323,19 @@ async fn connections_over_the_cap_are_refused_and_served_again_once_gone() {
 
 #[tokio::test]
 async fn over_tls_connections_over_the_cap_get_503_after_the_handshake() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let pem = tempfile::tempdir().unwrap();
-    let (cert, key) = (pem.path().join("cert.pem"), pem.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let c = start_with(|cfg| {
-        short_limits(cfg);
-        cfg.server.header_read_timeout_secs = 3600;
-        cfg.server.max_connections = 1;
-        cfg.tls.cert = Some(cert.clone());
-        cfg.tls.key = Some(key.clone());
-    })
-    .await;
+    let tls = TestTls::new("beacon collector test ca");
+    let c = TestCollector::builder()
+        .tls(&tls)
+        .config(|cfg| {
+            short_limits(cfg);
+            cfg.server.header_read_timeout_secs = 3600;
+            cfg.server.max_connections = 1;
+        })
+        .start()
+        .await;
     // A TCP connection that never starts its handshake holds the one slot.
     let holder = TcpStream::connect(addr(&c)).await.unwrap();
-    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let root = tls.ca_certificate();
     let url = format!("https://localhost:{}/healthz", addr(&c).port());
     for http1 in [true, false] {
         let mut b = reqwest::Client::builder().add_root_certificate(root.clone());

@@ -1,31 +1,8 @@
 //! Channel 2 over HTTP: Sentry envelopes and store requests, every auth form and encoding, bad inputs.
 
-mod common;
-
-use common::*;
+use beacon_testkit::*;
 use serde_json::{Value, json};
 use std::io::Write;
-
-struct Project {
-    id: i64,
-    key: String,
-}
-
-async fn project(c: &TestCollector, name: &str) -> Project {
-    let p: Value = c
-        .admin_post("/projects")
-        .json(&json!({"name": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    Project {
-        id: p["id"].as_i64().unwrap(),
-        key: p["keys"][0]["public_key"].as_str().unwrap().to_string(),
-    }
-}
 
 fn event(n: u32, message: &str) -> Value {
     json!({"event_id": format!("{n:032x}"), "message": message, "level": "error", "platform": "python", "release": "1.0"})
@@ -65,7 +42,7 @@ async fn post(
 }
 
 async fn stored_events(c: &TestCollector) -> u64 {
-    let issues: Value = c.admin_json("/issues?limit=1000").await;
+    let issues: Value = c.get_admin("/issues?limit=1000").await;
     issues
         .as_array()
         .unwrap()
@@ -82,8 +59,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn every_auth_form_and_encoding_is_accepted() {
-    let c = start().await;
-    let p = project(&c, "app").await;
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
     let path = format!("/api/{}/envelope/", p.id);
     let one = |n: u32, with_length: bool| {
         envelope(&[(
@@ -189,9 +166,9 @@ async fn every_auth_form_and_encoding_is_accepted() {
 
 #[tokio::test]
 async fn auth_failures() {
-    let c = start().await;
-    let p = project(&c, "app").await;
-    let other = project(&c, "other").await;
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
+    let other = c.create_project("other").await;
     let path = format!("/api/{}/envelope/", p.id);
     let body = || envelope(&[("event", event(1, "x").to_string().into_bytes(), true)]);
     type Case<'a> = (Vec<(&'a str, String)>, String, u16);
@@ -259,8 +236,8 @@ async fn auth_failures() {
 
 #[tokio::test]
 async fn bad_inputs_get_their_status_and_nothing_else_is_lost() {
-    let c = start().await;
-    let p = project(&c, "app").await;
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
     let path = format!("/api/{}/envelope/", p.id);
     let h = vec![("x-sentry-auth", auth(&p.key))];
     let ev = |n: u32| event(n, &format!("good {n}")).to_string().into_bytes();
@@ -334,15 +311,15 @@ async fn bad_inputs_get_their_status_and_nothing_else_is_lost() {
         3,
         "good events 1, 2 and 4 are stored, nothing else"
     );
-    let dead = c.admin_json("/deadletters?channel=errors").await;
+    let dead = c.get_admin("/deadletters?channel=errors").await;
     assert_eq!(dead.as_array().unwrap().len(), 3, "{dead}");
     c.stop().await;
 }
 
 #[tokio::test]
 async fn a_key_over_its_rate_gets_429() {
-    let c = start().await;
-    let p = project(&c, "app").await;
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
     let r = c
         .http
         .patch(format!("{}/admin/v1/keys/{}", c.url, p.key))
@@ -377,7 +354,7 @@ async fn a_key_over_its_rate_gets_429() {
             .ends_with("::key")
     );
     // The next minute, it is accepted again.
-    c.clock.advance(chrono::Duration::seconds(61));
+    c.clock().advance(chrono::Duration::seconds(61));
     assert_eq!(
         post(&c, &path, event(9, "x").to_string().into_bytes(), &h)
             .await
@@ -385,5 +362,58 @@ async fn a_key_over_its_rate_gets_429() {
         200
     );
     assert_eq!(stored_events(&c).await, 4);
+    c.stop().await;
+}
+
+/// `beacon_items_total{channel="errors",outcome,reason}` as counted so far (0 when absent). The
+/// recorder is shared by every collector of this test binary, so callers compare before and after.
+async fn items_counted(c: &TestCollector, outcome: &str, reason: &str) -> u64 {
+    let line =
+        format!(r#"beacon_items_total{{channel="errors",outcome="{outcome}",reason="{reason}"}} "#);
+    c.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Once a request is authenticated, every way out gives its items an outcome: a body that does not
+/// decode is one rejected item, and a request over the key's rate has every item counted
+/// `rate_limited` (events and other item types alike).
+#[tokio::test]
+async fn every_item_of_an_authenticated_request_gets_an_outcome() {
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
+    let path = format!("/api/{}/envelope/", p.id);
+    let h = vec![("x-sentry-auth", auth(&p.key))];
+
+    let before = items_counted(&c, "rejected", "invalid_encoding").await;
+    let mut corrupt = h.clone();
+    corrupt.push(("content-encoding", "gzip".to_string()));
+    let r = post(&c, &path, b"not gzip at all".to_vec(), &corrupt).await;
+    assert_eq!(r.status(), 400);
+    assert!(items_counted(&c, "rejected", "invalid_encoding").await > before);
+
+    let r = c
+        .http
+        .patch(format!("{}/admin/v1/keys/{}", c.url, p.key))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"rate_limit_per_minute": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let items = |a: u32, b: u32| {
+        envelope(&[
+            ("event", event(a, "x").to_string().into_bytes(), true),
+            ("event", event(b, "y").to_string().into_bytes(), true),
+            ("attachment", b"bytes".to_vec(), true),
+        ])
+    };
+    let before = items_counted(&c, "rate_limited", "").await;
+    // Two events do not fit a rate of one a minute: the whole request is refused.
+    let r = post(&c, &path, items(1, 2), &h).await;
+    assert_eq!(r.status(), 429);
+    assert!(items_counted(&c, "rate_limited", "").await >= before + 3);
     c.stop().await;
 }

@@ -1,9 +1,8 @@
 //! What the collector says and sets on its host at start: private data files, warnings for loose
 //! modes and for clear text beyond loopback (read from the collector's own log).
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -47,7 +46,7 @@ async fn a_new_data_directory_and_its_database_are_private() {
     let data = root.path().join("new/data");
     let log = Captured::default();
     let _guard = log.install();
-    let c = start_with(|cfg| cfg.server.data_dir = data.clone()).await;
+    let c = TestCollector::start_with(|cfg| cfg.server.data_dir = data.clone()).await;
     // The checks went through the writer, so the WAL and shared-memory files exist.
     let r = c
         .security(&mattermost_query(&server_id(1), "5.37.0", 1))
@@ -80,7 +79,7 @@ async fn loose_modes_are_warned_about_and_left_alone() {
     .unwrap();
     let log = Captured::default();
     let _guard = log.install();
-    let c = start_with(|cfg| cfg.server.data_dir = data.clone()).await;
+    let c = TestCollector::start_with(|cfg| cfg.server.data_dir = data.clone()).await;
     let text = log.text();
     assert!(
         text.contains(&format!("chmod 700 {}", data.display())),
@@ -99,7 +98,7 @@ async fn loose_modes_are_warned_about_and_left_alone() {
 async fn clear_text_beyond_loopback_is_warned_about() {
     let log = Captured::default();
     let _guard = log.install();
-    let c = start_with(|cfg| cfg.server.listen = "0.0.0.0:0".into()).await;
+    let c = TestCollector::start_with(|cfg| cfg.server.listen = "0.0.0.0:0".into()).await;
     let text = log.text();
     assert!(
         text.contains("WARN") && text.contains("without TLS"),

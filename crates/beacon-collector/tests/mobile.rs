@@ -1,11 +1,9 @@
 //! Channel 3 over HTTP: the v1.20 body, API keys, per-event judgement, percentiles against exact
 //! values, regressions, and the raw device id never reaching disk.
 
-mod common;
-
 use beacon_collector::Clock;
+use beacon_testkit::*;
 use chrono::{TimeZone, Utc};
-use common::*;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -22,15 +20,7 @@ fn spec_day() -> chrono::DateTime<Utc> {
 }
 
 async fn api_key(c: &TestCollector, name: &str) -> String {
-    let r = c
-        .admin_post("/apikeys")
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    let key = v["key"].as_str().unwrap().to_string();
+    let key = c.create_api_key(name).await;
     assert!(key.starts_with("bmk_") && key.len() == 68);
     key
 }
@@ -87,8 +77,8 @@ fn assert_close(got: &Value, want: f64, what: &str) {
 
 #[tokio::test]
 async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
-    let c = start().await;
-    c.clock.set(spec_day());
+    let c = TestCollector::start().await;
+    c.clock().set(spec_day());
     let key = api_key(&c, "android").await;
 
     let r = send(&c, Some(&key), SPEC_BODY).await;
@@ -131,7 +121,7 @@ async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
     }
 
     let report = c
-        .admin_json(
+        .get_admin(
             "/perf/percentiles?trace=team:switch&from=2025-11-29&to=2025-11-29&by=app_version",
         )
         .await;
@@ -164,7 +154,7 @@ async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
     );
 
     let total = c
-        .admin_json("/perf/percentiles?trace=team:switch&from=2025-11-29&to=2025-11-29")
+        .get_admin("/perf/percentiles?trace=team:switch&from=2025-11-29&to=2025-11-29")
         .await;
     let g = &total["groups"][0];
     assert_eq!(g["count"], 6001);
@@ -173,7 +163,7 @@ async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
     }
 
     let hist = c
-        .admin_json("/perf/histogram?trace=team:switch&from=2025-11-29&to=2025-11-29")
+        .get_admin("/perf/histogram?trace=team:switch&from=2025-11-29&to=2025-11-29")
         .await;
     let buckets = hist["groups"][0]["buckets"].as_array().unwrap();
     let sum: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
@@ -201,7 +191,7 @@ async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
         "server_version",
     ] {
         let r = c
-            .admin_json(&format!(
+            .get_admin(&format!(
                 "/perf/percentiles?trace=team:switch&from=2025-11-29&to=2025-11-29&by={by}"
             ))
             .await;
@@ -231,9 +221,9 @@ async fn spec_body_and_generated_batches_give_percentiles_within_one_percent() {
 
 #[tokio::test]
 async fn a_thirty_percent_regression_is_flagged_and_small_or_thin_changes_are_not() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let key = api_key(&c, "android").await;
-    let now_us = c.clock.now().timestamp_micros();
+    let now_us = c.clock().now().timestamp_micros();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // (trace, slowdown of 2.1 against 2.0, events per version)
     let plan = [
@@ -269,7 +259,7 @@ async fn a_thirty_percent_regression_is_flagged_and_small_or_thin_changes_are_no
             assert_eq!(r.status(), 200);
         }
     }
-    let report = c.admin_json("/perf/regressions").await;
+    let report = c.get_admin("/perf/regressions").await;
     assert_eq!(report["threshold"], 0.1);
     assert_eq!(report["min_samples"], 100);
     let rows = report["comparisons"].as_array().unwrap();
@@ -296,7 +286,7 @@ async fn a_thirty_percent_regression_is_flagged_and_small_or_thin_changes_are_no
     assert_eq!(rows.iter().filter(|r| r["flagged"] == true).count(), 1);
     // A stricter threshold and a looser sample rule, through the query string.
     let strict = c
-        .admin_json("/perf/regressions?threshold=2%25&min_samples=40")
+        .get_admin("/perf/regressions?threshold=2%25&min_samples=40")
         .await;
     let flagged: Vec<&str> = strict["comparisons"]
         .as_array()
@@ -314,10 +304,10 @@ async fn a_thirty_percent_regression_is_flagged_and_small_or_thin_changes_are_no
 
 #[tokio::test]
 async fn the_raw_device_id_never_reaches_the_sqlite_files() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let key = api_key(&c, "android").await;
     let canary = "CANARY-DEVICE-3f9e1c7a-5b2d-4e8f-9a61-0c4d2b7e8f13";
-    let now_us = c.clock.now().timestamp_micros();
+    let now_us = c.clock().now().timestamp_micros();
     for b in 0..10 {
         let mut events: Vec<Value> = (0..100)
             .map(|i| event("posts:loading", now_us - 1000 * (b * 100 + i), 50_000 + i))
@@ -356,7 +346,7 @@ async fn the_raw_device_id_never_reaches_the_sqlite_files() {
         !contains(b"3f9e1c7a-5b2d"),
         "part of the raw device id is in the database files"
     );
-    let letters = c.admin_json("/deadletters?channel=mobile").await;
+    let letters = c.get_admin("/deadletters?channel=mobile").await;
     assert_eq!(letters.as_array().unwrap().len(), 11);
     assert!(!letters.to_string().contains("3f9e1c7a"));
     c.stop().await;
@@ -364,9 +354,9 @@ async fn the_raw_device_id_never_reaches_the_sqlite_files() {
 
 #[tokio::test]
 async fn bad_inputs_are_judged_per_event_or_refused_whole() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let key = api_key(&c, "android").await;
-    let now_us = c.clock.now().timestamp_micros();
+    let now_us = c.clock().now().timestamp_micros();
     let day = 86_400_000_000i64;
     let events = vec![
         event("channel:loading", now_us, 120_000),     // 0 ok
@@ -480,21 +470,13 @@ async fn bad_inputs_are_judged_per_event_or_refused_whole() {
     assert_eq!(r.status(), 200);
     assert!(r.json::<Value>().await.unwrap()["revoked_at"].is_string());
     assert_eq!(send(&c, Some(&key), good.clone()).await.status(), 403);
-    let keys = c.admin_json("/apikeys").await;
+    let keys = c.get_admin("/apikeys").await;
     assert_eq!(keys[0]["name"], "android");
     assert!(!keys.to_string().contains(&key[4..]));
     assert_eq!(store.count_trace_events().await.unwrap(), before + 1001);
 
     // Every outcome is counted.
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics().await;
     for reason in [
         "unknown_trace_name",
         "duration_not_positive",
@@ -513,7 +495,7 @@ async fn bad_inputs_are_judged_per_event_or_refused_whole() {
         );
     }
     assert!(metrics.contains(r#"beacon_unknown_fields_total{channel="mobile"} "#));
-    let letters = c.admin_json("/deadletters?channel=mobile").await;
+    let letters = c.get_admin("/deadletters?channel=mobile").await;
     assert!(letters.as_array().unwrap().len() >= 10);
     c.stop().await;
 }

@@ -1,13 +1,12 @@
 //! Channel 1 end to end over HTTP: the Mattermost request, bulletins, de-duplication, bad inputs.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 use serde_json::Value;
 
 #[tokio::test]
 async fn mattermost_request_gets_applicable_bulletins() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     c.add_bulletin("BSA-2026-0001", ">=5.30.0, <5.37.2").await;
     c.add_bulletin("BSA-2026-0002", ">=6.0.0, <6.1.0").await;
 
@@ -88,14 +87,14 @@ async fn mattermost_request_gets_applicable_bulletins() {
         .unwrap();
     assert_eq!(r.status(), 404);
     // Still listed for admins, with its retraction time.
-    let b = c.admin_json("/bulletins/BSA-2026-0001").await;
+    let b = c.get_admin("/bulletins/BSA-2026-0001").await;
     assert!(b["retracted_at"].is_string());
     c.stop().await;
 }
 
 #[tokio::test]
 async fn seed_extras_and_unknown_keys_are_accepted() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let q = format!(
         "{}&dbv=15.2+%28Debian%29&lc=1764400000000&future_key=1",
         mattermost_query(&server_id(1), "5.37.0", 3)
@@ -103,14 +102,14 @@ async fn seed_extras_and_unknown_keys_are_accepted() {
     let r = c.security(&q).await;
     assert_eq!(r.status(), 200);
     assert_eq!(c.stored_checks().await, 1);
-    let fleet = c.admin_json("/reports/fleet?by=dbv&day=2026-03-02").await;
+    let fleet = c.get_admin("/reports/fleet?by=dbv&day=2026-03-02").await;
     assert_eq!(fleet["total"]["servers"], 1);
     c.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_bulletins_are_refused_with_the_field() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     for (body, field) in [
         (
             serde_json::json!({"id": "B-1", "title": "t", "severity": "high", "affected": "five", "body": "<p/>"}),
@@ -138,7 +137,7 @@ async fn invalid_bulletins_are_refused_with_the_field() {
 
 #[tokio::test]
 async fn three_checks_one_day_count_once_and_two_days_count_in_both() {
-    let c = start_with(|cfg| cfg.reports.min_group_size = 1).await;
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 1).await;
     let id = server_id(42);
     for _ in 0..3 {
         assert_eq!(
@@ -149,11 +148,11 @@ async fn three_checks_one_day_count_once_and_two_days_count_in_both() {
         );
     }
     assert_eq!(c.stored_checks().await, 1);
-    let fleet = c.admin_json("/reports/fleet?day=2026-03-02").await;
+    let fleet = c.get_admin("/reports/fleet?day=2026-03-02").await;
     assert_eq!(fleet["total"]["servers"], 1);
     assert_eq!(fleet["groups"][0]["servers"], 1);
 
-    c.clock.advance(chrono::Duration::days(1));
+    c.clock().advance(chrono::Duration::days(1));
     assert_eq!(
         c.security(&mattermost_query(&id, "5.37.1", 10))
             .await
@@ -162,7 +161,7 @@ async fn three_checks_one_day_count_once_and_two_days_count_in_both() {
     );
     assert_eq!(c.stored_checks().await, 2);
     let growth = c
-        .admin_json("/reports/growth?from=2026-03-02&to=2026-03-03")
+        .get_admin("/reports/growth?from=2026-03-02&to=2026-03-03")
         .await;
     let days = growth["days"].as_array().unwrap();
     assert_eq!(days[0]["servers"], 1);
@@ -171,7 +170,7 @@ async fn three_checks_one_day_count_once_and_two_days_count_in_both() {
     assert_eq!(days[1]["new"], 0);
     // Over both days the server counts once, at its latest version.
     let fleet = c
-        .admin_json("/reports/fleet?from=2026-03-02&to=2026-03-03")
+        .get_admin("/reports/fleet?from=2026-03-02&to=2026-03-03")
         .await;
     assert_eq!(fleet["total"]["servers"], 1);
     assert_eq!(fleet["groups"][0]["key"], "5.37.1");
@@ -180,7 +179,7 @@ async fn three_checks_one_day_count_once_and_two_days_count_in_both() {
 
 #[tokio::test]
 async fn bad_inputs_get_400_naming_the_field_and_store_nothing() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let id = server_id(1);
     let good = mattermost_query(&id, "5.37.0", 10);
     assert_eq!(c.security(&good).await.status(), 200);
@@ -216,7 +215,7 @@ async fn bad_inputs_get_400_naming_the_field_and_store_nothing() {
     }
     assert_eq!(c.stored_checks().await, 1, "no bad input was stored");
     let dead = c
-        .admin_json("/deadletters?channel=security&limit=1000")
+        .get_admin("/deadletters?channel=security&limit=1000")
         .await;
     assert_eq!(
         dead.as_array().unwrap().len(),
@@ -234,13 +233,13 @@ async fn bad_inputs_get_400_naming_the_field_and_store_nothing() {
 
 #[tokio::test]
 async fn dead_letters_are_scrubbed() {
-    let c = start().await;
+    let c = TestCollector::start().await;
     let q = format!(
         "{}&email=alice@example.com&ip=10.1.2.3&password=hunter2",
         mattermost_query("short", "5.37.0", 1)
     );
     assert_eq!(c.security(&q).await.status(), 400);
-    let dead = c.admin_json("/deadletters").await;
+    let dead = c.get_admin("/deadletters").await;
     let payload = dead[0]["payload"].as_str().unwrap();
     for canary in ["alice@example.com", "10.1.2.3", "hunter2"] {
         assert!(!payload.contains(canary), "{canary} in {payload}");

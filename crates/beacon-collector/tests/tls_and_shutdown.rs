@@ -1,29 +1,15 @@
 //! TLS (HTTP/1.1 and HTTP/2 through rustls) and graceful shutdown.
 
-mod common;
-
-use common::*;
+use crate::util::*;
+use beacon_testkit::*;
 
 #[tokio::test]
 async fn serves_https_over_http1_and_http2() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let pem_dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (
-        pem_dir.path().join("cert.pem"),
-        pem_dir.path().join("key.pem"),
-    );
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let c = start_with(|cfg| {
-        cfg.tls.cert = Some(cert.clone());
-        cfg.tls.key = Some(key.clone());
-    })
-    .await;
+    let tls = TestTls::new("beacon collector test ca");
+    let c = TestCollector::builder().tls(&tls).start().await;
     assert!(c.url.starts_with("https://"));
     let port = c.running.as_ref().unwrap().local_addr().port();
-    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let root = tls.ca_certificate();
     let url = format!(
         "https://localhost:{port}/security?{}",
         mattermost_query(&server_id(1), "5.37.0", 3)
@@ -59,7 +45,7 @@ async fn serves_https_over_http1_and_http2() {
 async fn shutdown_finishes_accepted_requests() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let c = start().await;
+    let c = TestCollector::start().await;
     let acked = Arc::new(AtomicU64::new(0));
     // 16 senders, each sending up to 200 checks one after another until the collector stops answering.
     let senders: Vec<_> = (0..16u32)

@@ -1,7 +1,6 @@
 //! Plain assertions on `scrub_event`: no canary survives, exact counts, idempotence, clean events untouched.
 
-mod common;
-
+use crate::events;
 use beacon_scrub::{FILTERED, IP, ScrubStats, scrub_event, scrub_value};
 use beacon_wire::sentry::StoredEvent;
 use serde_json::json;
@@ -26,18 +25,18 @@ fn assert_no_canary(name: &str, mut event: StoredEvent, canaries: &[&str]) {
 
 #[test]
 fn no_canary_survives() {
-    assert_no_canary("python", common::python_event(), common::PYTHON_CANARIES);
-    assert_no_canary("rust", common::rust_event(), common::RUST_CANARIES);
+    assert_no_canary("python", events::python_event(), events::PYTHON_CANARIES);
+    assert_no_canary("rust", events::rust_event(), events::RUST_CANARIES);
     assert_no_canary(
         "javascript",
-        common::javascript_event(),
-        common::JAVASCRIPT_CANARIES,
+        events::javascript_event(),
+        events::JAVASCRIPT_CANARIES,
     );
 }
 
 #[test]
 fn exact_counts_for_the_python_event() {
-    let mut event = common::python_event();
+    let mut event = events::python_event();
     let stats = scrub_event(&mut event);
     let want = ScrubStats {
         // The message.
@@ -96,7 +95,7 @@ fn exact_counts_for_the_python_event() {
 
 #[test]
 fn extras_kept_only_when_unchanged() {
-    let mut event = common::javascript_event();
+    let mut event = events::javascript_event();
     let stats = scrub_event(&mut event);
     // redux_state (IBAN), request (nested Cookie), X-Api-Key (by key) are gone; values the SDK had
     // already filtered pass unchanged.
@@ -120,9 +119,9 @@ fn extras_kept_only_when_unchanged() {
 #[test]
 fn idempotent() {
     for event in [
-        common::python_event(),
-        common::rust_event(),
-        common::javascript_event(),
+        events::python_event(),
+        events::rust_event(),
+        events::javascript_event(),
     ] {
         let mut once = event.clone();
         let first = scrub_event(&mut once);
@@ -136,7 +135,7 @@ fn idempotent() {
 
 #[test]
 fn clean_30_frame_event_is_untouched() {
-    let mut event = common::clean_event(30);
+    let mut event = events::clean_event(30);
     let before = serde_json::to_string(&event).unwrap();
     let pointers: Vec<*const u8> = event.exceptions[0]
         .frames

@@ -2,8 +2,7 @@
 //! they are) and of whole events. Review changes with `INSTA_UPDATE=always` plus `git diff`, or
 //! `cargo insta review`.
 
-mod common;
-
+use crate::events;
 use beacon_scrub::{ScrubStats, scrub_event, scrub_text_counted};
 use serde_json::{Map, Value, json};
 
@@ -156,15 +155,15 @@ fn event_snapshot(name: &str, mut event: beacon_wire::sentry::StoredEvent) {
 
 #[test]
 fn python_event() {
-    event_snapshot("python", common::python_event());
+    event_snapshot("python", events::python_event());
 }
 
 #[test]
 fn rust_event() {
-    event_snapshot("rust", common::rust_event());
+    event_snapshot("rust", events::rust_event());
 }
 
 #[test]
 fn javascript_event() {
-    event_snapshot("javascript", common::javascript_event());
+    event_snapshot("javascript", events::javascript_event());
 }

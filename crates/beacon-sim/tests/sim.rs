@@ -1,69 +1,30 @@
 //! The simulator against a real in-process collector: what it says it sent and got acknowledged is
 //! what the store holds, and a seed gives the same traffic twice.
 
-use beacon_collector::{Config, SystemClock};
 use beacon_sim::{Hooks, SimConfig};
+use beacon_testkit::TestCollector;
 use std::collections::HashSet;
-use std::sync::Arc;
-
-const TOKEN: &str = "sim-test-admin-token-0123456789";
 
 struct Setup {
-    collector: beacon_collector::RunningCollector,
+    collector: TestCollector,
     dsn: String,
     api_key: String,
-    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.server.listen = "127.0.0.1:0".into();
-    c.server.data_dir = dir.path().to_path_buf();
-    c.admin.token = Some(TOKEN.into());
-    let collector = beacon_collector::start(c, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let url = collector.url();
-    let p: serde_json::Value = http
-        .post(format!("{url}/admin/v1/projects"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "sim"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = p["keys"][0]["public_key"].as_str().unwrap();
-    let dsn = format!(
-        "http://{key}@{}/{}",
-        url.trim_start_matches("http://"),
-        p["id"]
-    );
-    let k: serde_json::Value = http
-        .post(format!("{url}/admin/v1/apikeys"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "sim"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let collector = TestCollector::builder().system_clock().start().await;
+    let dsn = collector.create_project("sim").await.dsn(&collector.url);
+    let api_key = collector.create_api_key("sim").await;
     Setup {
         dsn,
-        api_key: k["key"].as_str().unwrap().to_string(),
+        api_key,
         collector,
-        _dir: dir,
     }
 }
 
 fn config(s: &Setup, record: Option<std::path::PathBuf>) -> SimConfig {
     SimConfig {
-        url: s.collector.url(),
+        url: s.collector.url.clone(),
         servers: 60,
         devices: 25,
         days: 10,
@@ -81,7 +42,7 @@ fn config(s: &Setup, record: Option<std::path::PathBuf>) -> SimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_simulator_saw_acknowledged_is_stored() {
     let s = setup().await;
-    let record = s._dir.path().join("acked.txt");
+    let record = s.collector.dir.path().join("acked.txt");
     let summary = beacon_sim::run(config(&s, Some(record.clone())), Hooks::default())
         .await
         .unwrap();
@@ -114,7 +75,7 @@ async fn what_the_simulator_saw_acknowledged_is_stored() {
     assert_eq!(events, summary.errors.accepted);
     assert_eq!(traces, summary.mobile.accepted);
 
-    let store = s.collector.store.clone();
+    let store = s.collector.running().store.clone();
     // Every simulated day's check lands on today (receipt day): one row per server.
     let today = chrono::Utc::now().date_naive();
     let stored: HashSet<String> = store
@@ -139,7 +100,7 @@ async fn what_the_simulator_saw_acknowledged_is_stored() {
         issues.len() <= beacon_sim::fleet::CODE_PATHS.len(),
         "one issue per code path at most"
     );
-    s.collector.shutdown().await.unwrap();
+    s.collector.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,8 +114,18 @@ async fn a_seed_gives_the_same_traffic() {
         .unwrap();
     assert_eq!(sa, sb);
     assert_eq!(
-        a.collector.store.count_trace_events().await.unwrap(),
-        b.collector.store.count_trace_events().await.unwrap()
+        a.collector
+            .running()
+            .store
+            .count_trace_events()
+            .await
+            .unwrap(),
+        b.collector
+            .running()
+            .store
+            .count_trace_events()
+            .await
+            .unwrap()
     );
     let mut other = config(&a, None);
     other.seed = 8;

@@ -1,7 +1,5 @@
 //! Events full of canaries, shared by the snapshot and the asserting tests.
 
-#![allow(dead_code)]
-
 use beacon_wire::sentry::StoredEvent;
 use serde_json::{Value, json};
 

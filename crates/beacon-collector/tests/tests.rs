@@ -1,0 +1,11 @@
+//! The collector's integration tests, one binary: a module per theme.
+
+mod admin;
+mod admin_edges;
+mod connections;
+mod errors;
+mod host;
+mod mobile;
+mod security;
+mod tls_and_shutdown;
+mod util;

@@ -1,0 +1,3 @@
+//! The simulator's integration tests, one binary: a module per theme.
+
+mod sim;

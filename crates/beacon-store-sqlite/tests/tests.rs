@@ -1,0 +1,4 @@
+//! The SQLite backend's integration tests, one binary: a module per theme.
+
+mod conformance;
+mod perf_recovery;
