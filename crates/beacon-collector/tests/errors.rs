@@ -51,6 +51,19 @@ async fn stored_events(c: &TestCollector) -> u64 {
         .sum()
 }
 
+/// Sets a DSN key's own rate limit through the admin API.
+async fn set_rate_limit(c: &TestCollector, key: &str, per_minute: u32) {
+    let r = c
+        .http
+        .patch(format!("{}/admin/v1/keys/{key}", c.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "rate_limit_per_minute": per_minute }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
@@ -320,15 +333,7 @@ async fn bad_inputs_get_their_status_and_nothing_else_is_lost() {
 async fn a_key_over_its_rate_gets_429() {
     let c = TestCollector::start().await;
     let p = c.create_project("app").await;
-    let r = c
-        .http
-        .patch(format!("{}/admin/v1/keys/{}", c.url, p.key))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"rate_limit_per_minute": 3}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    set_rate_limit(&c, &p.key, 3).await;
     let path = format!("/api/{}/store/", p.id);
     let h = vec![("x-sentry-auth", auth(&p.key))];
     for n in 0..3 {
@@ -394,15 +399,7 @@ async fn every_item_of_an_authenticated_request_gets_an_outcome() {
     assert_eq!(r.status(), 400);
     assert!(items_counted(&c, "rejected", "invalid_encoding").await > before);
 
-    let r = c
-        .http
-        .patch(format!("{}/admin/v1/keys/{}", c.url, p.key))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"rate_limit_per_minute": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    set_rate_limit(&c, &p.key, 1).await;
     let items = |a: u32, b: u32| {
         envelope(&[
             ("event", event(a, "x").to_string().into_bytes(), true),
