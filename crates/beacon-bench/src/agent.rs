@@ -129,8 +129,7 @@ fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) -> Result<()> 
 }
 
 pub fn run(o: Options) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let beacon = o.beacon.unwrap_or_else(|| me.with_file_name("beacon"));
+    let beacon = super::beacon_binary(o.beacon)?;
     let ticks_per_sec = clock_ticks();
     let dir = tempfile::tempdir()?;
     let (ca, cert, key, _) = beacon_testkit::generate_certificates(dir.path(), "beacon bench ca")

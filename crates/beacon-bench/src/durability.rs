@@ -3,7 +3,7 @@
 //! item the collector acknowledged is looked up in the store.
 
 use super::{Proc, TOKEN, spawn_until};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -52,14 +52,7 @@ pub struct Outcome {
 }
 
 pub fn run(trials: u32, beacon: Option<PathBuf>, seed: u64) -> Result<Outcome> {
-    let me = std::env::current_exe()?;
-    let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
-    if !beacon.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release",
-            beacon.display()
-        );
-    }
+    let beacon = super::beacon_binary(beacon)?;
     let dir = tempfile::tempdir()?;
     let record = dir.path().join("acked.txt");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

@@ -511,14 +511,7 @@ fn security(
     beacon: Option<PathBuf>,
     postgres: Option<String>,
 ) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
-    if !beacon.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release",
-            beacon.display()
-        );
-    }
+    let beacon = beacon_binary(beacon)?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -528,7 +521,7 @@ fn security(
     );
 
     // Baseline: a bare hyper server, in its own process like the collectors.
-    let mut cmd = Command::new(&me);
+    let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["bare-server", "--listen", "127.0.0.1:0"]);
     let (_bare, bare_url) = spawn_until(cmd, "listening on ")?;
     println!(
@@ -714,8 +707,7 @@ fn envelopes(
     beacon: Option<PathBuf>,
     postgres: Option<String>,
 ) -> Result<()> {
-    let me = std::env::current_exe()?;
-    let beacon = beacon.unwrap_or_else(|| me.with_file_name("beacon"));
+    let beacon = beacon_binary(beacon)?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -1036,4 +1028,19 @@ fn chrono_date() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The `beacon` binary to run: `--beacon`, or the one beside this bench; an error when it is missing.
+fn beacon_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    let beacon = match given {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("beacon"),
+    };
+    if !beacon.exists() {
+        bail!(
+            "{} not found; build it with cargo build --release",
+            beacon.display()
+        );
+    }
+    Ok(beacon)
 }

@@ -3,7 +3,7 @@
 //! over the same raw rows.
 
 use super::{BenchDb, MakeRequest, TOKEN, peak_rss_kb, run_load, run_load_upto, start_collector};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use beacon_wire::mobile::{DeviceInfo, Payload, TraceEvent, TraceName};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -265,17 +265,7 @@ fn percentile_cont(db: &BenchDb) -> Result<f64> {
 }
 
 pub fn run(o: Options) -> Result<Vec<Row>> {
-    let me = std::env::current_exe()?;
-    let beacon = o
-        .beacon
-        .clone()
-        .unwrap_or_else(|| me.with_file_name("beacon"));
-    if !beacon.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release",
-            beacon.display()
-        );
-    }
+    let beacon = super::beacon_binary(o.beacon.clone())?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -203,14 +203,7 @@ fn paced(
 }
 
 pub fn run(o: Options) -> Result<bool> {
-    let me = std::env::current_exe()?;
-    let beacon = o.beacon.unwrap_or_else(|| me.with_file_name("beacon"));
-    if !beacon.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release",
-            beacon.display()
-        );
-    }
+    let beacon = super::beacon_binary(o.beacon)?;
     let dir = tempfile::tempdir()?;
     let pg = match &o.postgres {
         Some(admin_url) => Some(BenchDb::create(admin_url).context("postgres")?),

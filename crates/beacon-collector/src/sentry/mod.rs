@@ -511,7 +511,6 @@ async fn ingest(
             }
         }
     }
-    debug_assert!(items.is_empty());
     let outcomes = submit_all(&state.ingest, ops).await;
     let mut stored = 0;
     for (guard, outcome) in guards.into_iter().zip(&outcomes) {
