@@ -236,6 +236,80 @@ fn fingerprint_bomb_is_refused_before_parsing_and_survived_with_a_key() {
     }
 }
 
+/// The collector's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Envelopes that decode to 90 MiB each (an attachment of spaces, ~90 KiB gzipped, beside an event),
+/// eight at once: each is accepted with its event stored, and the collector's peak memory stays far
+/// below what holding even one decoded body would take — an attachment is read past as it is
+/// decoded, never buffered (it once was, up to four bodies at a time: ~0.5 GB).
+#[test]
+fn large_envelopes_are_read_as_a_stream_not_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Capped::start(dir.path(), &[]);
+    let t = c.target();
+    let attachment = vec![b' '; 90 << 20];
+    let event = br#"{"message":"beside a big attachment","level":"error"}"#;
+    let mut envelope = b"{}\n".to_vec();
+    envelope.extend_from_slice(
+        format!(
+            "{{\"type\":\"attachment\",\"length\":{}}}\n",
+            attachment.len()
+        )
+        .as_bytes(),
+    );
+    envelope.extend_from_slice(&attachment);
+    envelope.extend_from_slice(b"\n{\"type\":\"event\"}\n");
+    envelope.extend_from_slice(event);
+    envelope.push(b'\n');
+    drop(attachment);
+    let body = std::sync::Arc::new(hostile::gzip(&envelope));
+    drop(envelope);
+    assert!(body.len() < 1 << 20, "{} bytes gzipped", body.len());
+    let before = peak_rss_kib(c.process.child.id());
+    let path = format!("/api/{}/envelope/", t.project_id);
+    let auth = sentry_auth(&t);
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, path, auth, body) =
+                (c.addr.clone(), path.clone(), auth.clone(), body.clone());
+            std::thread::spawn(move || {
+                hostile::send(
+                    &addr,
+                    &hostile::request(
+                        "POST",
+                        &path,
+                        &[("content-encoding", "gzip"), ("x-sentry-auth", &auth)],
+                        &body,
+                    ),
+                    Duration::from_secs(300),
+                )
+                .expect("an answer")
+            })
+        })
+        .collect();
+    for s in senders {
+        let r = s.join().unwrap();
+        assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(c.sick(), None);
+    let peak = peak_rss_kib(c.process.child.id());
+    assert!(
+        peak < before + (64 << 10),
+        "peak resident memory went from {before} KiB to {peak} KiB for 8 bodies of 90 MiB decoded"
+    );
+    let issues = c.process.get_admin("/issues");
+    assert_eq!(issues.as_array().map(Vec::len), Some(1), "{issues}");
+    assert_eq!(issues[0]["count"], 8, "every event stored: {issues}");
+}
+
 /// Defect 3: a NUL in one event fails no other client's write, and never reaches the store.
 fn nul_release_fails_no_one(envs: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();

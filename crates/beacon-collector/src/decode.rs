@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("unsupported content-encoding {0:?}; use gzip, deflate, br or zstd")]
     Unsupported(String),
@@ -55,6 +55,71 @@ fn reader<'a>(body: &'a [u8], encoding: Option<&str>) -> Result<Option<Decoder<'
             })?),
         ),
         other => return Err(DecodeError::Unsupported(other.to_string())),
+    }))
+}
+
+/// A decoding of a body as a stream, cut off at a limit: reading past the limit fails, and
+/// [`Stream::error`] then says why the stream broke off.
+pub struct Stream<'a> {
+    name: &'static str,
+    inner: Box<dyn Read + 'a>,
+    left: usize,
+    limit: usize,
+    failed: Option<DecodeError>,
+}
+
+impl Stream<'_> {
+    /// Why reading failed: the limit was passed, or the encoding is corrupt.
+    pub fn error(&self) -> Option<DecodeError> {
+        self.failed.clone()
+    }
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::other(e.to_string()));
+        }
+        // One byte more than allowed tells "exactly at the limit" from "past it".
+        let want = buf.len().min(self.left.saturating_add(1));
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) => {
+                let e = DecodeError::Corrupt {
+                    encoding: self.name,
+                    reason: e.to_string().to_lowercase(),
+                };
+                self.failed = Some(e.clone());
+                return Err(std::io::Error::other(e.to_string()));
+            }
+        };
+        if n > self.left {
+            let e = DecodeError::TooLarge(self.limit);
+            self.failed = Some(e.clone());
+            return Err(std::io::Error::other(e.to_string()));
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// `body` decoded per `encoding` as a buffered stream of at most `limit` bytes, for a reader that
+/// keeps only what it needs of it (memory: the decoder's window and an 8 KiB buffer).
+pub fn stream<'a>(
+    body: &'a [u8],
+    encoding: Option<&str>,
+    limit: usize,
+) -> Result<std::io::BufReader<Stream<'a>>, DecodeError> {
+    let (name, inner): Decoder<'a> = match reader(body, encoding)? {
+        Some(d) => d,
+        None => ("identity", Box::new(body)),
+    };
+    Ok(std::io::BufReader::new(Stream {
+        name,
+        inner,
+        left: limit,
+        limit,
+        failed: None,
     }))
 }
 
@@ -159,6 +224,30 @@ mod tests {
             decode(b"not gzip", Some("gzip"), 100),
             Err(DecodeError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_stream_stops_at_its_limit_and_says_why() {
+        let read_all = |body: &[u8], enc, limit| {
+            let mut s = stream(body, enc, limit).unwrap();
+            let mut out = Vec::new();
+            let r = std::io::Read::read_to_end(&mut s, &mut out);
+            (r.is_ok(), out.len(), s.get_ref().error())
+        };
+        // Exactly at the limit is fine, one byte past is not: plain and compressed alike.
+        let n = TEXT.len();
+        assert_eq!(read_all(TEXT, None, n), (true, n, None));
+        assert_eq!(read_all(&gzip(TEXT), Some("gzip"), n), (true, n, None));
+        let (ok, _, e) = read_all(TEXT, None, n - 1);
+        assert!(!ok);
+        assert_eq!(e, Some(DecodeError::TooLarge(n - 1)));
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        let (ok, got, e) = read_all(&bomb, Some("gzip"), 1 << 20);
+        assert!(!ok && got <= 1 << 20);
+        assert_eq!(e, Some(DecodeError::TooLarge(1 << 20)));
+        let (ok, _, e) = read_all(b"not gzip", Some("gzip"), 100);
+        assert!(!ok);
+        assert!(matches!(e, Some(DecodeError::Corrupt { .. })));
     }
 
     #[test]

@@ -15,10 +15,11 @@ mod sentry;
 
 use async_trait::async_trait;
 use beacon_store::mobile::{PerfRow, PerfSelect, StoredTrace};
-use beacon_store::security::{GrowthRaw, ServerSnapshot, VersionDayCount};
+use beacon_store::security::{FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount};
 use beacon_store::{Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
-    ApiKeyInfo, DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary, KeyInfo,
+    ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -303,6 +304,16 @@ impl Store for PgStore {
         include_test: bool,
     ) -> Result<Vec<ServerSnapshot>> {
         security::latest_per_server(self, from, to, include_test).await
+    }
+
+    async fn fleet_cells(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by: FleetDimension,
+        include_test: bool,
+    ) -> Result<Vec<FleetCell>> {
+        security::fleet_cells(self, from, to, by, include_test).await
     }
 
     async fn version_day_counts(

@@ -2,8 +2,11 @@
 //! raw queries of the reports.
 
 use crate::{PgStore, map_err};
-use beacon_store::security::{CheckRecord, DayCount, GrowthRaw, ServerSnapshot, VersionDayCount};
+use beacon_store::security::{
+    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount,
+};
 use beacon_store::{Result, StoreError, WriteOutcome};
+use beacon_wire::admin::{FleetDimension, GroupCounts};
 use beacon_wire::bulletin::{Bulletin, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -287,6 +290,44 @@ pub(crate) async fn latest_per_server(
         .collect())
 }
 
+pub(crate) async fn fleet_cells(
+    s: &PgStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: FleetDimension,
+    include_test: bool,
+) -> Result<Vec<FleetCell>> {
+    let (select, group) = report::fleet_cells_sql(by);
+    // Sums of int8 are numeric here and the buckets int4: both back to int8 (the capped sums fit).
+    let sql = format!(
+        "SELECT k, ub::int8, ab::int8, tb::int8, n, su::int8, sa::int8, st::int8 FROM ({select} \
+         FROM (SELECT DISTINCT ON (server_id) * FROM checks WHERE day BETWEEN $1 AND $2 \
+         ORDER BY server_id, day DESC) c WHERE $3 OR NOT c.unit_tests {group}) \
+         AS cells (k, ub, ab, tb, n, su, sa, st)"
+    );
+    let rows = s
+        .client()
+        .await?
+        .query(sql.as_str(), &[&from, &to, &include_test])
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| FleetCell {
+            key: r.get(0),
+            users_bucket: r.get(1),
+            activated_users_bucket: r.get(2),
+            teams_bucket: r.get(3),
+            counts: GroupCounts {
+                servers: r.get::<_, i64>(4) as u64,
+                users: r.get(5),
+                activated_users: r.get(6),
+                teams: r.get(7),
+            },
+        })
+        .collect())
+}
+
 pub(crate) async fn version_day_counts(
     s: &PgStore,
     from: NaiveDate,
@@ -297,9 +338,13 @@ pub(crate) async fn version_day_counts(
         .client()
         .await?
         .query(
-            "SELECT day, version, count(*), coalesce(sum(activated_users), 0)::int8 FROM checks \
-             WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) \
-             GROUP BY day, version ORDER BY day, version",
+            format!(
+                "SELECT day, version, count(*), coalesce(sum({}), 0)::int8 FROM checks \
+                 WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) \
+                 GROUP BY day, version ORDER BY day, version",
+                report::capped_sql("activated_users")
+            )
+            .as_str(),
             &[&from, &to, &include_test],
         )
         .await

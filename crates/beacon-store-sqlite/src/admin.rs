@@ -50,7 +50,7 @@ pub(crate) async fn admin_token_count(s: &SqliteStore) -> Result<u64> {
 
 pub(crate) async fn admin_token_valid(s: &SqliteStore, token_hash: &str) -> Result<bool> {
     let hash = token_hash.to_string();
-    run(&s.reader, move |c| {
+    run(&s.lookup, move |c| {
         c.query_row(
             "SELECT 1 FROM admin_tokens WHERE token_hash = ?1",
             [hash],

@@ -108,7 +108,7 @@ fn secret_on(conn: &Connection, name: &str, candidate: &[u8]) -> Result<Vec<u8>>
 
 pub(crate) async fn project_key(s: &SqliteStore, public_key: &str) -> Result<Option<KeyInfo>> {
     let key = public_key.to_string();
-    run(&s.reader, move |c| {
+    run(&s.lookup, move |c| {
         c.query_row(
             "SELECT public_key, project_id, enabled, rate_limit_per_minute FROM project_keys WHERE public_key = ?1",
             [key],
@@ -181,7 +181,7 @@ pub(crate) async fn revoke_api_key(
 
 pub(crate) async fn api_key_valid(s: &SqliteStore, key_hash: &str) -> Result<bool> {
     let hash = key_hash.to_string();
-    run(&s.reader, move |c| api_key_valid_on(c, &hash)).await
+    run(&s.lookup, move |c| api_key_valid_on(c, &hash)).await
 }
 
 pub(crate) async fn secret(s: &SqliteStore, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {

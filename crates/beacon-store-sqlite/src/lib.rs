@@ -13,10 +13,11 @@ mod sentry;
 
 use async_trait::async_trait;
 use beacon_store::mobile::{PerfRow, PerfSelect, StoredTrace};
-use beacon_store::security::{GrowthRaw, ServerSnapshot, VersionDayCount};
+use beacon_store::security::{FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount};
 use beacon_store::{Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
-    ApiKeyInfo, DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary, KeyInfo,
+    ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -28,7 +29,11 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
+    /// Reports and listings: they may read for a while.
     reader: Arc<Mutex<Connection>>,
+    /// Short point reads on the ingest path (credentials, bulletins), which must never wait behind a
+    /// report on `reader`.
+    lookup: Arc<Mutex<Connection>>,
     /// Sketch cells of committed trace events not yet in `perf_sketches` (see `mobile::Pending`).
     pending: Arc<Mutex<mobile::Pending>>,
     /// Keeps the checkpoint thread running while any clone of the store lives.
@@ -42,6 +47,11 @@ impl SqliteStore {
         migrations::apply(&mut writer)?;
         mobile::recover(&mut writer)?;
         let reader = connect(path)?;
+        let lookup = connect(path)?;
+        // Point reads of small tables need no large page cache.
+        lookup
+            .execute_batch("PRAGMA cache_size=-2048")
+            .map_err(map_err)?;
         let checkpointer = connect(path)?;
         // Copying WAL frames needs no page cache of its own.
         checkpointer
@@ -58,6 +68,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            lookup: Arc::new(Mutex::new(lookup)),
             pending: Arc::default(),
             _alive: alive,
         })
@@ -272,6 +283,16 @@ impl Store for SqliteStore {
         include_test: bool,
     ) -> Result<Vec<ServerSnapshot>> {
         security::latest_per_server(self, from, to, include_test).await
+    }
+
+    async fn fleet_cells(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by: FleetDimension,
+        include_test: bool,
+    ) -> Result<Vec<FleetCell>> {
+        security::fleet_cells(self, from, to, by, include_test).await
     }
 
     async fn version_day_counts(

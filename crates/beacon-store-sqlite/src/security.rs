@@ -2,8 +2,11 @@
 //! queries of the reports.
 
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
-use beacon_store::security::{CheckRecord, DayCount, GrowthRaw, ServerSnapshot, VersionDayCount};
+use beacon_store::security::{
+    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount,
+};
 use beacon_store::{Result, StoreError, WriteOutcome};
+use beacon_wire::admin::{FleetDimension, GroupCounts};
 use beacon_wire::bulletin::{Bulletin, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -243,7 +246,7 @@ pub(crate) async fn insert_bulletin(s: &SqliteStore, b: &Bulletin) -> Result<()>
 }
 
 pub(crate) async fn bulletins(s: &SqliteStore) -> Result<Vec<Bulletin>> {
-    run(&s.reader, |c| {
+    run(&s.lookup, |c| {
         let mut stmt = c
             .prepare_cached(&format!(
                 "SELECT {BULLETIN_COLUMNS} FROM bulletins ORDER BY published_at, id"
@@ -258,7 +261,7 @@ pub(crate) async fn bulletins(s: &SqliteStore) -> Result<Vec<Bulletin>> {
 
 pub(crate) async fn bulletin(s: &SqliteStore, id: &str) -> Result<Option<Bulletin>> {
     let id = id.to_string();
-    run(&s.reader, move |c| {
+    run(&s.lookup, move |c| {
         c.query_row(
             &format!("SELECT {BULLETIN_COLUMNS} FROM bulletins WHERE id = ?1"),
             [id],
@@ -339,20 +342,57 @@ pub(crate) async fn latest_per_server(
     .await
 }
 
+pub(crate) async fn fleet_cells(
+    s: &SqliteStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: FleetDimension,
+    include_test: bool,
+) -> Result<Vec<FleetCell>> {
+    let (select, group) = report::fleet_cells_sql(by);
+    let sql = format!(
+        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+         ON c.server_id = m.server_id AND c.day = m.day \
+         WHERE ?3 OR c.unit_tests = 0 {group}"
+    );
+    run(&s.reader, move |c| {
+        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![day_num(from), day_num(to), include_test], |r| {
+                Ok(FleetCell {
+                    key: r.get(0)?,
+                    users_bucket: r.get(1)?,
+                    activated_users_bucket: r.get(2)?,
+                    teams_bucket: r.get(3)?,
+                    counts: GroupCounts {
+                        servers: r.get::<_, i64>(4)? as u64,
+                        users: r.get(5)?,
+                        activated_users: r.get(6)?,
+                        teams: r.get(7)?,
+                    },
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+    })
+    .await
+}
+
 pub(crate) async fn version_day_counts(
     s: &SqliteStore,
     from: NaiveDate,
     to: NaiveDate,
     include_test: bool,
 ) -> Result<Vec<VersionDayCount>> {
+    let sql = format!(
+        "SELECT day, version, count(*), coalesce(sum({}), 0) FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0) \
+         GROUP BY day, version ORDER BY day, version",
+        report::capped_sql("activated_users")
+    );
     run(&s.reader, move |c| {
-        let mut stmt = c
-            .prepare_cached(
-                "SELECT day, version, count(*), coalesce(sum(activated_users), 0) FROM checks \
-                 WHERE day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0) \
-                 GROUP BY day, version ORDER BY day, version",
-            )
-            .map_err(map_err)?;
+        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
         let rows = stmt
             .query_map(params![day_num(from), day_num(to), include_test], |r| {
                 Ok(VersionDayCount {

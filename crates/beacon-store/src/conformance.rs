@@ -30,6 +30,8 @@ macro_rules! conformance_suite {
             fleet_report_latest_per_server,
             fleet_report_folds_small_groups,
             fleet_report_dimensions_and_test_installs,
+            fleet_cells_agree_with_each_server,
+            report_sums_survive_the_largest_counts,
             growth_report_new_and_gone,
             exposure_report_and_timeline,
             dead_letters_listed_newest_first,
@@ -413,6 +415,154 @@ pub async fn fleet_report_dimensions_and_test_installs(store: &dyn Store) {
     assert_eq!(r.distributions.activated_users[0].range, "1-10");
     assert_eq!(r.distributions.activated_users[0].servers, 6);
     assert_eq!(r.distributions.users[0].range, "11-100");
+}
+
+/// The key of a server in a dimension, written out in Rust: what [`security::dimension_sql`] must give.
+fn dimension_key(s: &security::ServerSnapshot, by: FleetDimension) -> String {
+    match by {
+        FleetDimension::Version => s.version.clone(),
+        FleetDimension::Edition => if s.enterprise { "enterprise" } else { "team" }.to_string(),
+        FleetDimension::Os => s.os.clone(),
+        FleetDimension::Db => s.db.clone(),
+        FleetDimension::Dbv => match &s.db_version {
+            Some(v) => format!("{} {v}", s.db),
+            None => format!("{} (unknown)", s.db),
+        },
+    }
+}
+
+pub async fn fleet_cells_agree_with_each_server(store: &dyn Store) {
+    // Every bucket boundary, in every count, over servers that differ in every dimension; some
+    // servers check in again the next day with other values (their latest check counts).
+    let values = [
+        None,
+        Some(0),
+        Some(1),
+        Some(10),
+        Some(11),
+        Some(100),
+        Some(101),
+        Some(1000),
+        Some(1001),
+        Some(10000),
+        Some(10001),
+        Some(security::COUNT_CAP),
+        Some(security::COUNT_CAP + 1),
+        Some(i64::MAX),
+    ];
+    let mut day0_batch = Vec::new();
+    let mut day1_batch = Vec::new();
+    for n in 0..60u32 {
+        let i = n as usize;
+        let mut c = check(n, ["5.37.0", "5.38.1", "10.0.0"][i % 3], 1);
+        c.os = ["linux", "windows", "freebsd", "darwin"][i % 4].into();
+        c.db = ["postgres", "mysql"][i % 2].into();
+        c.db_version = [Some("15.2".to_string()), None, Some("8.0".into())][i % 3].clone();
+        c.users = values[i % values.len()];
+        c.activated_users = values[(i + 5) % values.len()];
+        c.teams = values[(i * 7) % values.len()];
+        c.unit_tests = n % 11 == 0;
+        if n % 4 == 0 {
+            let mut later = c.clone();
+            later.version = semver::Version::parse("10.1.0").unwrap();
+            later.users = values[(i + 1) % values.len()];
+            day1_batch.push(later);
+        }
+        day0_batch.push(c);
+    }
+    put(store, 0, day0_batch).await;
+    put(store, 1, day1_batch).await;
+    let (from, to) = (day0(), day0() + Days::new(1));
+    let cap = |v: Option<i64>| v.unwrap_or(0).min(security::COUNT_CAP);
+    for include_test in [false, true] {
+        let servers = store
+            .latest_per_server(from, to, include_test)
+            .await
+            .unwrap();
+        assert!(servers.len() >= 50, "{} servers", servers.len());
+        for by in [
+            FleetDimension::Version,
+            FleetDimension::Edition,
+            FleetDimension::Os,
+            FleetDimension::Db,
+            FleetDimension::Dbv,
+        ] {
+            // (key, bucket labels) → (servers, users, activated users, teams), per server…
+            type Key = (String, &'static str, &'static str, &'static str);
+            let mut want: std::collections::BTreeMap<Key, (u64, i64, i64, i64)> =
+                Default::default();
+            for s in &servers {
+                let e = want
+                    .entry((
+                        dimension_key(s, by),
+                        security::bucket_of(s.users),
+                        security::bucket_of(s.activated_users),
+                        security::bucket_of(s.teams),
+                    ))
+                    .or_default();
+                e.0 += 1;
+                e.1 += cap(s.users);
+                e.2 += cap(s.activated_users);
+                e.3 += cap(s.teams);
+            }
+            // … and per cell, as the database computed them.
+            let mut got: std::collections::BTreeMap<Key, (u64, i64, i64, i64)> = Default::default();
+            for c in store.fleet_cells(from, to, by, include_test).await.unwrap() {
+                let old = got.insert(
+                    (
+                        c.key,
+                        security::bucket_of(c.users_bucket),
+                        security::bucket_of(c.activated_users_bucket),
+                        security::bucket_of(c.teams_bucket),
+                    ),
+                    (
+                        c.counts.servers,
+                        c.counts.users,
+                        c.counts.activated_users,
+                        c.counts.teams,
+                    ),
+                );
+                assert!(old.is_none(), "one cell per key and buckets");
+            }
+            assert_eq!(got, want, "{by:?}, include_test={include_test}");
+        }
+    }
+}
+
+pub async fn report_sums_survive_the_largest_counts(store: &dyn Store) {
+    // Counts as large as the wire allows, from many servers: sums are capped, never an error.
+    let batch = (1..=40)
+        .map(|n| {
+            let mut c = check(n, "5.37.1", 1);
+            c.activated_users = Some(i64::MAX);
+            c.users = Some(i64::MAX);
+            c.teams = Some(i64::MAX);
+            c
+        })
+        .collect();
+    put(store, 0, batch).await;
+    store
+        .insert_bulletin(&bulletin("BSA-BIG", "<5.38.0", 0))
+        .await
+        .unwrap();
+    let r = security::fleet(store, day0(), day0(), FleetDimension::Version, false, 1)
+        .await
+        .unwrap();
+    assert_eq!(r.total.servers, 40);
+    assert_eq!(r.total.users, 40 * security::COUNT_CAP);
+    assert_eq!(r.total.activated_users, 40 * security::COUNT_CAP);
+    assert_eq!(r.distributions.users[0].range, "10001+");
+    let r = security::exposure(store, None, 1, day0(), false, 1)
+        .await
+        .unwrap();
+    assert_eq!(r.bulletins[0].servers, 40);
+    assert_eq!(r.bulletins[0].activated_users, 40 * security::COUNT_CAP);
+    let day = r.bulletins[0]
+        .timeline
+        .iter()
+        .find(|d| d.day == day0())
+        .unwrap();
+    assert_eq!(day.affected_activated_users, 40 * security::COUNT_CAP);
 }
 
 pub async fn growth_report_new_and_gone(store: &dyn Store) {

@@ -19,12 +19,13 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use beacon_wire::admin::{
-    ApiKeyInfo, DeadLetter, IssueDetail, IssueFilter, IssueSummary, KeyInfo, ProjectInfo,
+    ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary, KeyInfo,
+    ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
 use mobile::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
-use security::{CheckRecord, GrowthRaw, ServerSnapshot, VersionDayCount};
+use security::{CheckRecord, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -152,7 +153,8 @@ pub trait Store: Send + Sync + 'static {
     async fn retract_bulletin(&self, id: &str, at: DateTime<Utc>) -> Result<Bulletin>;
 
     /// Each server's latest check within `[from, to]`; servers whose latest check there has `ut=1`
-    /// are left out unless `include_test`.
+    /// are left out unless `include_test`. One row per server: for tests and tools; reports use
+    /// [`Store::fleet_cells`], whose size does not grow with the fleet.
     async fn latest_per_server(
         &self,
         from: NaiveDate,
@@ -160,7 +162,18 @@ pub trait Store: Send + Sync + 'static {
         include_test: bool,
     ) -> Result<Vec<ServerSnapshot>>;
 
-    /// Servers and activated users per (day, version) within `[from, to]`.
+    /// The servers of [`Store::latest_per_server`] counted per key of `by` and size buckets, computed
+    /// in the database with the SQL of [`security::fleet_cells_sql`].
+    async fn fleet_cells(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by: FleetDimension,
+        include_test: bool,
+    ) -> Result<Vec<FleetCell>>;
+
+    /// Servers and activated users per (day, version) within `[from, to]`; each server's activated
+    /// users capped at [`security::COUNT_CAP`] ([`security::capped_sql`]).
     async fn version_day_counts(
         &self,
         from: NaiveDate,

@@ -43,6 +43,74 @@ pub struct ServerSnapshot {
     pub unit_tests: bool,
 }
 
+/// Servers at their latest check within a range of days, counted per key of one fleet dimension and
+/// size buckets: what the fleet and exposure reports are computed from. A backend computes the cells in
+/// the database, so a report holds one row per distinct (key, buckets), never one per server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetCell {
+    /// The servers' key in the dimension asked for ([`dimension_sql`]).
+    pub key: String,
+    /// The servers' users, activated users and teams as the representative of their size bucket
+    /// ([`bucket_sql`]): [`bucket_of`] of it is the bucket.
+    pub users_bucket: Option<i64>,
+    pub activated_users_bucket: Option<i64>,
+    pub teams_bucket: Option<i64>,
+    /// How many servers, and their counts summed, each server's count capped at [`COUNT_CAP`].
+    pub counts: GroupCounts,
+}
+
+/// The most one server's count adds to a sum. A count can be as large as `i64::MAX` on the wire; a
+/// larger one than this is not a real installation, and the cap keeps sums over up to 9·10⁹ servers
+/// from overflowing.
+pub const COUNT_CAP: i64 = 1_000_000_000;
+
+/// SQL (the same for every backend) of a count column capped at [`COUNT_CAP`]; NULL stays NULL.
+pub fn capped_sql(column: &str) -> String {
+    format!("CASE WHEN {column} > {COUNT_CAP} THEN {COUNT_CAP} ELSE {column} END")
+}
+
+/// SQL (the same for every backend) mapping a count column to the representative of its
+/// [`bucket_of`] bucket: NULL, 0, 1, 11, 101, 1001 or 10001.
+pub fn bucket_sql(column: &str) -> String {
+    format!(
+        "CASE WHEN {column} IS NULL THEN NULL WHEN {column} = 0 THEN 0 \
+         WHEN {column} BETWEEN 1 AND 10 THEN 1 WHEN {column} BETWEEN 11 AND 100 THEN 11 \
+         WHEN {column} BETWEEN 101 AND 1000 THEN 101 WHEN {column} BETWEEN 1001 AND 10000 THEN 1001 \
+         ELSE 10001 END"
+    )
+}
+
+/// SQL (the same for every backend, over the `checks` columns of the row aliased `c`) of a server's
+/// key in a fleet dimension: its version, `enterprise` or `team`, its OS, its database, or its
+/// database and its version (`postgres 15.2`, `postgres (unknown)`).
+pub fn dimension_sql(by: FleetDimension) -> &'static str {
+    match by {
+        FleetDimension::Version => "c.version",
+        FleetDimension::Edition => "CASE WHEN c.enterprise THEN 'enterprise' ELSE 'team' END",
+        FleetDimension::Os => "c.os",
+        FleetDimension::Db => "c.db",
+        FleetDimension::Dbv => "c.db || ' ' || COALESCE(c.db_version, '(unknown)')",
+    }
+}
+
+/// The select list and grouping of a [`FleetCell`] query over the latest check of each server
+/// (aliased `c`): key, three buckets, servers and three capped sums, grouped by the first four.
+/// A backend appends its `FROM … WHERE …` between the two halves it returns.
+pub fn fleet_cells_sql(by: FleetDimension) -> (String, &'static str) {
+    let select = format!(
+        "SELECT {key}, {ub}, {ab}, {tb}, count(*), coalesce(sum({u}), 0), coalesce(sum({a}), 0), \
+         coalesce(sum({t}), 0)",
+        key = dimension_sql(by),
+        ub = bucket_sql("c.users"),
+        ab = bucket_sql("c.activated_users"),
+        tb = bucket_sql("c.teams"),
+        u = capped_sql("c.users"),
+        a = capped_sql("c.activated_users"),
+        t = capped_sql("c.teams"),
+    );
+    (select, "GROUP BY 1, 2, 3, 4")
+}
+
 /// Servers and activated users per (day, version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionDayCount {
@@ -114,10 +182,10 @@ pub fn fold(
 }
 
 fn add(into: &mut GroupCounts, c: &GroupCounts) {
-    into.servers += c.servers;
-    into.users += c.users;
-    into.activated_users += c.activated_users;
-    into.teams += c.teams;
+    into.servers = into.servers.saturating_add(c.servers);
+    into.users = into.users.saturating_add(c.users);
+    into.activated_users = into.activated_users.saturating_add(c.activated_users);
+    into.teams = into.teams.saturating_add(c.teams);
 }
 
 /// The size buckets of a count: `0`, `1-10`, `11-100`, … `10001+`, and `unknown` when not reported.
@@ -143,10 +211,11 @@ const BUCKET_ORDER: [&str; 7] = [
     "unknown",
 ];
 
-fn distribution(values: impl Iterator<Item = Option<i64>>, k: u64) -> (Vec<Bucket>, bool) {
+/// Servers per size bucket from (a value in the bucket, servers) pairs; buckets below `k` folded.
+fn distribution(values: impl Iterator<Item = (Option<i64>, u64)>, k: u64) -> (Vec<Bucket>, bool) {
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
-    for v in values {
-        *counts.entry(bucket_of(v)).or_default() += 1;
+    for (v, servers) in values {
+        *counts.entry(bucket_of(v)).or_default() += servers;
     }
     let mut out = Vec::new();
     let mut other = 0;
@@ -185,29 +254,6 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
     Ok(())
 }
 
-fn counts_of(s: &ServerSnapshot) -> GroupCounts {
-    GroupCounts {
-        servers: 1,
-        users: s.users.unwrap_or(0),
-        activated_users: s.activated_users.unwrap_or(0),
-        teams: s.teams.unwrap_or(0),
-    }
-}
-
-/// The key of a server in a fleet dimension.
-pub fn dimension_key(s: &ServerSnapshot, by: FleetDimension) -> String {
-    match by {
-        FleetDimension::Version => s.version.clone(),
-        FleetDimension::Edition => if s.enterprise { "enterprise" } else { "team" }.to_string(),
-        FleetDimension::Os => s.os.clone(),
-        FleetDimension::Db => s.db.clone(),
-        FleetDimension::Dbv => match &s.db_version {
-            Some(v) => format!("{} {v}", s.db),
-            None => format!("{} (unknown)", s.db),
-        },
-    }
-}
-
 /// Distinct servers (each at its latest check in `[from, to]`) grouped by `by`, with sums and size
 /// distributions.
 pub async fn fleet(
@@ -219,19 +265,20 @@ pub async fn fleet(
     min_group_size: u64,
 ) -> Result<FleetReport> {
     check_range(from, to)?;
-    let servers = store.latest_per_server(from, to, include_test).await?;
+    let cells = store.fleet_cells(from, to, by, include_test).await?;
     let mut total = GroupCounts::default();
     let mut groups: BTreeMap<String, GroupCounts> = BTreeMap::new();
-    for s in &servers {
-        let c = counts_of(s);
-        add(&mut total, &c);
-        add(groups.entry(dimension_key(s, by)).or_default(), &c);
+    for cell in &cells {
+        add(&mut total, &cell.counts);
+        add(groups.entry(cell.key.clone()).or_default(), &cell.counts);
     }
     let (groups, folded) = fold(groups, min_group_size);
-    let (users, f1) = distribution(servers.iter().map(|s| s.users), min_group_size);
-    let (activated_users, f2) =
-        distribution(servers.iter().map(|s| s.activated_users), min_group_size);
-    let (teams, f3) = distribution(servers.iter().map(|s| s.teams), min_group_size);
+    let servers = |bucket: fn(&FleetCell) -> Option<i64>| {
+        cells.iter().map(move |c| (bucket(c), c.counts.servers))
+    };
+    let (users, f1) = distribution(servers(|c| c.users_bucket), min_group_size);
+    let (activated_users, f2) = distribution(servers(|c| c.activated_users_bucket), min_group_size);
+    let (teams, f3) = distribution(servers(|c| c.teams_bucket), min_group_size);
     Ok(FleetReport {
         from,
         to,
@@ -339,7 +386,7 @@ pub async fn exposure(
         })?;
     check_range(window_from, as_of)?;
     let latest = store
-        .latest_per_server(window_from, as_of, include_test)
+        .fleet_cells(window_from, as_of, FleetDimension::Version, include_test)
         .await?;
     let earliest_start = bulletins
         .iter()
@@ -356,7 +403,7 @@ pub async fn exposure(
     let mut versions: HashMap<String, Option<semver::Version>> = HashMap::new();
     for v in latest
         .iter()
-        .map(|s| &s.version)
+        .map(|c| &c.key)
         .chain(daily.iter().map(|d| &d.version))
     {
         versions
@@ -379,10 +426,12 @@ pub async fn exposure(
         };
         let mut by_version: BTreeMap<String, GroupCounts> = BTreeMap::new();
         let mut total = GroupCounts::default();
-        for s in latest.iter().filter(|s| affected(&s.version)) {
-            let c = counts_of(s);
-            add(&mut total, &c);
-            add(by_version.entry(s.version.clone()).or_default(), &c);
+        for cell in latest.iter().filter(|c| affected(&c.key)) {
+            add(&mut total, &cell.counts);
+            add(
+                by_version.entry(cell.key.clone()).or_default(),
+                &cell.counts,
+            );
         }
         let (by_version, folded) = fold(by_version, min_group_size);
         thresholded |= folded;
@@ -428,7 +477,7 @@ pub async fn exposure(
         include_test,
         min_group_size,
         thresholded,
-        servers_in_window: latest.len() as u64,
+        servers_in_window: latest.iter().map(|c| c.counts.servers).sum(),
         bulletins: out,
     })
 }
@@ -497,7 +546,7 @@ mod tests {
         assert_eq!(bucket_of(Some(11)), "11-100");
         assert_eq!(bucket_of(Some(10_001)), "10001+");
         assert_eq!(bucket_of(None), "unknown");
-        let (b, folded) = distribution([Some(1), Some(2), Some(50)].into_iter(), 2);
+        let (b, folded) = distribution([(Some(1), 1), (Some(2), 1), (Some(50), 1)].into_iter(), 2);
         assert!(folded);
         assert_eq!(
             b,

@@ -10,7 +10,7 @@
 pub mod admin;
 
 use crate::AppState;
-use crate::decode::{DecodeError, decode, decode_prefix};
+use crate::decode::{self, DecodeError, decode_prefix};
 use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::outcome::Items;
@@ -20,7 +20,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use beacon_store::{EventRecord, NewDeadLetter, WriteOp, WriteOutcome};
 use beacon_wire::admin::KeyInfo;
-use beacon_wire::sentry::{auth, envelope, event, grouping};
+use beacon_wire::sentry::envelope::{self, Payload};
+use beacon_wire::sentry::{auth, event, grouping};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -284,7 +285,10 @@ fn inline_prepare(
     }
 }
 
-/// The CPU-heavy part: decoding, parsing, projection, scrubbing, grouping.
+/// The CPU-heavy part: decoding, parsing, projection, scrubbing, grouping. An envelope is read as it
+/// is decoded, item by item: only event payloads (each at most [`event::MAX_EVENT_BYTES`]) are ever
+/// held, and each is judged before the next is read, so a request holds at most one event's bytes
+/// whatever it decodes to (attachments and the like are read past).
 fn prepare(
     body: &[u8],
     encoding: Option<&str>,
@@ -293,52 +297,105 @@ fn prepare(
     project_id: i64,
     received_at: DateTime<Utc>,
 ) -> Result<Prepared, Refused> {
-    let decoded = decode(body, encoding, decoded_limit)?;
     if !is_envelope {
+        // The body is one event: at most its limit is kept; the rest is only counted.
+        let mut stream = decode::stream(body, encoding, decoded_limit)?;
+        let broken = |stream: &std::io::BufReader<decode::Stream<'_>>| {
+            Refused::from(
+                stream
+                    .get_ref()
+                    .error()
+                    .unwrap_or(DecodeError::TooLarge(decoded_limit)),
+            )
+        };
+        let mut payload = Vec::new();
+        let kept = std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut stream, event::MAX_EVENT_BYTES as u64 + 1),
+            &mut payload,
+        );
+        if kept.is_err() {
+            return Err(broken(&stream));
+        }
         let id = new_event_id();
+        let judged = if payload.len() > event::MAX_EVENT_BYTES {
+            let Ok(rest) = std::io::copy(&mut stream, &mut std::io::sink()) else {
+                return Err(broken(&stream));
+            };
+            too_large_event(payload.len() as u64 + rest)
+        } else {
+            judge_event(&payload, &id, project_id, received_at)
+        };
         return Ok(Prepared {
             envelope_key: None,
             header_event_id: None,
-            items: vec![judge_event(&decoded, &id, project_id, received_at)],
+            items: vec![judged],
         });
     }
-    let env = envelope::parse(&decoded)
-        .map_err(|e| Refused(ApiError::BadRequest(e.to_string()), e.reason()))?;
-    let envelope_key = match env.header.dsn.as_deref() {
-        Some(dsn) => Some(
-            auth::parse_dsn(dsn)
-                .map_err(|e| Refused(ApiError::Unauthenticated(e.to_string()), "invalid_dsn"))?
-                .public_key,
-        ),
+    let mut stream = decode::stream(body, encoding, decoded_limit)?;
+    let read = read_envelope(&mut stream, project_id, received_at);
+    read.map_err(|e| match stream.get_ref().error() {
+        // The decoding broke off (past its limit, or corrupt): that is what is wrong.
+        Some(d) => Refused::from(d),
+        None => Refused(ApiError::BadRequest(e.to_string()), e.reason()),
+    })?
+}
+
+/// The judgement of an event over [`event::MAX_EVENT_BYTES`], which was never held in memory.
+fn too_large_event(len: u64) -> Judged {
+    let e = event::EventError::TooLarge(usize::try_from(len).unwrap_or(usize::MAX));
+    Judged::Rejected {
+        reason: e.reason(),
+        detail: format!("event is {len} bytes"),
+        // Nothing of an event over the limit is kept (the reason says how big it was).
+        copy: String::new(),
+    }
+}
+
+/// Reads an envelope's items from its decoded body and judges each as it comes.
+fn read_envelope(
+    body: impl std::io::BufRead,
+    project_id: i64,
+    received_at: DateTime<Utc>,
+) -> Result<Result<Prepared, Refused>, envelope::EnvelopeError> {
+    let (header, mut reader) = envelope::Reader::new(body)?;
+    let envelope_key = match header.dsn.as_deref() {
+        Some(dsn) => match auth::parse_dsn(dsn) {
+            Ok(dsn) => Some(dsn.public_key),
+            Err(e) => {
+                return Ok(Err(Refused(
+                    ApiError::Unauthenticated(e.to_string()),
+                    "invalid_dsn",
+                )));
+            }
+        },
         None => None,
     };
-    let header_id = env
-        .header
+    let header_id = header
         .event_id
         .as_deref()
         .and_then(event::normalize_event_id);
-    let items = env
-        .items
-        .iter()
-        .map(|item| match item.ty.as_str() {
-            "event" => {
+    let mut items = Vec::new();
+    while let Some(item) = reader.next_item(|ty| ty == "event", event::MAX_EVENT_BYTES)? {
+        items.push(match (item.ty.as_str(), item.payload) {
+            ("event", Payload::Kept(payload)) => {
                 let fallback = header_id.clone().unwrap_or_else(new_event_id);
-                judge_event(item.payload, &fallback, project_id, received_at)
+                judge_event(&payload, &fallback, project_id, received_at)
             }
-            other => Judged::NotStored(
+            ("event", Payload::TooLarge { len }) => too_large_event(len),
+            (other, _) => Judged::NotStored(
                 NOT_STORED
                     .iter()
                     .find(|t| **t == other)
                     .copied()
                     .unwrap_or("unknown"),
             ),
-        })
-        .collect();
-    Ok(Prepared {
+        });
+    }
+    Ok(Ok(Prepared {
         envelope_key,
         header_event_id: header_id,
         items,
-    })
+    }))
 }
 
 pub async fn envelope(
