@@ -9,7 +9,7 @@
 //! - [`table`]: tables that render as HTML and as CSV from the same cells.
 //! - [`filters`]: GET filter forms that keep their values, and permalinks that turn a relative range
 //!   (`range=30d`) into fixed dates.
-//! - [`format`]: how numbers are shown to people.
+//! - [`format`](mod@format): how numbers are shown to people.
 //!
 //! Every text is escaped by maud; nothing here wraps caller text in `PreEscaped`. No JavaScript.
 
