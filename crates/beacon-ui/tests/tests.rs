@@ -1,0 +1,3 @@
+//! beacon-ui's integration tests: one binary, a module per theme.
+
+mod demo;
