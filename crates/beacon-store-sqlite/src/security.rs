@@ -3,7 +3,8 @@
 
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
 use beacon_store::security::{
-    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount,
+    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
+    VersionDayCount,
 };
 use beacon_store::{Result, StoreError, WriteOutcome};
 use beacon_wire::admin::{FleetDimension, GroupCounts};
@@ -373,6 +374,41 @@ pub(crate) async fn fleet_cells(
                     },
                 })
             })
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+    })
+    .await
+}
+
+pub(crate) async fn release_health(
+    s: &SqliteStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+) -> Result<Vec<ReleaseHealth>> {
+    const DAY_MS: i64 = 86_400_000;
+    let (select, group) = report::release_health_sql("?4", "?5");
+    let sql = format!(
+        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+         ON c.server_id = m.server_id AND c.day = m.day \
+         WHERE ?3 OR c.unit_tests = 0 {group} ORDER BY c.version"
+    );
+    // Events' received_at is in unix ms: [first ms of `from`, first ms of the day after `to`).
+    let (lower, upper) = (day_num(from) * DAY_MS, (day_num(to) + 1) * DAY_MS);
+    run(&s.reader, move |c| {
+        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let rows = stmt
+            .query_map(
+                params![day_num(from), day_num(to), include_test, lower, upper],
+                |r| {
+                    Ok(ReleaseHealth {
+                        version: r.get(0)?,
+                        servers: r.get::<_, i64>(1)? as u64,
+                        servers_with_errors: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
             .map_err(map_err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(map_err)
     })
