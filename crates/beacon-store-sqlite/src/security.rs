@@ -380,6 +380,17 @@ pub(crate) async fn fleet_cells(
     .await
 }
 
+/// Parameters: first and last day, include_test, and the events' bounds in unix ms.
+fn release_health_query() -> String {
+    let (select, group) = report::release_health_sql("?4", "?5");
+    format!(
+        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+         ON c.server_id = m.server_id AND c.day = m.day \
+         WHERE ?3 OR c.unit_tests = 0 {group} ORDER BY c.version"
+    )
+}
+
 pub(crate) async fn release_health(
     s: &SqliteStore,
     from: NaiveDate,
@@ -387,13 +398,7 @@ pub(crate) async fn release_health(
     include_test: bool,
 ) -> Result<Vec<ReleaseHealth>> {
     const DAY_MS: i64 = 86_400_000;
-    let (select, group) = report::release_health_sql("?4", "?5");
-    let sql = format!(
-        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
-         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
-         ON c.server_id = m.server_id AND c.day = m.day \
-         WHERE ?3 OR c.unit_tests = 0 {group} ORDER BY c.version"
-    );
+    let sql = release_health_query();
     // Events' received_at is in unix ms: [first ms of `from`, first ms of the day after `to`).
     let (lower, upper) = (day_num(from) * DAY_MS, (day_num(to) + 1) * DAY_MS);
     run(&s.reader, move |c| {
@@ -481,4 +486,34 @@ pub(crate) async fn growth_raw(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    /// Release health probes each server's events through `events_by_server` (an index seek, not a
+    /// scan of the events table), and finds each server's latest check by primary key.
+    #[test]
+    fn release_health_seeks_the_events_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::migrations::apply(&mut conn).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::release_health_query()
+            ))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
+        assert!(
+            !events.is_empty()
+                && events.iter().all(|l| {
+                    l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
+                }),
+            "{plan:#?}"
+        );
+    }
 }
