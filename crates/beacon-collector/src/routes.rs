@@ -165,6 +165,11 @@ pub const REPORT_EXPOSURE: Route = admin(
     Method::GET,
     "/admin/v1/reports/exposure",
 );
+pub const REPORT_RELEASES: Route = admin(
+    "security.report_releases",
+    Method::GET,
+    "/admin/v1/reports/releases",
+);
 pub const PROJECTS_LIST: Route = admin("sentry.projects_list", Method::GET, "/admin/v1/projects");
 pub const PROJECTS_CREATE: Route =
     admin("sentry.projects_create", Method::POST, "/admin/v1/projects");
@@ -213,6 +218,7 @@ pub const ALL: &[Route] = &[
     REPORT_FLEET,
     REPORT_GROWTH,
     REPORT_EXPOSURE,
+    REPORT_RELEASES,
     PROJECTS_LIST,
     PROJECTS_CREATE,
     KEY_UPDATE,

@@ -105,6 +105,7 @@ pub fn mounts() -> Vec<Mount> {
         mount(&REPORT_FLEET, security::admin::fleet),
         mount(&REPORT_GROWTH, security::admin::growth),
         mount(&REPORT_EXPOSURE, security::admin::exposure),
+        mount(&REPORT_RELEASES, security::admin::releases),
         mount(&PROJECTS_LIST, sentry::admin::list_projects),
         mount(&PROJECTS_CREATE, sentry::admin::create_project),
         mount(&KEY_UPDATE, sentry::admin::update_key),

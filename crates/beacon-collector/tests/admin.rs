@@ -268,3 +268,74 @@ async fn health_readiness_and_metrics() {
     }
     c.stop().await;
 }
+
+#[tokio::test]
+async fn release_health_report_counts_servers_with_errors() {
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 2).await;
+    // Servers 1..=3 on 5.37.0, 4 and 5 on 5.38.0, 6 alone on 5.36.0 (folded).
+    send_versions(&c, &[("5.37.0", 3), ("5.38.0", 2), ("5.36.0", 1)]).await;
+    let p = c.create_project("server").await;
+    // Two errors from server 1, one from 4, one from 6, one without a server.
+    for (n, server) in [
+        (1, Some(1)),
+        (2, Some(1)),
+        (3, Some(4)),
+        (4, Some(6)),
+        (5, None),
+    ] {
+        let mut event = serde_json::json!({
+            "event_id": format!("{n:032x}"), "message": "boom", "level": "error", "platform": "go",
+        });
+        if let Some(s) = server {
+            event["tags"] = serde_json::json!({ "server_id": server_id(s) });
+        }
+        let r = c
+            .http
+            .post(format!("{}/api/{}/store/", c.url, p.id))
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={}, sentry_version=7", p.key),
+            )
+            .body(event.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "event {n}");
+    }
+    let r = c.get_admin("/reports/releases").await;
+    let rows: Vec<(&str, u64, u64)> = r["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["version"].as_str().unwrap(),
+                x["servers"].as_u64().unwrap(),
+                x["servers_with_errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("5.38.0", 2, 1), ("5.37.0", 3, 1), ("other", 1, 1)],
+        "{r}"
+    );
+    assert_eq!(r["thresholded"], true);
+    assert_eq!(
+        (r["servers"].as_u64(), r["servers_with_errors"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert_eq!(r["releases"][0]["error_free_share"], 0.5);
+    // Before the checks: nothing.
+    let r = c
+        .get_admin("/reports/releases?from=2000-01-01&to=2000-01-31")
+        .await;
+    assert_eq!(r["releases"], serde_json::json!([]));
+    let bad = c
+        .admin_get("/reports/releases?include_test=maybe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    c.stop().await;
+}

@@ -1,8 +1,9 @@
 //! Admin data on PostgreSQL: admin tokens and dead letters.
 
 use crate::{PgStore, map_err};
+use beacon_store::ui::{admin_token_id, check_admin_token_id, choose_token_to_revoke};
 use beacon_store::{NewDeadLetter, Result};
-use beacon_wire::admin::DeadLetter;
+use beacon_wire::admin::{AdminTokenInfo, DeadLetter};
 use chrono::{DateTime, Utc};
 
 pub(crate) async fn write_dead_letters(
@@ -64,6 +65,65 @@ pub(crate) async fn admin_token_valid(s: &PgStore, token_hash: &str) -> Result<b
         .await
         .map_err(map_err)?
         .is_some())
+}
+
+pub(crate) async fn admin_tokens(s: &PgStore) -> Result<Vec<AdminTokenInfo>> {
+    let rows = s
+        .client()
+        .await?
+        .query(
+            "SELECT token_hash, label, created_at FROM admin_tokens ORDER BY created_at, token_hash",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| AdminTokenInfo {
+            id: admin_token_id(r.get(0)),
+            label: r.get(1),
+            created_at: r.get(2),
+        })
+        .collect())
+}
+
+pub(crate) async fn admin_token_label(s: &PgStore, token_hash: &str) -> Result<Option<String>> {
+    Ok(s.client()
+        .await?
+        .query_opt(
+            "SELECT label FROM admin_tokens WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await
+        .map_err(map_err)?
+        .map(|r| r.get(0)))
+}
+
+pub(crate) async fn revoke_admin_token(s: &PgStore, id: &str) -> Result<bool> {
+    check_admin_token_id(id)?;
+    let mut client = s.client().await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    // Every token row locked: a revocation from another collector waits here, then sees this one's
+    // outcome, so two at once never remove the last two tokens.
+    let rows = tx
+        .query(
+            "SELECT token_hash FROM admin_tokens ORDER BY token_hash FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    let hashes: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let Some(hash) = choose_token_to_revoke(id, hashes.iter().map(String::as_str))? else {
+        return Ok(false);
+    };
+    tx.execute("DELETE FROM ui_sessions WHERE token_hash = $1", &[&hash])
+        .await
+        .map_err(map_err)?;
+    tx.execute("DELETE FROM admin_tokens WHERE token_hash = $1", &[&hash])
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(true)
 }
 
 pub(crate) async fn dead_letters(

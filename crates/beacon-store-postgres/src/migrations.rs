@@ -157,6 +157,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX perf_deltas_by_key ON perf_deltas (trace, dim, day);",
     // 4: dead letters are trimmed per channel, oldest first.
     "CREATE INDEX dead_letters_channel_id ON dead_letters (channel, id);",
+    // 5: dashboard sessions, each tied to the admin token it was made from (revoking the token
+    // deletes them).
+    "CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,       -- SHA-256 hex of the session id; the id is only in the cookie
+        token_hash TEXT NOT NULL REFERENCES admin_tokens (token_hash) ON DELETE CASCADE,
+        token_label TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX ui_sessions_token ON ui_sessions (token_hash);
+    CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at);",
+    // 6: release health looks up each server's error events in a range of days.
+    "CREATE INDEX events_by_server ON events (server_id, received_at) WHERE server_id IS NOT NULL;",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

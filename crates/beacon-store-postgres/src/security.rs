@@ -3,7 +3,8 @@
 
 use crate::{PgStore, map_err};
 use beacon_store::security::{
-    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount,
+    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
+    VersionDayCount,
 };
 use beacon_store::{Result, StoreError, WriteOutcome};
 use beacon_wire::admin::{FleetDimension, GroupCounts};
@@ -324,6 +325,39 @@ pub(crate) async fn fleet_cells(
                 activated_users: r.get(6),
                 teams: r.get(7),
             },
+        })
+        .collect())
+}
+
+pub(crate) async fn release_health(
+    s: &PgStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+) -> Result<Vec<ReleaseHealth>> {
+    // The bounds are UTC midnights whatever the session's TimeZone.
+    let (select, group) = report::release_health_sql(
+        "($1::date::timestamp AT TIME ZONE 'UTC')",
+        "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
+    );
+    let sql = format!(
+        "SELECT v, n, w::int8 FROM ({select} \
+         FROM (SELECT DISTINCT ON (server_id) server_id, version, unit_tests FROM checks \
+         WHERE day BETWEEN $1 AND $2 ORDER BY server_id, day DESC) c \
+         WHERE $3 OR NOT c.unit_tests {group}) AS rows (v, n, w) ORDER BY v COLLATE \"C\""
+    );
+    let rows = s
+        .client()
+        .await?
+        .query(sql.as_str(), &[&from, &to, &include_test])
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| ReleaseHealth {
+            version: r.get(0),
+            servers: r.get::<_, i64>(1) as u64,
+            servers_with_errors: r.get::<_, i64>(2) as u64,
         })
         .collect())
 }

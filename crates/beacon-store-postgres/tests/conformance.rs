@@ -29,7 +29,16 @@ async fn fresh() -> Option<Fresh> {
     Some(Fresh { store, pg })
 }
 
-beacon_store::conformance_suite!(fresh());
+/// A second store on the same database, as a second collector would connect.
+async fn reopen(f: &Fresh) -> Box<dyn Store> {
+    Box::new(
+        PgStore::connect(&f.pg.url)
+            .await
+            .expect("connect a second store"),
+    )
+}
+
+beacon_store::conformance_suite!(fresh(), reopen);
 
 /// A stored row this version cannot read back is `Corrupt`: a fault to look into, neither the
 /// caller's input nor a passing outage.

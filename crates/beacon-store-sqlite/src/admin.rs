@@ -1,8 +1,9 @@
 //! Admin data on SQLite: admin tokens and dead letters.
 
 use crate::{SqliteStore, map_err, ms, run, time_from};
+use beacon_store::ui::{admin_token_id, check_admin_token_id, choose_token_to_revoke};
 use beacon_store::{NewDeadLetter, Result, WriteOutcome};
-use beacon_wire::admin::DeadLetter;
+use beacon_wire::admin::{AdminTokenInfo, DeadLetter};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
@@ -59,6 +60,79 @@ pub(crate) async fn admin_token_valid(s: &SqliteStore, token_hash: &str) -> Resu
         .optional()
         .map(|o| o.is_some())
         .map_err(map_err)
+    })
+    .await
+}
+
+pub(crate) async fn admin_tokens(s: &SqliteStore) -> Result<Vec<AdminTokenInfo>> {
+    run(&s.lookup, |c| {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT token_hash, label, created_at FROM admin_tokens \
+                 ORDER BY created_at, token_hash",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(map_err)?;
+        rows.map(|r| {
+            let (hash, label, at) = r.map_err(map_err)?;
+            Ok(AdminTokenInfo {
+                id: admin_token_id(&hash),
+                label,
+                created_at: time_from(at)?,
+            })
+        })
+        .collect()
+    })
+    .await
+}
+
+pub(crate) async fn admin_token_label(s: &SqliteStore, token_hash: &str) -> Result<Option<String>> {
+    let hash = token_hash.to_string();
+    run(&s.lookup, move |c| {
+        c.query_row(
+            "SELECT label FROM admin_tokens WHERE token_hash = ?1",
+            [hash],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)
+    })
+    .await
+}
+
+pub(crate) async fn revoke_admin_token(s: &SqliteStore, id: &str) -> Result<bool> {
+    check_admin_token_id(id)?;
+    let id = id.to_string();
+    run(&s.writer, move |c| {
+        // IMMEDIATE: the write lock from the first read, so that two stores on one file (two
+        // processes) never both see two tokens and each revoke one.
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let hashes = tx
+            .prepare_cached("SELECT token_hash FROM admin_tokens")
+            .map_err(map_err)?
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        let Some(hash) = choose_token_to_revoke(&id, hashes.iter().map(String::as_str))? else {
+            return Ok(false);
+        };
+        tx.execute("DELETE FROM ui_sessions WHERE token_hash = ?1", [hash])
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM admin_tokens WHERE token_hash = ?1", [hash])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(true)
     })
     .await
 }

@@ -10,14 +10,18 @@ mod migrations;
 mod mobile;
 mod security;
 mod sentry;
+mod ui;
 
 use async_trait::async_trait;
 use beacon_store::mobile::{PerfRow, PerfSelect, StoredTrace};
-use beacon_store::security::{FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount};
+use beacon_store::security::{
+    FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
+};
+use beacon_store::ui::UiSession;
 use beacon_store::{Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
-    ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary, KeyInfo,
-    ProjectInfo,
+    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
+    KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -276,6 +280,34 @@ impl Store for SqliteStore {
         admin::admin_token_valid(self, token_hash).await
     }
 
+    async fn admin_tokens(&self) -> Result<Vec<AdminTokenInfo>> {
+        admin::admin_tokens(self).await
+    }
+
+    async fn admin_token_label(&self, token_hash: &str) -> Result<Option<String>> {
+        admin::admin_token_label(self, token_hash).await
+    }
+
+    async fn revoke_admin_token(&self, id: &str) -> Result<bool> {
+        admin::revoke_admin_token(self, id).await
+    }
+
+    async fn create_ui_session(&self, session: &UiSession, token_hash: &str) -> Result<()> {
+        ui::create_ui_session(self, session, token_hash).await
+    }
+
+    async fn ui_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<UiSession>> {
+        ui::ui_session(self, id_hash, now).await
+    }
+
+    async fn delete_ui_session(&self, id_hash: &str) -> Result<bool> {
+        ui::delete_ui_session(self, id_hash).await
+    }
+
+    async fn purge_ui_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        ui::purge_ui_sessions(self, now).await
+    }
+
     async fn latest_per_server(
         &self,
         from: NaiveDate,
@@ -312,6 +344,15 @@ impl Store for SqliteStore {
         include_test: bool,
     ) -> Result<GrowthRaw> {
         security::growth_raw(self, from, to, last_from, include_test).await
+    }
+
+    async fn release_health(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<ReleaseHealth>> {
+        security::release_health(self, from, to, include_test).await
     }
 
     async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>> {

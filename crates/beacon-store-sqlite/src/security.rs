@@ -3,7 +3,8 @@
 
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
 use beacon_store::security::{
-    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount,
+    self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
+    VersionDayCount,
 };
 use beacon_store::{Result, StoreError, WriteOutcome};
 use beacon_wire::admin::{FleetDimension, GroupCounts};
@@ -379,6 +380,46 @@ pub(crate) async fn fleet_cells(
     .await
 }
 
+/// Parameters: first and last day, include_test, and the events' bounds in unix ms.
+fn release_health_query() -> String {
+    let (select, group) = report::release_health_sql("?4", "?5");
+    format!(
+        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+         ON c.server_id = m.server_id AND c.day = m.day \
+         WHERE ?3 OR c.unit_tests = 0 {group} ORDER BY c.version"
+    )
+}
+
+pub(crate) async fn release_health(
+    s: &SqliteStore,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+) -> Result<Vec<ReleaseHealth>> {
+    const DAY_MS: i64 = 86_400_000;
+    let sql = release_health_query();
+    // Events' received_at is in unix ms: [first ms of `from`, first ms of the day after `to`).
+    let (lower, upper) = (day_num(from) * DAY_MS, (day_num(to) + 1) * DAY_MS);
+    run(&s.reader, move |c| {
+        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let rows = stmt
+            .query_map(
+                params![day_num(from), day_num(to), include_test, lower, upper],
+                |r| {
+                    Ok(ReleaseHealth {
+                        version: r.get(0)?,
+                        servers: r.get::<_, i64>(1)? as u64,
+                        servers_with_errors: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+    })
+    .await
+}
+
 pub(crate) async fn version_day_counts(
     s: &SqliteStore,
     from: NaiveDate,
@@ -445,4 +486,34 @@ pub(crate) async fn growth_raw(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    /// Release health probes each server's events through `events_by_server` (an index seek, not a
+    /// scan of the events table), and finds each server's latest check by primary key.
+    #[test]
+    fn release_health_seeks_the_events_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::migrations::apply(&mut conn).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::release_health_query()
+            ))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
+        assert!(
+            !events.is_empty()
+                && events.iter().all(|l| {
+                    l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
+                }),
+            "{plan:#?}"
+        );
+    }
 }

@@ -23,7 +23,12 @@ async fn fresh() -> Option<Fresh> {
     Some(Fresh { store, dir })
 }
 
-beacon_store::conformance_suite!(fresh());
+/// A second store on the same file, as a second process would open it.
+async fn reopen(f: &Fresh) -> Box<dyn Store> {
+    Box::new(SqliteStore::open(&f.dir.path().join("beacon.db")).expect("open sqlite again"))
+}
+
+beacon_store::conformance_suite!(fresh(), reopen);
 
 /// A stored row this version cannot read back is `Corrupt`: a fault to look into, neither the
 /// caller's input nor a passing outage.

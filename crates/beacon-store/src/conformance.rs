@@ -5,8 +5,9 @@
 
 use crate::mobile::{PerfContext, TraceBatch};
 use crate::security::{self, CheckRecord};
+use crate::ui::UiSession;
 use crate::{EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
-use beacon_wire::admin::FleetDimension;
+use beacon_wire::admin::{AdminTokenInfo, FleetDimension};
 use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
 use beacon_wire::mobile::{DeviceInfo, Dimension, TraceName, TraceRecord};
@@ -17,9 +18,16 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 /// Expands to one `#[tokio::test]` per conformance case; `$make` is an async expression returning
 /// `Option<S>` where `S` derefs to `dyn Store`, evaluated afresh for every test; `None` skips the case
 /// (for an engine that is not available on this machine — the backend decides and says so).
+/// `$reopen` is an async function taking `&S` and returning a second store on the same database
+/// (anything that derefs to `dyn Store`, such as a `Box<dyn Store>`), as a second collector would
+/// open it: the cases of `@pairs` run over both.
 #[macro_export]
 macro_rules! conformance_suite {
-    ($make:expr) => {
+    ($make:expr, $reopen:path) => {
+        $crate::conformance_suite!(@pairs $make, $reopen;
+            ui_sessions_shared_between_stores,
+            token_revocation_races_keep_one_token,
+        );
         $crate::conformance_suite!(@cases $make;
             empty_store_after_migrations,
             dedup_per_server_and_day,
@@ -41,7 +49,25 @@ macro_rules! conformance_suite {
             api_keys_and_secrets,
             traces_sketches_and_reports,
             compaction_keeps_every_event,
+            ui_sessions_lifecycle,
+            revoked_token_ends_its_sessions,
+            admin_tokens_listed_and_revoked,
+            release_health_latest_check_and_error_window,
+            release_health_report_folds_small_releases,
         );
+    };
+    (@pairs $make:expr, $reopen:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(store) = $crate::conformance::Available::available($make.await) else {
+                    return;
+                };
+                // A second store on the same database: another collector.
+                let other = $reopen(&store).await;
+                $crate::conformance::$case(&*store, &*other).await;
+            }
+        )*
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1280,27 +1306,516 @@ pub async fn compaction_keeps_every_event(store: &dyn Store) {
     assert_eq!(by_day.groups[0].devices, 8);
 }
 
+/// A token's SHA-256 (hex), as the collector stores it.
+fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn ui_session(n: u32, label: &str, created_at: DateTime<Utc>, hours: i64) -> UiSession {
+    UiSession {
+        id_hash: format!("{n:064x}"),
+        token_label: label.into(),
+        created_at,
+        expires_at: created_at + chrono::Duration::hours(hours),
+    }
+}
+
+pub async fn ui_sessions_lifecycle(store: &dyn Store) {
+    let tok = token_hash("alice's token");
+    store
+        .add_admin_token(&tok, "alice", at(0, 0))
+        .await
+        .unwrap();
+    let s = ui_session(1, "alice", at(0, 1), 12);
+    store.create_ui_session(&s, &tok).await.unwrap();
+    let again = store.create_ui_session(&s, &tok).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let ghost = ui_session(2, "ghost", at(0, 1), 12);
+    let unknown = store
+        .create_ui_session(&ghost, &token_hash("no such token"))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "only from a stored token: {unknown:?}"
+    );
+    assert_eq!(
+        store.ui_session(&ghost.id_hash, at(0, 2)).await.unwrap(),
+        None
+    );
+
+    assert_eq!(
+        store.ui_session(&s.id_hash, at(0, 2)).await.unwrap(),
+        Some(s.clone())
+    );
+    // Valid up to its expiry, not at it.
+    let last_ms = s.expires_at - chrono::Duration::milliseconds(1);
+    assert_eq!(
+        store.ui_session(&s.id_hash, last_ms).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.ui_session(&s.id_hash, s.expires_at).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.ui_session(&"f".repeat(64), at(0, 2)).await.unwrap(),
+        None
+    );
+
+    // Logout.
+    assert!(store.delete_ui_session(&s.id_hash).await.unwrap());
+    assert!(!store.delete_ui_session(&s.id_hash).await.unwrap());
+    assert_eq!(store.ui_session(&s.id_hash, at(0, 2)).await.unwrap(), None);
+
+    // Purge: expiring at hours 3, 5, 5 and 9 of day 1; at hour 5 three are over.
+    for (n, hours) in [(10, 3), (11, 5), (12, 5), (13, 9)] {
+        store
+            .create_ui_session(&ui_session(n, "alice", at(1, 0), hours), &tok)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge_ui_sessions(at(1, 5)).await.unwrap(), 3);
+    assert_eq!(store.purge_ui_sessions(at(1, 5)).await.unwrap(), 0);
+    let kept = ui_session(13, "alice", at(1, 0), 9);
+    assert_eq!(
+        store.ui_session(&kept.id_hash, at(1, 5)).await.unwrap(),
+        Some(kept.clone())
+    );
+    assert!(
+        !store
+            .delete_ui_session(&ui_session(11, "", at(1, 0), 0).id_hash)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_ui_sessions(at(2, 0)).await.unwrap(), 1);
+    assert_eq!(
+        store.ui_session(&kept.id_hash, at(1, 5)).await.unwrap(),
+        None
+    );
+}
+
+pub async fn revoked_token_ends_its_sessions(store: &dyn Store) {
+    let (a, b) = (token_hash("token a"), token_hash("token b"));
+    store.add_admin_token(&a, "alice", at(0, 0)).await.unwrap();
+    store.add_admin_token(&b, "bob", at(0, 0)).await.unwrap();
+    let (sa1, sa2) = (
+        ui_session(1, "alice", at(0, 1), 12),
+        ui_session(2, "alice", at(0, 2), 12),
+    );
+    let sb = ui_session(3, "bob", at(0, 1), 12);
+    for (s, t) in [(&sa1, &a), (&sa2, &a), (&sb, &b)] {
+        store.create_ui_session(s, t).await.unwrap();
+    }
+    assert!(store.revoke_admin_token(&a[..12]).await.unwrap());
+    for s in [&sa1, &sa2] {
+        assert_eq!(store.ui_session(&s.id_hash, at(0, 3)).await.unwrap(), None);
+        // Gone, not hidden: nothing is left to log out or to purge.
+        assert!(!store.delete_ui_session(&s.id_hash).await.unwrap());
+    }
+    assert_eq!(store.purge_ui_sessions(at(9, 0)).await.unwrap(), 1, "bob's");
+    let sb2 = ui_session(4, "bob", at(0, 1), 12);
+    store.create_ui_session(&sb2, &b).await.unwrap();
+    assert_eq!(
+        store.ui_session(&sb2.id_hash, at(0, 3)).await.unwrap(),
+        Some(sb2),
+        "another token's sessions live on"
+    );
+    let late = store
+        .create_ui_session(&ui_session(5, "alice", at(0, 4), 12), &a)
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::NotFound(_))),
+        "no session from a revoked token: {late:?}"
+    );
+}
+
+pub async fn admin_tokens_listed_and_revoked(store: &dyn Store) {
+    assert!(store.admin_tokens().await.unwrap().is_empty());
+    let (a, b, c) = (token_hash("a"), token_hash("b"), token_hash("c"));
+    // Added out of order, one label twice: listed oldest first.
+    store.add_admin_token(&b, "ci", at(0, 2)).await.unwrap();
+    store.add_admin_token(&a, "cli", at(0, 1)).await.unwrap();
+    store.add_admin_token(&c, "cli", at(0, 3)).await.unwrap();
+    let info = |h: &str, label: &str, created_at| AdminTokenInfo {
+        id: h[..12].to_string(),
+        label: label.into(),
+        created_at,
+    };
+    let list = store.admin_tokens().await.unwrap();
+    assert_eq!(
+        list,
+        vec![
+            info(&a, "cli", at(0, 1)),
+            info(&b, "ci", at(0, 2)),
+            info(&c, "cli", at(0, 3))
+        ]
+    );
+    let json = serde_json::to_string(&list).unwrap();
+    for h in [&a, &b, &c] {
+        assert!(
+            !json.contains(&h[..13]),
+            "a listing shows 12 characters of a hash"
+        );
+    }
+    assert_eq!(
+        store.admin_token_label(&b).await.unwrap().as_deref(),
+        Some("ci")
+    );
+    assert_eq!(store.admin_token_label(&b[..12]).await.unwrap(), None);
+    assert_eq!(
+        store.admin_token_label(&token_hash("x")).await.unwrap(),
+        None
+    );
+
+    let upper = a[..12].to_uppercase();
+    for bad in [
+        "",
+        &a[..11],
+        &a[..13],
+        upper.as_str(),
+        "zzzzzzzzzzzz",
+        a.as_str(),
+    ] {
+        let r = store.revoke_admin_token(bad).await;
+        assert!(
+            matches!(r, Err(StoreError::InvalidInput(_))),
+            "{bad:?}: {r:?}"
+        );
+    }
+    assert_eq!(store.admin_token_count().await.unwrap(), 3);
+    let unknown = token_hash("unknown");
+    assert!(!store.revoke_admin_token(&unknown[..12]).await.unwrap());
+
+    assert!(store.revoke_admin_token(&b[..12]).await.unwrap());
+    assert!(!store.admin_token_valid(&b).await.unwrap());
+    assert!(
+        !store.revoke_admin_token(&b[..12]).await.unwrap(),
+        "gone already"
+    );
+    assert!(store.revoke_admin_token(&a[..12]).await.unwrap());
+    assert_eq!(
+        store.admin_tokens().await.unwrap(),
+        vec![info(&c, "cli", at(0, 3))]
+    );
+    // The last token stays: nobody could log in without one.
+    let last = store.revoke_admin_token(&c[..12]).await;
+    match last {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("last admin token"), "{m}"),
+        other => panic!("the last token was not refused: {other:?}"),
+    }
+    assert!(store.admin_token_valid(&c).await.unwrap());
+    assert_eq!(store.admin_token_count().await.unwrap(), 1);
+}
+
+pub async fn ui_sessions_shared_between_stores(store: &dyn Store, other: &dyn Store) {
+    let (a, b) = (token_hash("token a"), token_hash("token b"));
+    store.add_admin_token(&a, "alice", at(0, 0)).await.unwrap();
+    store.add_admin_token(&b, "bob", at(0, 0)).await.unwrap();
+    assert!(other.admin_token_valid(&a).await.unwrap());
+    // Made through one collector, known to the other; a logout through either ends it for both.
+    let s = ui_session(1, "alice", at(0, 1), 12);
+    store.create_ui_session(&s, &a).await.unwrap();
+    assert_eq!(
+        other.ui_session(&s.id_hash, at(0, 2)).await.unwrap(),
+        Some(s.clone())
+    );
+    assert!(other.delete_ui_session(&s.id_hash).await.unwrap());
+    assert_eq!(store.ui_session(&s.id_hash, at(0, 2)).await.unwrap(), None);
+    // A revocation through one ends the sessions made through the other.
+    let (sb, sa) = (
+        ui_session(2, "bob", at(0, 1), 12),
+        ui_session(3, "alice", at(0, 1), 1),
+    );
+    other.create_ui_session(&sb, &b).await.unwrap();
+    other.create_ui_session(&sa, &a).await.unwrap();
+    assert!(store.revoke_admin_token(&b[..12]).await.unwrap());
+    assert_eq!(other.ui_session(&sb.id_hash, at(0, 2)).await.unwrap(), None);
+    assert_eq!(
+        store.ui_session(&sa.id_hash, at(0, 1)).await.unwrap(),
+        Some(sa.clone())
+    );
+    assert_eq!(other.admin_tokens().await.unwrap().len(), 1);
+    // Purged through one, gone for both.
+    assert_eq!(store.purge_ui_sessions(at(0, 3)).await.unwrap(), 1);
+    assert_eq!(other.ui_session(&sa.id_hash, at(0, 1)).await.unwrap(), None);
+}
+
+pub async fn token_revocation_races_keep_one_token(store: &dyn Store, other: &dyn Store) {
+    // Two collectors each revoke one of the last two tokens at once: one wins, one is refused.
+    for round in 0..4u32 {
+        let (a, b) = (
+            token_hash(&format!("a{round}")),
+            token_hash(&format!("b{round}")),
+        );
+        if round == 0 {
+            store.add_admin_token(&a, "a", at(0, 0)).await.unwrap();
+        } else {
+            // The survivor of the last round is one of the two.
+            let survivor = store.admin_tokens().await.unwrap();
+            assert_eq!(survivor.len(), 1);
+            let keep = survivor[0].id.clone();
+            other.add_admin_token(&a, "a", at(0, 0)).await.unwrap();
+            assert!(store.revoke_admin_token(&keep).await.unwrap());
+        }
+        other.add_admin_token(&b, "b", at(0, 0)).await.unwrap();
+        let (ra, rb) = tokio::join!(
+            store.revoke_admin_token(&a[..12]),
+            other.revoke_admin_token(&b[..12])
+        );
+        let won = [&ra, &rb].iter().filter(|r| matches!(r, Ok(true))).count();
+        let refused = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+            .count();
+        assert_eq!((won, refused), (1, 1), "round {round}: {ra:?}, {rb:?}");
+        assert_eq!(store.admin_token_count().await.unwrap(), 1);
+        assert_eq!(other.admin_token_count().await.unwrap(), 1);
+    }
+}
+
+/// An error event with a `server_id` tag, received at `received_at`.
+fn server_error(
+    project_id: i64,
+    n: u32,
+    server: Option<String>,
+    received_at: DateTime<Utc>,
+) -> WriteOp {
+    let event = StoredEvent {
+        event_id: format!("{n:032x}"),
+        timestamp: received_at,
+        level: Level::Error,
+        release: Some("5.37.0".into()),
+        message: Some(format!("event {n}")),
+        ..Default::default()
+    };
+    WriteOp::Event(Box::new(EventRecord {
+        project_id,
+        received_at,
+        event_json: serde_json::to_string(&event).unwrap(),
+        event,
+        group_hash: "f".repeat(32),
+        title: "boom".into(),
+        culprit: None,
+        server_id: server,
+    }))
+}
+
+/// `(version, servers, servers with errors)` of the raw query.
+async fn health(
+    store: &dyn Store,
+    from: u64,
+    to: u64,
+    include_test: bool,
+) -> Vec<(String, u64, u64)> {
+    store
+        .release_health(
+            day0() + Days::new(from),
+            day0() + Days::new(to),
+            include_test,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.version, r.servers, r.servers_with_errors))
+        .collect()
+}
+
+pub async fn release_health_latest_check_and_error_window(store: &dyn Store) {
+    let v = |s: &str, n: u64, e: u64| (s.to_string(), n, e);
+    assert!(health(store, 0, 9, true).await.is_empty());
+    // Day 0: servers 2 and 11. Day 1: 1..=6 and 10 on 5.37.0, 7..=9 on 5.38.0, test install 12.
+    // Day 2: server 10 upgrades to 5.38.0. Day 4 (after the window): server 6 to 5.39.0.
+    put(
+        store,
+        0,
+        vec![check(2, "5.37.0", 1), check(11, "5.37.0", 1)],
+    )
+    .await;
+    let mut day1: Vec<_> = (1..=6).chain([10]).map(|n| check(n, "5.37.0", 1)).collect();
+    day1.extend((7..=9).map(|n| check(n, "5.38.0", 1)));
+    let mut test_install = check(12, "5.37.0", 1);
+    test_install.unit_tests = true;
+    day1.push(test_install);
+    put(store, 1, day1).await;
+    put(store, 2, vec![check(10, "5.38.0", 1)]).await;
+    put(store, 4, vec![check(6, "5.39.0", 1)]).await;
+
+    let p = store
+        .create_project("backend", &"e".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    let q = store
+        .create_project("plugins", &"f".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    let sid = |n: u32| Some(server_id(n));
+    let ms = chrono::Duration::milliseconds(1);
+    let events = vec![
+        server_error(p, 1, sid(1), at(2, 5)),
+        server_error(p, 2, sid(1), at(2, 6)), // a second one counts once
+        server_error(p, 3, sid(2), at(1, 0) - ms), // the last instant before the window
+        server_error(p, 4, sid(3), at(4, 0)), // the first instant after it
+        server_error(p, 5, sid(4), at(4, 0) - ms), // the last instant in it
+        server_error(p, 6, sid(5), at(1, 0)), // the first instant in it
+        server_error(p, 7, sid(7), at(3, 12)),
+        server_error(q, 8, sid(8), at(2, 12)),   // any project
+        server_error(p, 9, sid(10), at(1, 12)),  // before its upgrade: counts for 5.38.0
+        server_error(p, 10, sid(11), at(2, 12)), // no check in the window
+        server_error(p, 11, sid(12), at(2, 12)), // a test install
+        server_error(p, 12, None, at(2, 12)),
+        server_error(p, 13, Some("not-a-server-we-know".into()), at(2, 12)),
+    ];
+    let n = events.len();
+    assert_eq!(
+        store.write_batch(events.into()).await.unwrap(),
+        vec![WriteOutcome::Accepted; n]
+    );
+
+    assert_eq!(
+        health(store, 1, 3, false).await,
+        vec![v("5.37.0", 6, 3), v("5.38.0", 4, 3)]
+    );
+    assert_eq!(
+        health(store, 1, 3, true).await,
+        vec![v("5.37.0", 7, 4), v("5.38.0", 4, 3)]
+    );
+    // Day 2 alone: server 10 at 5.38.0, its error was the day before.
+    assert_eq!(health(store, 2, 2, false).await, vec![v("5.38.0", 1, 0)]);
+    // Day 0 alone: servers 2 and 11; server 2's error came at the day's last instant.
+    assert_eq!(health(store, 0, 0, false).await, vec![v("5.37.0", 2, 1)]);
+    // Days 1..=4: server 6 is on 5.39.0 at its latest check, server 3's error is in.
+    assert_eq!(
+        health(store, 1, 4, false).await,
+        vec![v("5.37.0", 5, 4), v("5.38.0", 4, 3), v("5.39.0", 1, 0)]
+    );
+
+    let r = security::release_health_report(
+        store,
+        day0() + Days::new(1),
+        day0() + Days::new(3),
+        false,
+        1,
+    )
+    .await
+    .unwrap();
+    assert!(!r.thresholded);
+    assert_eq!((r.servers, r.servers_with_errors), (10, 6));
+    let rows: Vec<_> = r
+        .releases
+        .iter()
+        .map(|x| (x.version.as_str(), x.servers, x.servers_with_errors))
+        .collect();
+    assert_eq!(rows, vec![("5.38.0", 4, 3), ("5.37.0", 6, 3)]);
+    assert!((r.releases[0].error_free_share - 0.25).abs() < 1e-12);
+    assert!((r.releases[1].error_free_share - 0.5).abs() < 1e-12);
+}
+
+pub async fn release_health_report_folds_small_releases(store: &dyn Store) {
+    let report = |min: u64| {
+        security::release_health_report(store, day0(), day0() + Days::new(1), false, min)
+    };
+    let empty = report(5).await.unwrap();
+    assert!(empty.releases.is_empty() && !empty.thresholded && empty.servers == 0);
+    // 5 servers on 10.0.0 (2 with errors), 3 on 9.1.0 (1), 1 on 9.0.0 (1).
+    let mut batch: Vec<_> = (1..=5).map(|n| check(n, "10.0.0", 1)).collect();
+    batch.extend((6..=8).map(|n| check(n, "9.1.0", 1)));
+    batch.push(check(9, "9.0.0", 1));
+    put(store, 0, batch).await;
+    let p = store
+        .create_project("backend", &"e".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    let events: Vec<_> = [1u32, 2, 6, 9]
+        .iter()
+        .map(|&n| server_error(p, n, Some(server_id(n)), at(1, 2)))
+        .collect();
+    store.write_batch(events.into()).await.unwrap();
+
+    let rows = |r: &beacon_wire::admin::ReleaseHealthReport| -> Vec<(String, u64, u64, f64)> {
+        r.releases
+            .iter()
+            .map(|x| {
+                (
+                    x.version.clone(),
+                    x.servers,
+                    x.servers_with_errors,
+                    (x.error_free_share * 1e6).round() / 1e6,
+                )
+            })
+            .collect()
+    };
+    let r = report(5).await.unwrap();
+    assert!(r.thresholded);
+    assert_eq!(
+        (r.servers, r.servers_with_errors),
+        (9, 4),
+        "totals are exact"
+    );
+    assert_eq!(
+        rows(&r),
+        vec![
+            ("10.0.0".to_string(), 5, 2, 0.6),
+            ("other".to_string(), 4, 2, 0.5)
+        ]
+    );
+    // Newest first by semver (not as text), `other` last.
+    let r = report(3).await.unwrap();
+    assert!(r.thresholded);
+    assert_eq!(
+        rows(&r),
+        vec![
+            ("10.0.0".to_string(), 5, 2, 0.6),
+            ("9.1.0".to_string(), 3, 1, 0.666667),
+            ("other".to_string(), 1, 1, 0.0)
+        ]
+    );
+    let r = report(1).await.unwrap();
+    assert!(!r.thresholded);
+    assert_eq!(r.releases.len(), 3);
+    assert_eq!(r.releases[2].version, "9.0.0");
+    // The JSON the admin API and the dashboard share reads back equal.
+    let back: beacon_wire::admin::ReleaseHealthReport =
+        serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
+    let bad = security::release_health_report(store, day0() + Days::new(1), day0(), false, 1).await;
+    assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
+}
+
 #[cfg(test)]
 mod tests {
-    /// The case names listed in [`conformance_suite!`](crate::conformance_suite), in order.
+    /// The case names listed in [`conformance_suite!`](crate::conformance_suite), in order: the
+    /// one-store cases, then the cases over two stores on one database.
     fn listed(src: &str) -> Vec<&str> {
-        let start = src
-            .find("(@cases $make;")
-            .expect("the suite's list of cases")
-            + "(@cases $make;".len();
-        let end = start + src[start..].find(");").expect("the end of the list");
-        src[start..end]
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect()
+        let list = |opening: &str| {
+            let start = src.find(opening).expect("the suite's lists of cases") + opening.len();
+            let end = start + src[start..].find(");").expect("the end of the list");
+            src[start..end]
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let mut all = list("(@cases $make;");
+        all.extend(list("(@pairs $make, $reopen;"));
+        all
     }
 
-    /// The case functions of this file: `pub async fn NAME(store: &dyn Store)`.
+    /// The case functions of this file: `pub async fn NAME(store: &dyn Store)`, and
+    /// `pub async fn NAME(store: &dyn Store, other: &dyn Store)` over two stores.
     fn defined(src: &str) -> Vec<&str> {
         src.lines()
             .filter_map(|l| l.strip_prefix("pub async fn "))
-            .filter_map(|l| l.strip_suffix("(store: &dyn Store) {"))
+            .filter_map(|l| {
+                l.strip_suffix("(store: &dyn Store) {")
+                    .or_else(|| l.strip_suffix("(store: &dyn Store, other: &dyn Store) {"))
+            })
             .collect()
     }
 
@@ -1310,7 +1825,7 @@ mod tests {
     fn every_case_function_is_listed_once() {
         let src = include_str!("conformance.rs");
         let (listed, defined) = (listed(src), defined(src));
-        assert!(defined.len() >= 18, "case functions not found: {defined:?}");
+        assert!(defined.len() >= 25, "case functions not found: {defined:?}");
         let missing: Vec<_> = defined.iter().filter(|d| !listed.contains(d)).collect();
         let unknown: Vec<_> = listed.iter().filter(|l| !defined.contains(l)).collect();
         assert!(

@@ -13,19 +13,21 @@
 
 pub mod mobile;
 pub mod security;
+pub mod ui;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 use async_trait::async_trait;
 use beacon_wire::admin::{
-    ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary, KeyInfo,
-    ProjectInfo,
+    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
+    KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
 use mobile::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
-use security::{CheckRecord, FleetCell, GrowthRaw, ServerSnapshot, VersionDayCount};
+use security::{CheckRecord, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount};
+use ui::UiSession;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -190,6 +192,17 @@ pub trait Store: Send + Sync + 'static {
         include_test: bool,
     ) -> Result<GrowthRaw>;
 
+    /// Per server version, the servers whose latest check in `[from, to]` is on it (the rule of
+    /// [`Store::fleet_cells`], test installs left out unless `include_test`) and how many of them
+    /// have at least one stored error event with their `server_id` received in `[from, to]` (UTC
+    /// days, inclusive). Computed in the database with [`security::release_health_sql`]; by version.
+    async fn release_health(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Result<Vec<ReleaseHealth>>;
+
     // --- Sentry: projects, and the issues events are grouped into.
 
     /// Creates a project with its first public key; [`StoreError::Conflict`] when the name is taken.
@@ -260,7 +273,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every collector on one database gets the same value.
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
 
-    // --- Admin: admin tokens and dead letters.
+    // --- Admin: admin tokens (the settings page lists and revokes them) and dead letters.
 
     /// Stores the SHA-256 (hex) of an admin token.
     async fn add_admin_token(&self, token_hash: &str, label: &str, at: DateTime<Utc>)
@@ -269,6 +282,36 @@ pub trait Store: Send + Sync + 'static {
     async fn admin_token_count(&self) -> Result<u64>;
 
     async fn admin_token_valid(&self, token_hash: &str) -> Result<bool>;
+
+    /// Every admin token by its public id ([`ui::admin_token_id`]), oldest first.
+    async fn admin_tokens(&self) -> Result<Vec<AdminTokenInfo>>;
+
+    /// The label of the token with this hash, `None` when there is none.
+    async fn admin_token_label(&self, token_hash: &str) -> Result<Option<String>>;
+
+    /// Removes the token whose hash starts with `id` (exactly 12 lowercase hex characters, else
+    /// [`StoreError::InvalidInput`]) and its dashboard sessions; `false` when there is none.
+    /// [`StoreError::Conflict`] when it is the last admin token (nobody could log in any more) or
+    /// when `id` matches several tokens. Atomic across collectors: two revocations at once never
+    /// leave zero tokens.
+    async fn revoke_admin_token(&self, id: &str) -> Result<bool>;
+
+    // --- Dashboard sessions (see [`ui`]).
+
+    /// Stores a session made from the admin token whose hash is `token_hash` (kept beside the session,
+    /// never shown, so that revoking the token ends the session). [`StoreError::NotFound`] when no
+    /// such token exists; [`StoreError::Conflict`] when `id_hash` is taken.
+    async fn create_ui_session(&self, session: &UiSession, token_hash: &str) -> Result<()>;
+
+    /// The session, or `None` when there is none, it has expired at `now` (`expires_at <= now`),
+    /// or its admin token has been revoked.
+    async fn ui_session(&self, id_hash: &str, now: DateTime<Utc>) -> Result<Option<UiSession>>;
+
+    /// Ends a session (logout); `false` when there was none.
+    async fn delete_ui_session(&self, id_hash: &str) -> Result<bool>;
+
+    /// Removes the sessions expired at `now`; returns how many.
+    async fn purge_ui_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
 
     /// The newest dead letters first, optionally of one channel.
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;

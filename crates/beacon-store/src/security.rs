@@ -7,7 +7,8 @@
 use crate::{Result, Store, StoreError};
 use beacon_wire::admin::{
     Bucket, BulletinExposure, Distributions, ExposureDay, ExposureReport, FleetDimension,
-    FleetGroup, FleetReport, GroupCounts, GrowthDay, GrowthReport,
+    FleetGroup, FleetReport, GroupCounts, GrowthDay, GrowthReport, ReleaseHealthReport,
+    ReleaseHealthRow,
 };
 use beacon_wire::security::SecurityCheck;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -111,6 +112,31 @@ pub fn fleet_cells_sql(by: FleetDimension) -> (String, &'static str) {
     (select, "GROUP BY 1, 2, 3, 4")
 }
 
+/// Servers on one version at their latest check within a range of days, and how many of them sent
+/// error events in that range: a row of [`Store::release_health`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseHealth {
+    pub version: String,
+    pub servers: u64,
+    pub servers_with_errors: u64,
+}
+
+/// The select list and grouping of a [`ReleaseHealth`] query over the latest check of each server
+/// (aliased `c`): version, servers, and servers with an `events` row of theirs whose `received_at`
+/// is at least `lower` and below `upper` (SQL expressions of the backend: the first instant of
+/// `from` and of the day after `to`). A backend appends its `FROM … WHERE …` between the two halves.
+/// The `EXISTS` probe is one lookup in the index on `events (server_id, received_at)`.
+pub fn release_health_sql(lower: &str, upper: &str) -> (String, &'static str) {
+    (
+        format!(
+            "SELECT c.version, count(*), coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM events e \
+             WHERE e.server_id = c.server_id AND e.received_at >= {lower} \
+             AND e.received_at < {upper}) THEN 1 ELSE 0 END), 0)"
+        ),
+        "GROUP BY c.version",
+    )
+}
+
 /// Servers and activated users per (day, version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionDayCount {
@@ -152,33 +178,46 @@ pub fn fold(
     groups: impl IntoIterator<Item = (String, GroupCounts)>,
     min_group_size: u64,
 ) -> (Vec<FleetGroup>, bool) {
-    let mut kept = Vec::new();
-    let mut other = GroupCounts::default();
-    let mut folded = false;
-    for (key, counts) in groups {
-        if counts.servers == 0 {
-            continue;
-        }
-        if counts.servers < min_group_size {
-            folded = true;
-            add(&mut other, &counts);
-        } else {
-            kept.push(FleetGroup { key, counts });
-        }
-    }
+    let (kept, other) = fold_by(groups, min_group_size, |c| c.servers, add);
+    let folded = other.is_some();
+    let mut kept: Vec<FleetGroup> = kept
+        .into_iter()
+        .map(|(key, counts)| FleetGroup { key, counts })
+        .collect();
     kept.sort_by(|a, b| {
         b.counts
             .servers
             .cmp(&a.counts.servers)
             .then_with(|| a.key.cmp(&b.key))
     });
-    if folded {
+    if let Some(counts) = other {
         kept.push(FleetGroup {
             key: OTHER.to_string(),
-            counts: other,
+            counts,
         });
     }
     (kept, folded)
+}
+
+/// The k-anonymity rule of every server report, over any kind of counts: groups of no servers are
+/// dropped, groups with fewer than `min_group_size` servers are summed into the `other` group
+/// (returned apart, `Some` when anything was folded), the others are kept in the order given.
+fn fold_by<T: Default>(
+    groups: impl IntoIterator<Item = (String, T)>,
+    min_group_size: u64,
+    servers: impl Fn(&T) -> u64,
+    add: impl Fn(&mut T, &T),
+) -> (Vec<(String, T)>, Option<T>) {
+    let mut kept = Vec::new();
+    let mut other: Option<T> = None;
+    for (key, counts) in groups {
+        match servers(&counts) {
+            0 => {}
+            n if n < min_group_size => add(other.get_or_insert_with(T::default), &counts),
+            _ => kept.push((key, counts)),
+        }
+    }
+    (kept, other)
 }
 
 fn add(into: &mut GroupCounts, c: &GroupCounts) {
@@ -479,6 +518,70 @@ pub async fn exposure(
         thresholded,
         servers_in_window: latest.iter().map(|c| c.counts.servers).sum(),
         bulletins: out,
+    })
+}
+
+/// Release health: per server release, the servers whose latest check in `[from, to]` is on it and
+/// how many of them sent error events received in `[from, to]`, with the error-free share. Releases
+/// with fewer than `min_group_size` servers are folded into `other` (the rule of [`fold`]); rows
+/// are newest release first (semver order), `other` last.
+pub async fn release_health_report(
+    store: &dyn Store,
+    from: NaiveDate,
+    to: NaiveDate,
+    include_test: bool,
+    min_group_size: u64,
+) -> Result<ReleaseHealthReport> {
+    check_range(from, to)?;
+    let rows = store.release_health(from, to, include_test).await?;
+    #[derive(Default)]
+    struct Counts {
+        servers: u64,
+        with_errors: u64,
+    }
+    let add = |into: &mut Counts, c: &Counts| {
+        into.servers = into.servers.saturating_add(c.servers);
+        into.with_errors = into.with_errors.saturating_add(c.with_errors);
+    };
+    let mut total = Counts::default();
+    let mut by_version: BTreeMap<String, Counts> = BTreeMap::new();
+    for r in rows {
+        let c = Counts {
+            servers: r.servers,
+            with_errors: r.servers_with_errors,
+        };
+        add(&mut total, &c);
+        add(by_version.entry(r.version).or_default(), &c);
+    }
+    let (mut kept, other) = fold_by(by_version, min_group_size, |c| c.servers, add);
+    // Newest first; a version that is not semver (none is stored) after the others, by text.
+    kept.sort_by(|(a, _), (b, _)| {
+        let (va, vb) = (
+            semver::Version::parse(a).ok(),
+            semver::Version::parse(b).ok(),
+        );
+        vb.cmp(&va).then_with(|| a.cmp(b))
+    });
+    let thresholded = other.is_some();
+    let row = |version: String, c: Counts| ReleaseHealthRow {
+        version,
+        servers: c.servers,
+        servers_with_errors: c.with_errors,
+        error_free_share: 1.0 - c.with_errors as f64 / c.servers.max(1) as f64,
+    };
+    let mut releases: Vec<ReleaseHealthRow> = kept.into_iter().map(|(v, c)| row(v, c)).collect();
+    if let Some(c) = other {
+        releases.push(row(OTHER.to_string(), c));
+    }
+    Ok(ReleaseHealthReport {
+        from,
+        to,
+        include_test,
+        min_group_size,
+        thresholded,
+        servers: total.servers,
+        servers_with_errors: total.with_errors,
+        releases,
     })
 }
 

@@ -394,3 +394,43 @@ pub struct RegressionReport {
     pub thresholded: bool,
     pub comparisons: Vec<Regression>,
 }
+
+/// An admin token as the dashboard's settings page lists it. Neither the token nor its whole hash
+/// is ever shown: `id` is the first 12 hex characters of the token's SHA-256, a public handle to
+/// revoke it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTokenInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One server release in a release-health report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseHealthRow {
+    /// `X.Y.Z`, or `other` for the releases folded for k-anonymity.
+    pub version: String,
+    /// Servers whose latest check in the range was on this release.
+    pub servers: u64,
+    /// Of those, the servers that sent at least one error event received in the range.
+    pub servers_with_errors: u64,
+    /// `1 - servers_with_errors / servers`.
+    pub error_free_share: f64,
+}
+
+/// `GET /admin/v1/reports/releases`: per server release, the servers on it and how many of them
+/// reported errors in `[from, to]` (UTC days). Releases with fewer than `min_group_size` servers are
+/// folded into `other`; rows are newest release first, `other` last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseHealthReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub include_test: bool,
+    pub min_group_size: u64,
+    /// True when at least one release was folded into `other`.
+    pub thresholded: bool,
+    /// Totals over every release (never folded).
+    pub servers: u64,
+    pub servers_with_errors: u64,
+    pub releases: Vec<ReleaseHealthRow>,
+}

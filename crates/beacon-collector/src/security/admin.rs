@@ -1,4 +1,5 @@
-//! Admin API of the security channel: bulletins and the fleet, growth and exposure reports.
+//! Admin API of the security channel: bulletins and the fleet, growth, exposure and release-health
+//! reports.
 
 use crate::AppState;
 use crate::admin::{date, date_range, flag, number};
@@ -8,7 +9,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use beacon_wire::FieldError;
-use beacon_wire::admin::{ExposureReport, FleetDimension, FleetReport, GrowthReport};
+use beacon_wire::admin::{
+    ExposureReport, FleetDimension, FleetReport, GrowthReport, ReleaseHealthReport,
+};
 use beacon_wire::bulletin::{Bulletin, NewBulletin};
 use chrono::{Days, NaiveDate};
 use serde::Deserialize;
@@ -138,6 +141,25 @@ pub async fn growth(
         include_test,
         s.config.reports.gone_after_days,
         today,
+    )
+    .await?;
+    Ok(Json(r))
+}
+
+/// Release health over `from`/`to` (default: the last 30 days).
+pub async fn releases(
+    State(s): State<AppState>,
+    Query(p): Query<ReportParams>,
+) -> Result<Json<ReleaseHealthReport>, ApiError> {
+    let today = s.clock.now().date_naive();
+    let (from, to) = p.range(today, 30)?;
+    let include_test = flag("include_test", &p.include_test)?;
+    let r = beacon_store::security::release_health_report(
+        &*s.store,
+        from,
+        to,
+        include_test,
+        s.config.reports.min_group_size,
     )
     .await?;
     Ok(Json(r))
