@@ -186,3 +186,49 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
     }
     tx.commit().map_err(map_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by an earlier release (schema 4, with a token and an event) upgrades in place:
+    /// its token can make a session, and deleting the token deletes the session.
+    #[test]
+    fn a_version_4_database_upgrades_with_its_data() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        for step in &MIGRATIONS[..4] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO admin_tokens VALUES ('h1', 'initial', 0);
+             INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, \
+             server_id, payload) VALUES (1, 'e1', 1, 5, 5, 'error', 's1', '{}');",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LATEST);
+        conn.execute(
+            "INSERT INTO ui_sessions VALUES ('s', 'h1', 'initial', 0, 10)",
+            [],
+        )
+        .unwrap();
+        let orphan = conn.execute(
+            "INSERT INTO ui_sessions VALUES ('t', 'no such token', 'x', 0, 10)",
+            [],
+        );
+        assert!(orphan.is_err(), "a session needs its token");
+        conn.execute("DELETE FROM admin_tokens WHERE token_hash = 'h1'", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM ui_sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "the session went with its token");
+        // Applying again changes nothing.
+        apply(&mut conn).unwrap();
+    }
+}
