@@ -15,6 +15,25 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub errors: ErrorsConfig,
     pub deadletters: DeadLettersConfig,
+    pub ui: UiConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// A dashboard session ends this many hours after its login.
+    pub session_hours: u64,
+    /// Failed dashboard logins allowed per client address and minute; then `429` until the minute ends.
+    pub login_attempts_per_minute: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            session_hours: 12,
+            login_attempts_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +209,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("ingest", "perf_compact_secs", Kind::Int),
     ("errors", "rate_limit_per_minute", Kind::Int),
     ("deadletters", "max_per_channel", Kind::Int),
+    ("ui", "session_hours", Kind::Int),
+    ("ui", "login_attempts_per_minute", Kind::Int),
 ];
 
 /// A configuration that cannot be loaded, with every reason.
@@ -324,6 +345,12 @@ impl Config {
         }
         if self.ingest.bulletin_refresh_secs == 0 {
             p.push("ingest.bulletin_refresh_secs: must be at least 1".into());
+        }
+        if !(1..=24 * 366).contains(&self.ui.session_hours) {
+            p.push("ui.session_hours: must be between 1 and 8784 (a year)".into());
+        }
+        if !(1..=1_000_000).contains(&self.ui.login_attempts_per_minute) {
+            p.push("ui.login_attempts_per_minute: must be between 1 and 1000000".into());
         }
         if let Some(t) = &self.admin.token
             && t.len() < 16

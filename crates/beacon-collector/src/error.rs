@@ -203,9 +203,11 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 const MAX_REJECTION_TEXT: usize = 512;
 
 /// Gives the framework's own error answers (unknown route, method not allowed, a path parameter or
-/// body an extractor refuses, a body over a limit) the same JSON [`ErrorBody`] as every other error.
-/// Error answers that are JSON already (every [`ApiError`]) pass through untouched.
+/// body an extractor refuses, a body over a limit) the same JSON [`ErrorBody`] as every other error,
+/// or, under the dashboard's `/ui/`, the same error page as its other errors. Error answers that
+/// are JSON or HTML already (every [`ApiError`], every dashboard error page) pass through untouched.
 pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let dashboard = req.uri().path().starts_with("/ui/");
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error())
@@ -213,7 +215,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"))
+            .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
     {
         return resp;
     }
@@ -257,6 +259,9 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
     } else {
         message
     };
+    if dashboard {
+        return crate::ui::error_page(status, &message, parts.headers);
+    }
     let body = ErrorBody {
         error: code.into(),
         field,

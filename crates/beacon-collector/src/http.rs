@@ -27,6 +27,7 @@ use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -174,8 +175,8 @@ async fn accept_loop(
             _ = until_set(&mut stop) => break,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             Err(e) => {
                 if !matches!(
                     e.kind(),
@@ -203,7 +204,7 @@ async fn accept_loop(
             );
             tasks.spawn(async move {
                 let _open = OpenConnection::new(permit);
-                serve(stream, tls, app, &builder, &limits, finishing).await;
+                serve(stream, peer, tls, app, &builder, &limits, finishing).await;
             });
             continue;
         }
@@ -301,6 +302,7 @@ async fn handshake(
 
 async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     app: Router,
     builder: &Builder<TokioExecutor>,
@@ -314,6 +316,7 @@ async fn serve(
     let activity = Arc::new(Activity::new(started));
     let service = ConnService {
         app,
+        peer,
         activity: activity.clone(),
     };
     let conn = builder.serve_connection(io, service);
@@ -461,6 +464,8 @@ impl Drop for Busy {
 #[derive(Clone)]
 struct ConnService {
     app: Router,
+    /// The client's address, for handlers that take `ConnectInfo<SocketAddr>`.
+    peer: SocketAddr,
     activity: Arc<Activity>,
 }
 
@@ -471,8 +476,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         use tower::ServiceExt;
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let busy = self.activity.begin();
         let app = self.app.clone();
         Box::pin(async move {

@@ -23,6 +23,7 @@ pub mod routes;
 pub mod security;
 pub mod sentry;
 pub mod server;
+pub mod ui;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use config::Config;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub keys: keys::KeyCache,
     pub limiter: sentry::RateLimiter,
+    /// Failed dashboard logins per client address.
+    pub ui_logins: ui::session::LoginLimiter,
     /// Mobile API keys by SHA-256: valid or not.
     pub api_keys: cache::TtlCache<bool>,
     /// The keyed hash that replaces `device_unique_id`.

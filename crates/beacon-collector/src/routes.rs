@@ -58,6 +58,8 @@ pub enum Access {
     ApiKey,
     /// `Authorization: Bearer <admin token>`.
     AdminToken,
+    /// A dashboard session cookie (`ui::protect`); without one a request is redirected to the login page.
+    Session,
 }
 
 /// One route: a method on a path pattern (axum syntax), and what it takes.
@@ -199,6 +201,33 @@ pub const PERF_REGRESSIONS: Route = admin(
     "/admin/v1/perf/regressions",
 );
 
+// The web dashboard.
+pub const UI_ROOT: Route = route("ui.root", Method::GET, "/", Public);
+pub const UI_STATIC: Route = route("ui.static", Method::GET, "/ui/static/{file}", Public);
+pub const UI_LOGIN_FORM: Route = route("ui.login_form", Method::GET, "/ui/login", Public);
+pub const UI_LOGIN: Route = route("ui.login", Method::POST, "/ui/login", Public);
+pub const UI_LOGOUT: Route = route("ui.logout", Method::POST, "/ui/logout", Session);
+pub const UI_OVERVIEW: Route = route("ui.overview", Method::GET, "/ui/", Session);
+pub const UI_FLEET: Route = route("ui.fleet", Method::GET, "/ui/fleet", Session);
+pub const UI_GROWTH: Route = route("ui.growth", Method::GET, "/ui/growth", Session);
+pub const UI_BULLETINS: Route = route("ui.bulletins", Method::GET, "/ui/bulletins", Session);
+pub const UI_BULLETINS_PUBLISH: Route = route(
+    "ui.bulletins_publish",
+    Method::POST,
+    "/ui/bulletins",
+    Session,
+);
+pub const UI_BULLETIN: Route = route("ui.bulletin", Method::GET, "/ui/bulletins/{id}", Session);
+pub const UI_BULLETIN_RETRACT: Route = route(
+    "ui.bulletin_retract",
+    Method::POST,
+    "/ui/bulletins/{id}/retract",
+    Session,
+);
+
+pub const UI_ISSUES: Route = route("ui.issues", Method::GET, "/ui/issues", Session);
+pub const UI_ISSUE: Route = route("ui.issue", Method::GET, "/ui/issues/{id}", Session);
+
 /// Every route the collector serves.
 pub const ALL: &[Route] = &[
     SECURITY_CHECK,
@@ -230,6 +259,20 @@ pub const ALL: &[Route] = &[
     PERF_PERCENTILES,
     PERF_HISTOGRAM,
     PERF_REGRESSIONS,
+    UI_ROOT,
+    UI_STATIC,
+    UI_LOGIN_FORM,
+    UI_LOGIN,
+    UI_LOGOUT,
+    UI_OVERVIEW,
+    UI_FLEET,
+    UI_GROWTH,
+    UI_BULLETINS,
+    UI_BULLETINS_PUBLISH,
+    UI_BULLETIN,
+    UI_BULLETIN_RETRACT,
+    UI_ISSUES,
+    UI_ISSUE,
 ];
 
 /// The static form of a matched path pattern, for metric labels; `other` when it is not ours.

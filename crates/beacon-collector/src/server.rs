@@ -4,7 +4,7 @@ use crate::config::{Config, ServerConfig, StoreUrl};
 use crate::ingest::Ingest;
 use crate::routes::{self, Route};
 use crate::security::bulletins::BulletinCache;
-use crate::{AppState, Clock, admin, guards, host, http, keys, mobile, ops, security, sentry};
+use crate::{AppState, Clock, admin, guards, host, http, keys, mobile, ops, security, sentry, ui};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -117,18 +117,43 @@ pub fn mounts() -> Vec<Mount> {
         mount(&PERF_PERCENTILES, mobile::admin::percentiles),
         mount(&PERF_HISTOGRAM, mobile::admin::histogram),
         mount(&PERF_REGRESSIONS, mobile::admin::regressions),
+        mount(&UI_ROOT, ui::root),
+        mount(&UI_STATIC, ui::asset),
+        mount(&UI_LOGIN_FORM, ui::login_form),
+        mount(&UI_LOGIN, ui::login),
+        mount(&UI_LOGOUT, ui::logout),
+        mount(&UI_OVERVIEW, ui::pages::overview),
+        mount(&UI_FLEET, ui::pages::fleet),
+        mount(&UI_GROWTH, ui::pages::growth),
+        mount(&UI_BULLETINS, ui::bulletins::list),
+        mount(&UI_BULLETINS_PUBLISH, ui::bulletins::publish),
+        mount(&UI_BULLETIN, ui::bulletins::show),
+        mount(&UI_BULLETIN_RETRACT, ui::bulletins::retract),
+        mount(&UI_ISSUES, ui::issues::list),
+        mount(&UI_ISSUE, ui::issues::show),
     ]
 }
 
 /// The whole HTTP surface, built from [`mounts`]: admin routes nested under
-/// [`routes::ADMIN_PREFIX`] behind the token check, every other route with its own body limit.
+/// [`routes::ADMIN_PREFIX`] behind the token check, dashboard pages behind the session check (and
+/// compressed), every other route with its own body limit.
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new();
     let mut admin_routes = Router::new();
+    let mut ui_routes = Router::new();
     // A path given twice merges its methods.
     for Mount { route, handler } in mounts() {
         match route.admin_path() {
             Some(path) => admin_routes = admin_routes.route(path, handler),
+            None if route.access == routes::Access::Session => {
+                ui_routes = ui_routes.route(route.path, handler);
+            }
+            None if route.path.starts_with("/ui/") => {
+                routes = routes.route(
+                    route.path,
+                    handler.layer(tower_http::compression::CompressionLayer::new()),
+                );
+            }
             None => {
                 let handler = match route.body_limit {
                     Some(limit) => handler.layer(DefaultBodyLimit::max(limit)),
@@ -138,7 +163,10 @@ pub fn router(state: AppState) -> Router {
             }
         }
     }
+    let ui_routes = ui::protect(ui_routes, state.clone())
+        .route_layer(tower_http::compression::CompressionLayer::new());
     let routes = routes
+        .merge(ui_routes)
         .nest(
             routes::ADMIN_PREFIX,
             admin::protect(admin_routes, state.clone()),
@@ -241,6 +269,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         config: config.clone(),
         keys: Default::default(),
         limiter: Default::default(),
+        ui_logins: ui::session::LoginLimiter::new(
+            u32::try_from(config.ui.login_attempts_per_minute).unwrap_or(u32::MAX),
+        ),
         api_keys: Default::default(),
         device_hasher,
     });

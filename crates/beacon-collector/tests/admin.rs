@@ -36,8 +36,48 @@ fn request(c: &TestCollector, r: &Route) -> reqwest::RequestBuilder {
 async fn every_route_needing_credentials_refuses_a_request_without_them() {
     let c = TestCollector::start().await;
     c.add_bulletin("BSA-1", "<6.0.0").await;
-    let guarded: Vec<&Route> = ALL.iter().filter(|r| r.access != Access::Public).collect();
+    let guarded: Vec<&Route> = ALL
+        .iter()
+        .filter(|r| !matches!(r.access, Access::Public | Access::Session))
+        .collect();
     assert!(guarded.len() >= 20, "the route table lost its admin routes");
+    // Dashboard pages without a session, or with a made-up one, go to the login page.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pages: Vec<&Route> = ALL.iter().filter(|r| r.access == Access::Session).collect();
+    assert!(pages.len() >= 3, "the route table lost its dashboard pages");
+    for r in &pages {
+        for cookie in [None, Some(format!("beacon_session={}", "ab".repeat(32)))] {
+            let url = format!("{}{}", c.url, example_path(r));
+            let mut req = match r.method {
+                Method::GET => no_redirects.get(&url),
+                _ => no_redirects
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("csrf=x"),
+            };
+            if let Some(cookie) = &cookie {
+                req = req.header("cookie", cookie);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                303,
+                "{} {} with {cookie:?}",
+                r.method,
+                r.path
+            );
+            let to = resp.headers()["location"].to_str().unwrap();
+            assert!(
+                to.starts_with("/ui/login"),
+                "{} {} → {to}",
+                r.method,
+                r.path
+            );
+        }
+    }
     for r in &guarded {
         let auths: &[Option<&str>] = match r.access {
             Access::AdminToken => &[

@@ -8,4 +8,5 @@ mod host;
 mod mobile;
 mod security;
 mod tls_and_shutdown;
+mod ui;
 mod util;

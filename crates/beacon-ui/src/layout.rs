@@ -17,6 +17,8 @@ pub const LOGOUT_PATH: &str = "/ui/logout";
 pub const CSRF_FIELD: &str = "csrf";
 /// The login form's one field: an admin token.
 pub const TOKEN_FIELD: &str = "token";
+/// The login form's hidden anti-forgery field.
+pub const FORM_TOKEN_FIELD: &str = "form_token";
 
 /// The pages in the navigation, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,13 +136,16 @@ pub struct Login<'a> {
     /// Where to go after logging in, carried in a hidden `next` field; the server must check it is
     /// a `/ui/` path before redirecting there.
     pub next: Option<&'a str>,
+    /// The login form's anti-forgery token (double submit: the server also sets it in a cookie and
+    /// compares the two), in a hidden [`FORM_TOKEN_FIELD`] field.
+    pub form_token: &'a str,
     /// The stylesheet's URL.
     pub static_css_href: &'a str,
 }
 
 /// The login page: a form posting to [`LOGIN_PATH`] with exactly one visible field, `token` (a
-/// password input labelled "Admin token", autocomplete off), and a submit button. It carries no
-/// CSRF field: there is no session yet, and the session cookie is `SameSite=Strict`.
+/// password input labelled "Admin token", autocomplete off), a hidden anti-forgery token (there is
+/// no session yet to derive a CSRF token from), and a submit button.
 pub fn login_page(login: &Login<'_>) -> Markup {
     let title = "Log in";
     let body = html! {
@@ -154,6 +159,7 @@ pub fn login_page(login: &Login<'_>) -> Markup {
                 input id="token" type="password" name=(TOKEN_FIELD) autocomplete="off" required
                     spellcheck="false" autocapitalize="off" aria-describedby="token-hint";
             }
+            input type="hidden" name=(FORM_TOKEN_FIELD) value=(login.form_token);
             @if let Some(next) = login.next {
                 input type="hidden" name="next" value=(next);
             }
@@ -169,6 +175,31 @@ pub fn login_page(login: &Login<'_>) -> Markup {
         login.static_css_href,
         html! {},
         html! { div.login { (body) } },
+    )
+}
+
+/// An error page: the status and what went wrong, with a way back. It shows no navigation (the
+/// request may have no session).
+pub fn error_page(status: u16, message: &str, static_css_href: &str) -> Markup {
+    let title = match status {
+        400 => "Bad request",
+        401 | 403 => "Not allowed",
+        404 => "Not found",
+        409 => "Conflict",
+        429 => "Too many attempts",
+        503 => "Unavailable",
+        _ if status >= 500 => "Error",
+        _ => "Problem",
+    };
+    document(
+        title,
+        static_css_href,
+        html! {},
+        html! {
+            h1 { (title) }
+            (notice("error", message))
+            p { a href=(Nav::Overview.href()) { "Back to the overview" } }
+        },
     )
 }
 
@@ -351,6 +382,7 @@ mod tests {
         let html = login_page(&Login {
             error: Some("That token is not valid."),
             next: None,
+            form_token: "f00d",
             static_css_href: "/s.css",
         })
         .into_string();
@@ -363,15 +395,22 @@ mod tests {
             "<div class=\"field\"><label for=\"token\">Admin token</label>",
             "<input id=\"token\" type=\"password\" name=\"token\" autocomplete=\"off\" required ",
             "spellcheck=\"false\" autocapitalize=\"off\" aria-describedby=\"token-hint\"></div>",
+            "<input type=\"hidden\" name=\"form_token\" value=\"f00d\">",
             "<div><button type=\"submit\">Log in</button></div></form>"
         )));
-        assert_eq!(html.matches("<input").count(), 1);
+        assert_eq!(html.matches("<input").count(), 2);
+        assert_eq!(
+            html.matches("type=\"hidden\"").count(),
+            1,
+            "one visible field"
+        );
         assert!(!html.contains("<nav"), "no navigation before logging in");
         assert!(!html.contains("method=\"get\""));
 
         let with_next = login_page(&Login {
             error: None,
             next: Some("/ui/fleet?by=os"),
+            form_token: "f00d",
             static_css_href: "/s.css",
         })
         .into_string();

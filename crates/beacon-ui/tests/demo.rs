@@ -238,6 +238,7 @@ fn demo_page_renders_every_component() {
     let login = layout::login_page(&Login {
         error: Some("That token is not valid."),
         next: None,
+        form_token: "0123456789abcdef",
         static_css_href: &css_name,
     })
     .into_string();

@@ -53,22 +53,23 @@ pub async fn retract_bulletin(
     Ok(Json(b))
 }
 
-async fn refresh(s: &AppState) {
+pub(crate) async fn refresh(s: &AppState) {
     if let Err(e) = s.bulletins.refresh(&*s.store).await {
         tracing::warn!(error = %e, "bulletin cache refresh failed; retrying on schedule");
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The query parameters of the security reports, as the admin API and the dashboard take them.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ReportParams {
-    day: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    by: Option<String>,
-    include_test: Option<String>,
-    bulletin: Option<String>,
-    window_days: Option<String>,
-    as_of: Option<String>,
+    pub day: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by: Option<String>,
+    pub include_test: Option<String>,
+    pub bulletin: Option<String>,
+    pub window_days: Option<String>,
+    pub as_of: Option<String>,
 }
 
 impl ReportParams {
@@ -100,6 +101,11 @@ pub async fn fleet(
     State(s): State<AppState>,
     Query(p): Query<ReportParams>,
 ) -> Result<Json<FleetReport>, ApiError> {
+    Ok(Json(fleet_report(&s, &p).await?))
+}
+
+/// The fleet report for these parameters (the admin API's and the dashboard's).
+pub async fn fleet_report(s: &AppState, p: &ReportParams) -> Result<FleetReport, ApiError> {
     let today = s.clock.now().date_naive();
     let (from, to) = p.range(today, 1)?;
     let by: FleetDimension =
@@ -117,13 +123,18 @@ pub async fn fleet(
         s.config.reports.min_group_size,
     )
     .await?;
-    Ok(Json(r))
+    Ok(r)
 }
 
 pub async fn growth(
     State(s): State<AppState>,
     Query(p): Query<ReportParams>,
 ) -> Result<Json<GrowthReport>, ApiError> {
+    Ok(Json(growth_report(&s, &p).await?))
+}
+
+/// The growth report for these parameters (the admin API's and the dashboard's).
+pub async fn growth_report(s: &AppState, p: &ReportParams) -> Result<GrowthReport, ApiError> {
     let today = s.clock.now().date_naive();
     let (from, to) = p.range(today, 30)?;
     let include_test = flag("include_test", &p.include_test)?;
@@ -143,7 +154,7 @@ pub async fn growth(
         today,
     )
     .await?;
-    Ok(Json(r))
+    Ok(r)
 }
 
 /// Release health over `from`/`to` (default: the last 30 days).
@@ -169,6 +180,11 @@ pub async fn exposure(
     State(s): State<AppState>,
     Query(p): Query<ReportParams>,
 ) -> Result<Json<ExposureReport>, ApiError> {
+    Ok(Json(exposure_report(&s, &p).await?))
+}
+
+/// The exposure report for these parameters (the admin API's and the dashboard's).
+pub async fn exposure_report(s: &AppState, p: &ReportParams) -> Result<ExposureReport, ApiError> {
     let today = s.clock.now().date_naive();
     let as_of = date("as_of", &p.as_of)?.unwrap_or(today);
     let window: u32 =
@@ -186,5 +202,5 @@ pub async fn exposure(
         s.config.reports.min_group_size,
     )
     .await?;
-    Ok(Json(r))
+    Ok(r)
 }

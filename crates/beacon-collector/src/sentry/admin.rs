@@ -58,20 +58,26 @@ pub async fn update_key(
     Ok(Json(info))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The query parameters of the issue list, as the admin API and the dashboard take them.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct IssueParams {
-    project: Option<String>,
-    release: Option<String>,
-    environment: Option<String>,
-    level: Option<String>,
-    sort: Option<String>,
-    limit: Option<String>,
+    pub project: Option<String>,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    pub level: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<String>,
 }
 
 pub async fn list_issues(
     State(s): State<AppState>,
     Query(p): Query<IssueParams>,
 ) -> Result<Json<Vec<IssueSummary>>, ApiError> {
+    Ok(Json(issue_list(&s, p).await?))
+}
+
+/// The issues for these parameters (the admin API's and the dashboard's).
+pub async fn issue_list(s: &AppState, p: IssueParams) -> Result<Vec<IssueSummary>, ApiError> {
     let level = p
         .level
         .as_deref()
@@ -114,7 +120,7 @@ pub async fn list_issues(
         sort,
         limit,
     };
-    Ok(Json(s.store.issues(&filter).await?))
+    Ok(s.store.issues(&filter).await?)
 }
 
 pub async fn show_issue(
