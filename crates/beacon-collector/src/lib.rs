@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod cpu;
 pub mod decode;
 pub mod error;
 pub mod guards;

@@ -1,8 +1,12 @@
 //! The SQLite backend of [`beacon_store::Store`]: one file, WAL journal, `synchronous=FULL`.
 //!
 //! One connection writes (group-committed batches arrive from the collector's ingest service), one
-//! connection reads, one checkpoints in the background; WAL lets them run side by side. Reads and
-//! writes run on tokio's blocking pool.
+//! reads for reports, one serves the ingest path's point reads, one checkpoints in the background;
+//! WAL lets them run side by side. Each connection lives on a thread of its own ([`Conn`]) that
+//! runs the work sent to it, so SQLite's memory stays on four threads: glibc's malloc, which SQLite
+//! uses, gives each thread an arena and keeps what it freed there, and tokio's blocking pool would
+//! spread it over a changing set of threads (up to eight arenas per core, each holding on to a
+//! report's sort buffers: the collector's memory crept up for as long as it ran).
 
 mod admin;
 mod keys;
@@ -29,15 +33,41 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// A connection on a thread of its own, running one job at a time in the order sent. The thread
+/// ends (closing the connection) once every handle is dropped.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+impl Conn {
+    fn spawn(name: &str, mut conn: Connection) -> Result<Conn> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("sqlite-{name}"))
+            .spawn(move || {
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the sqlite {name} thread: {e}"))
+            })?;
+        Ok(Conn { jobs })
+    }
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: Conn,
     /// Reports and listings: they may read for a while.
-    reader: Arc<Mutex<Connection>>,
+    reader: Conn,
     /// Short point reads on the ingest path (credentials, bulletins), which must never wait behind a
     /// report on `reader`.
-    lookup: Arc<Mutex<Connection>>,
+    lookup: Conn,
     /// Sketch cells of committed trace events not yet in `perf_sketches` (see `mobile::Pending`).
     pending: Arc<Mutex<mobile::Pending>>,
     /// Keeps the checkpoint thread running while any clone of the store lives.
@@ -70,9 +100,9 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
-            lookup: Arc::new(Mutex::new(lookup)),
+            writer: Conn::spawn("writer", writer)?,
+            reader: Conn::spawn("reader", reader)?,
+            lookup: Conn::spawn("lookup", lookup)?,
             pending: Arc::default(),
             _alive: alive,
         })
@@ -128,7 +158,7 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
 }
 
 pub(crate) fn poisoned() -> StoreError {
-    StoreError::Unavailable("sqlite connection lock poisoned by an earlier panic".into())
+    StoreError::Unavailable("a sqlite lock poisoned by an earlier panic".into())
 }
 
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
@@ -145,18 +175,30 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Runs `f` with a connection on the blocking pool.
+/// Runs `f` on the connection's thread and waits for its answer. A panic in `f` is caught there (the
+/// connection's open transaction, if any, is rolled back as it unwinds) and answered as an error;
+/// the connection serves the next job.
 async fn run<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
+    conn: &Conn,
     f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = conn.lock().map_err(|_| poisoned())?;
-        f(&mut guard)
-    })
-    .await
-    .map_err(|e| StoreError::Unavailable(format!("sqlite task failed: {e}")))?
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move |c: &mut Connection| {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "a sqlite job panicked; the log has its message".into(),
+                ))
+            });
+        // The caller may have gone (its request was cancelled): nobody to tell.
+        let _ = reply.send(result);
+    });
+    conn.jobs
+        .send(job)
+        .map_err(|_| StoreError::Unavailable("the sqlite connection thread stopped".into()))?;
+    answer
+        .await
+        .map_err(|_| StoreError::Unavailable("the sqlite connection thread stopped".into()))?
 }
 
 fn day_num(d: NaiveDate) -> i64 {

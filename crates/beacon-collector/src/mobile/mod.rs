@@ -222,14 +222,12 @@ pub async fn metrics(
         prepare(&body, None, received_at, &state.device_hasher)
     } else {
         let hasher = state.device_hasher.clone();
-        tokio::task::spawn_blocking(move || {
-            prepare(&body, encoding.as_deref(), received_at, &hasher)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            let error = ApiError::Internal(format!("batch processing failed: {e}"));
-            Err(Refused(error, "internal".into(), String::new()))
-        })
+        crate::cpu::run(move || prepare(&body, encoding.as_deref(), received_at, &hasher))
+            .await
+            .unwrap_or_else(|e| {
+                let error = ApiError::Internal(format!("batch processing failed: {e}"));
+                Err(Refused(error, "internal".into(), String::new()))
+            })
     };
     let prepared = match prepared {
         Ok(p) => p,

@@ -55,15 +55,6 @@ const NOT_STORED: &[&str] = &[
     "otel_log",
 ];
 
-/// Permits for the CPU-heavy step: two per core (one decoding while the other waits on the writer).
-static CPU_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(
-        2 * std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-    )
-});
-
 /// Events per key per minute, in fixed one-minute windows.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -470,32 +461,23 @@ async fn ingest(
     };
     let prepared = match inline_prepare(&body, encoding.as_deref(), is_envelope, pid, received_at) {
         Some(prepared) => prepared,
-        None => {
-            // A bounded number of bodies in work: more would only add thread switches.
-            match CPU_SLOTS.acquire().await {
-                Ok(_cpu) => tokio::task::spawn_blocking(move || {
-                    prepare(
-                        &body,
-                        encoding.as_deref(),
-                        MAX_DECODED_BYTES,
-                        is_envelope,
-                        pid,
-                        received_at,
-                    )
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Refused(
-                        ApiError::Internal(format!("event processing failed: {e}")),
-                        "internal",
-                    ))
-                }),
-                Err(_) => Err(Refused(
-                    ApiError::Internal("cpu slots closed".into()),
-                    "internal",
-                )),
-            }
-        }
+        None => crate::cpu::run(move || {
+            prepare(
+                &body,
+                encoding.as_deref(),
+                MAX_DECODED_BYTES,
+                is_envelope,
+                pid,
+                received_at,
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Refused(
+                ApiError::Internal(format!("event processing failed: {e}")),
+                "internal",
+            ))
+        }),
     };
     let prepared = match prepared {
         Ok(p) => p,
