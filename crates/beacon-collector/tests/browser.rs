@@ -36,8 +36,10 @@ async fn a_published_bulletin_reads_in_the_browser() {
     assert_eq!(browser.h1().await, "RCE in file uploads");
     let text = browser.text().await;
     assert!(text.contains("Upgrade to 5.37.2."), "{text}");
-    let shot = browser.screenshot("bulletin-page").await;
-    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "{shot:?}");
+    let shot = std::fs::read(browser.screenshot("bulletin-page").await).unwrap();
+    assert_eq!(&shot[1..4], b"PNG");
+    // The IHDR chunk: width and height, big-endian, the viewport's size.
+    assert_eq!(&shot[16..24], [1280u32.to_be_bytes(), 900u32.to_be_bytes()].concat());
     browser.assert_no_js_errors().await;
 
     // The same page downloaded with the browser's cookies (none here) is the vendor's HTML.

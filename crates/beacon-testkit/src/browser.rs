@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
-/// The size of the browser window (and of every screenshot), in CSS pixels.
+/// The size of the browser's viewport (and of every screenshot), in CSS pixels.
 pub const WINDOW: (u32, u32) = (1280, 900);
 
 /// What the browser reported as an error: a console entry of level `SEVERE`.
@@ -71,8 +71,8 @@ pub struct Browser {
     /// Documents the session navigated to: their own load failures (a page answered 404 on
     /// purpose) are the test's business, not errors of the page.
     documents: Mutex<Vec<String>>,
-    /// Chromium's profile, removed when the browser is dropped.
-    _profile: tempfile::TempDir,
+    /// Chromium's profile and temporary files, removed when the browser is dropped.
+    _scratch: tempfile::TempDir,
 }
 
 /// Tells, once per run and past the test harness's output capture, that browser tests did not run.
@@ -151,6 +151,10 @@ impl Browser {
 
     async fn launch(chromium: &Path, driver: &Path) -> Browser {
         crate::install_crypto();
+        // Chromium's profile and temporary files (its singleton sockets, say), all removed on drop.
+        let scratch = tempfile::tempdir().expect("a directory for Chromium");
+        let (profile, tmp) = (scratch.path().join("profile"), scratch.path().join("tmp"));
+        std::fs::create_dir_all(&tmp).expect("a temporary directory for Chromium");
         // A port that was free a moment ago may be taken by the time chromedriver binds it.
         let mut failures = Vec::new();
         let (child, driver_url, log) = loop {
@@ -159,7 +163,7 @@ impl Browser {
             // Its own process group: dropping the browser kills chromedriver and every Chromium
             // process it started, whatever state the session is in.
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            cmd.arg(format!("--port={port}"));
+            cmd.arg(format!("--port={port}")).env("TMPDIR", &tmp);
             // Its stderr and Chromium's (noise such as failed IPv6 binds) are kept out of the
             // test's output.
             let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -169,7 +173,6 @@ impl Browser {
                 Err(e) => panic!("{} does not start: {failures:?}, {e}", driver.display()),
             }
         };
-        let profile = tempfile::tempdir().expect("a profile directory");
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
@@ -183,7 +186,7 @@ impl Browser {
                     // /dev/shm is small in containers.
                     "--disable-dev-shm-usage",
                     format!("--window-size={},{}", WINDOW.0, WINDOW.1),
-                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--user-data-dir={}", profile.display()),
                     "--lang=en-US",
                     "--no-first-run",
                     "--disable-background-networking",
@@ -206,6 +209,21 @@ impl Browser {
                     log.lock().unwrap()
                 )
             });
+        // `--window-size` sizes the window, whose (invisible) frame takes some of it: grow it by
+        // that much so that pages and screenshots get exactly `WINDOW`.
+        let frame = client
+            .execute(
+                "return [window.outerWidth - window.innerWidth, \
+                         window.outerHeight - window.innerHeight]",
+                vec![],
+            )
+            .await
+            .expect("the window's frame");
+        let frame: (u32, u32) = serde_json::from_value(frame).expect("two sizes");
+        client
+            .set_window_size(WINDOW.0 + frame.0, WINDOW.1 + frame.1)
+            .await
+            .expect("set the window size");
         let session = client
             .session_id()
             .await
@@ -224,7 +242,7 @@ impl Browser {
             driver: Some(child),
             errors: Mutex::new(Vec::new()),
             documents: Mutex::new(Vec::new()),
-            _profile: profile,
+            _scratch: scratch,
         }
     }
 
@@ -565,8 +583,10 @@ impl Drop for Browser {
         // Ending the session lets chromedriver close Chromium and remove what it wrote; the kill
         // of the process group afterwards leaves nothing running whatever happened.
         let url = format!("{}/session/{}", self.driver_url, self.session);
-        let http = self.http.clone();
+        // A client of its own: the pooled connections of `self.http` belong to the test's runtime,
+        // which waits for this drop.
         let _ = block_on(async move {
+            let http = reqwest::Client::builder().no_proxy().build()?;
             http.delete(url)
                 .timeout(Duration::from_secs(10))
                 .send()
