@@ -39,7 +39,10 @@ async fn a_published_bulletin_reads_in_the_browser() {
     let shot = std::fs::read(browser.screenshot("bulletin-page").await).unwrap();
     assert_eq!(&shot[1..4], b"PNG");
     // The IHDR chunk: width and height, big-endian, the viewport's size.
-    assert_eq!(&shot[16..24], [1280u32.to_be_bytes(), 900u32.to_be_bytes()].concat());
+    assert_eq!(
+        &shot[16..24],
+        [1280u32.to_be_bytes(), 900u32.to_be_bytes()].concat()
+    );
     browser.assert_no_js_errors().await;
 
     // The same page downloaded with the browser's cookies (none here) is the vendor's HTML.
@@ -64,6 +67,19 @@ async fn javascript_errors_of_every_page_are_caught() {
                     "<!doctype html><title>clean</title><h1>Clean</h1>\
                      <script>console.log('fine'); console.warn('only a warning');</script>",
                 )
+            }),
+        )
+        .route(
+            "/gone",
+            axum::routing::get(|| async {
+                let page = Html("<!doctype html><title>gone</title><h1>Not found</h1>");
+                (axum::http::StatusCode::NOT_FOUND, page)
+            }),
+        )
+        .route(
+            "/broken-image",
+            axum::routing::get(|| async {
+                Html("<!doctype html><title>broken</title><img src=/missing.png alt=x>")
             }),
         )
         .route(
@@ -103,10 +119,7 @@ async fn javascript_errors_of_every_page_are_caught() {
         .catch_unwind()
         .await
         .expect_err("assert_no_js_errors passed on a page that throws");
-    let message = failed
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
         message.contains("3 error(s)") && message.contains("Uncaught Error: boom-sync"),
         "{message}"
@@ -116,6 +129,16 @@ async fn javascript_errors_of_every_page_are_caught() {
     assert_eq!(browser.take_js_errors().await.len(), 3);
     browser.goto(&format!("{base}/clean")).await;
     browser.assert_no_js_errors().await;
+
+    // A page the test opens that answers 404 is the test's business; a missing image is an error.
+    browser.goto(&format!("{base}/gone")).await;
+    assert_eq!(browser.h1().await, "Not found");
+    browser.assert_no_js_errors().await;
+    browser.goto(&format!("{base}/broken-image")).await;
+    let errors = browser.take_js_errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].source, "network");
+    assert!(errors[0].message.contains("/missing.png"), "{errors:?}");
 }
 
 /// A session-cookie login page, a page with a link and a table, and a CSV export only the
@@ -147,21 +170,26 @@ fn login_app() -> axum::Router {
                      <button>Sign in</button></form>",
                 )
             })
-            .post(|axum::Form(form): axum::Form<HashMap<String, String>>| async move {
-                if form.get("csrf").map(String::as_str) != Some("t0k3n") {
-                    return StatusCode::FORBIDDEN.into_response();
-                }
-                let to = format!(
-                    "/home?user={}&days={}",
-                    form.get("user").map(String::as_str).unwrap_or(""),
-                    form.get("days").map(String::as_str).unwrap_or("")
-                );
-                (
-                    [(header::SET_COOKIE, "sid=s3cr3t; HttpOnly; Path=/; SameSite=Lax")],
-                    Redirect::to(&to),
-                )
-                    .into_response()
-            }),
+            .post(
+                |axum::Form(form): axum::Form<HashMap<String, String>>| async move {
+                    if form.get("csrf").map(String::as_str) != Some("t0k3n") {
+                        return StatusCode::FORBIDDEN.into_response();
+                    }
+                    let to = format!(
+                        "/home?user={}&days={}",
+                        form.get("user").map(String::as_str).unwrap_or(""),
+                        form.get("days").map(String::as_str).unwrap_or("")
+                    );
+                    (
+                        [(
+                            header::SET_COOKIE,
+                            "sid=s3cr3t; HttpOnly; Path=/; SameSite=Lax",
+                        )],
+                        Redirect::to(&to),
+                    )
+                        .into_response()
+                },
+            ),
         )
         .route(
             "/home",
@@ -184,7 +212,8 @@ fn login_app() -> axum::Router {
                      <table><thead><tr><th>Version</th><th>Servers</th></tr></thead>\
                      <tbody><tr><td>5.37.0</td><td> 12 </td></tr>\
                      <tr><td>other</td><td>3</td></tr></tbody></table>\
-                     <a href='/fleet.csv?days=30'>CSV</a>",
+                     <a href='/fleet.csv?days=30'>CSV</a>\
+                     <form action=/fleet><input name=days value=30></form>",
                 )
             }),
         )
@@ -204,8 +233,9 @@ fn login_app() -> axum::Router {
 }
 
 /// The helpers work on a real page: a form filled and submitted (a text field, a `<select>`, a
-/// hidden CSRF token kept), the redirect followed, a link clicked by its text, a table read, and a
-/// download made with the session's HttpOnly cookie (refused without it).
+/// hidden CSRF token kept), the redirect followed, a link clicked by its text, a table read, a
+/// download made with the session's HttpOnly cookie (refused without it), and a form without a
+/// submit button.
 #[tokio::test]
 async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     let Some(browser) = Browser::start().await else {
@@ -238,5 +268,10 @@ async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     assert_eq!(csv.status, 200);
     assert_eq!(csv.content_type.as_deref(), Some("text/csv; charset=utf-8"));
     assert_eq!(csv.text(), "version,servers\n5.37.0,12\nother,3\n");
+
+    // A form without a button (a filter submitted with Enter) is submitted all the same; the
+    // field's old value is replaced, not appended to.
+    browser.submit_form(&[("days", "7")]).await;
+    assert_eq!(browser.current_path().await, "/fleet?days=7");
     browser.assert_no_js_errors().await;
 }

@@ -94,17 +94,21 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The program `name`: the path in `$override_var` when that is set (nothing else then), else the
-/// first on `PATH`, else in `/usr/bin`.
-fn find_program(name: &str, override_var: &str) -> Option<PathBuf> {
+/// first on `PATH`, else in `/usr/bin`; else why not.
+fn find_program(name: &str, override_var: &str) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(override_var) {
         let path = PathBuf::from(path);
-        return is_executable(&path).then_some(path);
+        return match is_executable(&path) {
+            true => Ok(path),
+            false => Err(format!("{override_var}={} is no program", path.display())),
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin")])
         .map(|dir| dir.join(name))
         .find(|p| is_executable(p))
+        .ok_or_else(|| format!("no {name} on PATH or in /usr/bin"))
 }
 
 fn free_port() -> u16 {
@@ -137,16 +141,20 @@ impl Browser {
     pub async fn start() -> Option<Browser> {
         let chromium = find_program("chromium", "BEACON_CHROMIUM");
         let driver = find_program("chromedriver", "BEACON_CHROMEDRIVER");
-        let (Some(chromium), Some(driver)) = (chromium, driver) else {
-            let why = "chromium or chromedriver not found on PATH or in /usr/bin";
+        let (Ok(chromium), Ok(driver)) = (&chromium, &driver) else {
+            let why = [chromium.err(), driver.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "chromium is required under CI=true; scripts/test installs it ({why})"
             );
-            say_skipped(why);
+            say_skipped(&why);
             return None;
         };
-        Some(Browser::launch(&chromium, &driver).await)
+        Some(Browser::launch(chromium, driver).await)
     }
 
     async fn launch(chromium: &Path, driver: &Path) -> Browser {
@@ -284,7 +292,10 @@ impl Browser {
     pub async fn find(&self, css: &str) -> Element {
         match self.client.find(Locator::Css(css)).await {
             Ok(element) => element,
-            Err(e) => panic!("no element {css:?} on {}: {e}", self.current_url_lossy().await),
+            Err(e) => panic!(
+                "no element {css:?} on {}: {e}",
+                self.current_url_lossy().await
+            ),
         }
     }
 
@@ -341,7 +352,10 @@ impl Browser {
     pub async fn click_link(&self, text: &str) {
         let link = match self.client.find(Locator::LinkText(text)).await {
             Ok(link) => link,
-            Err(e) => panic!("no link {text:?} on {}: {e}", self.current_url_lossy().await),
+            Err(e) => panic!(
+                "no link {text:?} on {}: {e}",
+                self.current_url_lossy().await
+            ),
         };
         link.click()
             .await
