@@ -275,3 +275,49 @@ async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     assert_eq!(browser.current_path().await, "/fleet?days=7");
     browser.assert_no_js_errors().await;
 }
+
+/// A bulletin body is the vendor's HTML, served under a Content-Security-Policy that forbids
+/// scripts and loads: a script in it does not run and a remote image is not fetched, and the
+/// browser reports both as errors.
+#[tokio::test]
+async fn a_bulletin_body_runs_no_script_and_loads_nothing() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let c = TestCollector::start().await;
+    c.admin()
+        .publish_bulletin(json!({
+            "id": "BSA-2026-0043",
+            "title": "Scripted",
+            "severity": "low",
+            "affected": "<5.37.2",
+            "fixed_in": "5.37.2",
+            "body": format!(
+                "<title>unchanged</title><h1>Scripted</h1>\
+                 <script>document.title = 'ran';</script>\
+                 <img src='{}/metrics' alt=''>",
+                c.url
+            ),
+        }))
+        .await;
+    browser
+        .goto(&format!("{}/bulletins/BSA-2026-0043", c.url))
+        .await;
+    assert_eq!(browser.h1().await, "Scripted");
+    assert_eq!(browser.title().await, "unchanged");
+    let errors = browser.take_js_errors().await;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.source == "security"), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("Blocked script execution")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("\"img-src data:\"")),
+        "{errors:?}"
+    );
+}

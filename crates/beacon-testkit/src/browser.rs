@@ -1,16 +1,20 @@
 //! A real browser for the dashboard's tests: headless Chromium driven over WebDriver.
 //!
-//! [`Browser::start`] starts Debian's `chromedriver` on a free loopback port (a child process, killed
-//! with the Chromium it started when the [`Browser`] is dropped) and opens a session of headless
-//! Chromium in a 1280×900 window with a temporary profile. Without `chromium` or `chromedriver` the
-//! test is skipped with a note on stderr, except under `CI=true`, where it fails: `scripts/test`
-//! installs both (`apt-get install chromium chromium-driver fonts-liberation`).
+//! [`Browser::start`] starts Debian's `chromedriver` on a free loopback port (a child process,
+//! killed with the Chromium it started when the [`Browser`] is dropped) and opens a session of
+//! headless Chromium with a 1280×900 viewport and a temporary profile. Without `chromium` or
+//! `chromedriver` the test is skipped with a note on stderr, except under `CI=true`, where it
+//! fails: `scripts/test` installs both (`apt-get install chromium chromium-driver
+//! fonts-liberation`).
 //!
-//! **JavaScript errors** are read from Chromium's own console log (`goog:loggingPrefs`, drained from
-//! chromedriver's `/session/{id}/se/log`): uncaught exceptions, unhandled promise rejections,
-//! `console.error`, Content-Security-Policy violations and failed subresource loads, of every page the
-//! session showed, from the first script on (nothing has to be injected, so errors during page load
-//! are caught too). [`Browser::assert_no_js_errors`] fails on any of them.
+//! **JavaScript errors** are read from Chromium's own console log (`goog:loggingPrefs`, drained
+//! from chromedriver's `/session/{id}/se/log`): uncaught exceptions, unhandled promise rejections,
+//! `console.error`, Content-Security-Policy violations and failed subresource loads, of every page
+//! the session showed, from the first script on (nothing has to be injected, so errors during page
+//! load are caught too). [`Browser::assert_no_js_errors`] fails on any of them. Not counted: the
+//! favicon Chromium asks for by itself, and the load of a document the test navigated to (a 404
+//! page opened on purpose), unless its body was empty: Chromium then shows an error page of its
+//! own (`chrome-error://chromewebdata/`), and that is reported.
 //!
 //! Every helper panics with a message on failure, like the rest of the kit.
 
@@ -64,9 +68,9 @@ pub struct Browser {
     /// `http://127.0.0.1:PORT`: the chromedriver.
     driver_url: String,
     session: String,
-    /// For the browser log, ending the session and downloads (never through a proxy).
+    /// For the browser log and downloads (never through a proxy).
     http: reqwest::Client,
-    driver: Option<ChildGuard>,
+    driver: Option<DriverGroup>,
     errors: Mutex<Vec<JsError>>,
     /// Documents the session navigated to: their own load failures (a page answered 404 on
     /// purpose) are the test's business, not errors of the page.
@@ -168,15 +172,21 @@ impl Browser {
         let (child, driver_url, log) = loop {
             let port = free_port();
             let mut cmd = Command::new(driver);
-            // Its own process group: dropping the browser kills chromedriver and every Chromium
-            // process it started, whatever state the session is in.
+            // Its own process group (see `DriverGroup`): nothing is left running, whatever state
+            // the session is in (even when it never opened).
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
             cmd.arg(format!("--port={port}")).env("TMPDIR", &tmp);
             // Its stderr and Chromium's (noise such as failed IPv6 binds) are kept out of the
             // test's output.
             let stderr = Arc::new(Mutex::new(Vec::new()));
             match spawn_until(cmd, "started successfully", Some(stderr.clone())) {
-                Ok((child, _, _)) => break (child, format!("http://127.0.0.1:{port}"), stderr),
+                Ok((child, _, _)) => {
+                    break (
+                        DriverGroup(child),
+                        format!("http://127.0.0.1:{port}"),
+                        stderr,
+                    );
+                }
                 Err(e) if failures.len() < 2 => failures.push(e.to_string()),
                 Err(e) => panic!("{} does not start: {failures:?}, {e}", driver.display()),
             }
@@ -408,7 +418,8 @@ impl Browser {
     pub async fn table(&self, css: &str) -> Vec<Vec<String>> {
         let script = "const t = document.querySelector(arguments[0]);\n\
                       if (!t) return null;\n\
-                      return Array.from(t.rows, r => Array.from(r.cells, c => c.innerText.trim()));";
+                      return Array.from(t.rows,\n\
+                                        r => Array.from(r.cells, c => c.innerText.trim()));";
         let value = self
             .client
             .execute(script, vec![json!(css)])
@@ -594,8 +605,8 @@ async fn fill_element(field: &Element, name: &str, value: &str) {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ending the session lets chromedriver close Chromium and remove what it wrote; the kill
-        // of the process group afterwards leaves nothing running whatever happened.
+        // Ending the session lets chromedriver close Chromium; killing the process group
+        // afterwards leaves nothing running whatever happened.
         let url = format!("{}/session/{}", self.driver_url, self.session);
         // A client of its own: the pooled connections of `self.http` belong to the test's runtime,
         // which waits for this drop.
@@ -606,10 +617,17 @@ impl Drop for Browser {
                 .send()
                 .await
         });
-        if let Some(driver) = self.driver.take() {
-            let group = rustix::process::Pid::from_child(&driver);
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            drop(driver);
-        }
+        self.driver.take();
+    }
+}
+
+/// chromedriver, leader of its own process group: dropping it kills the whole group (chromedriver
+/// and every Chromium process it started), then reaps chromedriver.
+struct DriverGroup(ChildGuard);
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
 }
