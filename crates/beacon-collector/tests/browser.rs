@@ -199,9 +199,19 @@ fn login_app() -> axum::Router {
                 }
                 Html(
                     "<!doctype html><title>Home</title><h1>Home</h1>\
-                     <a href='/fleet?days=30'>Fleet by version</a>",
+                     <a href='/fleet?days=30'>Fleet by version</a>\
+                     <form method=post action=/logout><button>Sign out</button></form>",
                 )
                 .into_response()
+            }),
+        )
+        .route(
+            "/logout",
+            axum::routing::post(|| async {
+                (
+                    [(header::SET_COOKIE, "sid=; Path=/; Max-Age=0")],
+                    Redirect::to("/login"),
+                )
             }),
         )
         .route(
@@ -234,8 +244,8 @@ fn login_app() -> axum::Router {
 
 /// The helpers work on a real page: a form filled and submitted (a text field, a `<select>`, a
 /// hidden CSRF token kept), the redirect followed, a link clicked by its text, a table read, a
-/// download made with the session's HttpOnly cookie (refused without it), and a form without a
-/// submit button.
+/// download made with the session's HttpOnly cookie (refused without it), a form without a
+/// submit button, and a sign-out button.
 #[tokio::test]
 async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     let Some(browser) = Browser::start().await else {
@@ -259,6 +269,7 @@ async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     assert_eq!(cookies, [("sid".to_string(), "s3cr3t".to_string())]);
 
     browser.click_link("Fleet by version").await;
+    assert_eq!(browser.h1().await, "Fleet");
     assert_eq!(browser.current_path().await, "/fleet?days=30");
     assert_eq!(
         browser.table("table").await,
@@ -273,6 +284,13 @@ async fn the_helpers_drive_a_login_form_links_tables_and_downloads() {
     // field's old value is replaced, not appended to.
     browser.submit_form(&[("days", "7")]).await;
     assert_eq!(browser.current_path().await, "/fleet?days=7");
+
+    // Signing out (a form with only a button) drops the cookie: the export is refused again.
+    browser.goto(&format!("{base}/home")).await;
+    browser.click("form[action='/logout'] button").await;
+    assert_eq!(browser.current_path().await, "/login");
+    assert!(browser.cookies().await.is_empty());
+    assert_eq!(browser.download("/fleet.csv").await.status, 401);
     browser.assert_no_js_errors().await;
 }
 

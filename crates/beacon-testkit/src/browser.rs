@@ -367,10 +367,52 @@ impl Browser {
                 self.current_url_lossy().await
             ),
         };
-        link.click()
+        self.navigating(&format!("link {text:?}"), async {
+            link.click()
+                .await
+                .unwrap_or_else(|e| panic!("click link {text:?}: {e}"));
+        })
+        .await;
+    }
+
+    /// Clicks the first element matching `css` (a button, say a form's only one: signing out)
+    /// and waits for the page it opens; panics when it opens none (click what changes the page
+    /// in place through [`Browser::find`]).
+    pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.navigating(css, async {
+            element
+                .click()
+                .await
+                .unwrap_or_else(|e| panic!("click {css:?}: {e}"));
+        })
+        .await;
+    }
+
+    /// Runs `action` and waits (bounded: 10 s) until it replaced the document with a new one that
+    /// finished loading. A click returns before the navigation it starts (a form's POST, say) has
+    /// replaced the page, so asking right after it would read the old page.
+    async fn navigating(&self, what: &str, action: impl std::future::Future<Output = ()>) {
+        const MARK: &str = "document.beaconLeft = true; return null;";
+        const FRESH: &str =
+            "return document.beaconLeft !== true && document.readyState === 'complete';";
+        self.client
+            .execute(MARK, vec![])
             .await
-            .unwrap_or_else(|e| panic!("click link {text:?}: {e}"));
-        self.loaded().await;
+            .unwrap_or_else(|e| panic!("mark the page before {what}: {e}"));
+        action.await;
+        for _ in 0..1000 {
+            // Errors while the old document goes away count as "not yet".
+            if let Ok(Value::Bool(true)) = self.client.execute(FRESH, vec![]).await {
+                self.loaded().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{what} opened no new page within 10 s (still {})",
+            self.current_url_lossy().await
+        );
     }
 
     /// Types `value` into the form field named `name` (its old value cleared first); a `<select>`
@@ -400,17 +442,19 @@ impl Browser {
                 "button[type=submit], input[type=submit], button:not([type])",
             ))
             .await;
-        match button {
-            Ok(button) => button.click().await.expect("click the submit button"),
-            Err(_) => {
-                let form = serde_json::to_value(&form).expect("an element reference");
-                self.client
-                    .execute("arguments[0].requestSubmit()", vec![form])
-                    .await
-                    .expect("submit the form");
+        self.navigating("the form", async {
+            match button {
+                Ok(button) => button.click().await.expect("click the submit button"),
+                Err(_) => {
+                    let form = serde_json::to_value(&form).expect("an element reference");
+                    self.client
+                        .execute("arguments[0].requestSubmit()", vec![form])
+                        .await
+                        .expect("submit the form");
+                }
             }
-        }
-        self.loaded().await;
+        })
+        .await;
     }
 
     /// The first table matching `css` (e.g. `table`, `#versions`), as rows of cell texts (header
