@@ -12,11 +12,15 @@
 //! - [`Forwarder`]: loopback TCP forwarders, a CONNECT proxy and misbehaving TLS servers that count
 //!   their connections.
 //! - [`wait_until`] / [`wait_until_blocking`]: bounded polling.
+//! - [`browser::Browser`] (feature `browser`): headless Chromium over WebDriver for the dashboard's
+//!   tests: navigation, forms, tables, JavaScript errors, screenshots, downloads with its cookies.
 //!
 //! Dev-only (`publish = false`): helpers panic with a message rather than return errors, except
 //! where the benchmark binary uses them ([`TestPg::create`], [`spawn_until`]).
 
 mod admin;
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "collector")]
 mod collector;
 mod net;
