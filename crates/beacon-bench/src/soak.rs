@@ -561,12 +561,26 @@ pub fn run(o: Options) -> Result<bool> {
     let first = merged(&slots[..third.min(slots.len())]);
     let last = merged(&slots[slots.len().saturating_sub(third)..]);
     let last_start = elapsed * 2.0 / 3.0;
-    let rss_at_last_start = rss
+    // RSS swings with transient work (a report, a compaction) by tens of MB within seconds, so one
+    // sample against another measures the swing, not growth: the level at either end of the last
+    // third is the median of its samples over a minute (30, one every 2 s).
+    let level = |from: f64, to: f64| {
+        let mut v: Vec<u64> = rss
+            .iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .map(|(_, kb)| *kb)
+            .collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let rss_at_last_start = level(last_start, last_start + 60.0);
+    let rss_end = level(elapsed - 60.0, elapsed + 1.0);
+    let rss_first_sample = rss
         .iter()
         .find(|(t, _)| *t >= last_start)
         .map(|(_, kb)| *kb)
         .unwrap_or(0);
-    let rss_end = rss.last().map(|(_, kb)| *kb).unwrap_or(0);
+    let rss_last_sample = rss.last().map(|(_, kb)| *kb).unwrap_or(0);
     let rss_peak = rss.iter().map(|(_, kb)| *kb).max().unwrap_or(0);
     let rss_growth = if rss_at_last_start > 0 {
         (rss_end as f64 - rss_at_last_start as f64) / rss_at_last_start as f64 * 100.0
@@ -608,10 +622,12 @@ pub fn run(o: Options) -> Result<bool> {
         acked_traces
     );
     println!(
-        "collector RSS: peak {:.0} MB; last third {:.0} → {:.0} MB ({rss_growth:+.1} %)",
+        "collector RSS: peak {:.0} MB; last third, median of its first and last minute, {:.0} → {:.0} MB ({rss_growth:+.1} %); single samples {:.0} → {:.0} MB",
         rss_peak as f64 / 1024.0,
         rss_at_last_start as f64 / 1024.0,
-        rss_end as f64 / 1024.0
+        rss_end as f64 / 1024.0,
+        rss_first_sample as f64 / 1024.0,
+        rss_last_sample as f64 / 1024.0
     );
     println!("p99 first third → last third: {}", p99s.join(", "));
     println!(

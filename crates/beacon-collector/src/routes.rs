@@ -227,6 +227,46 @@ pub const UI_BULLETIN_RETRACT: Route = route(
 
 pub const UI_ISSUES: Route = route("ui.issues", Method::GET, "/ui/issues", Session);
 pub const UI_ISSUE: Route = route("ui.issue", Method::GET, "/ui/issues/{id}", Session);
+pub const UI_RELEASES: Route = route("ui.releases", Method::GET, "/ui/releases", Session);
+pub const UI_PERF: Route = route("ui.perf", Method::GET, "/ui/perf", Session);
+pub const UI_REGRESSIONS: Route = route("ui.regressions", Method::GET, "/ui/regressions", Session);
+pub const UI_SETTINGS: Route = route("ui.settings", Method::GET, "/ui/settings", Session);
+pub const UI_TOKEN_CREATE: Route = route(
+    "ui.token_create",
+    Method::POST,
+    "/ui/settings/tokens",
+    Session,
+);
+pub const UI_TOKEN_REVOKE: Route = route(
+    "ui.token_revoke",
+    Method::POST,
+    "/ui/settings/tokens/{id}/revoke",
+    Session,
+);
+pub const UI_APIKEY_CREATE: Route = route(
+    "ui.apikey_create",
+    Method::POST,
+    "/ui/settings/apikeys",
+    Session,
+);
+pub const UI_APIKEY_REVOKE: Route = route(
+    "ui.apikey_revoke",
+    Method::POST,
+    "/ui/settings/apikeys/{name}/revoke",
+    Session,
+);
+pub const UI_PROJECT_CREATE: Route = route(
+    "ui.project_create",
+    Method::POST,
+    "/ui/settings/projects",
+    Session,
+);
+pub const UI_KEY_UPDATE: Route = route(
+    "ui.key_update",
+    Method::POST,
+    "/ui/settings/keys/{key}",
+    Session,
+);
 
 /// Every route the collector serves.
 pub const ALL: &[Route] = &[
@@ -273,6 +313,16 @@ pub const ALL: &[Route] = &[
     UI_BULLETIN_RETRACT,
     UI_ISSUES,
     UI_ISSUE,
+    UI_RELEASES,
+    UI_PERF,
+    UI_REGRESSIONS,
+    UI_SETTINGS,
+    UI_TOKEN_CREATE,
+    UI_TOKEN_REVOKE,
+    UI_APIKEY_CREATE,
+    UI_APIKEY_REVOKE,
+    UI_PROJECT_CREATE,
+    UI_KEY_UPDATE,
 ];
 
 /// The static form of a matched path pattern, for metric labels; `other` when it is not ours.

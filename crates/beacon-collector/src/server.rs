@@ -131,6 +131,16 @@ pub fn mounts() -> Vec<Mount> {
         mount(&UI_BULLETIN_RETRACT, ui::bulletins::retract),
         mount(&UI_ISSUES, ui::issues::list),
         mount(&UI_ISSUE, ui::issues::show),
+        mount(&UI_RELEASES, ui::perf::releases),
+        mount(&UI_PERF, ui::perf::perf),
+        mount(&UI_REGRESSIONS, ui::perf::regressions),
+        mount(&UI_SETTINGS, ui::settings::show),
+        mount(&UI_TOKEN_CREATE, ui::settings::token_create),
+        mount(&UI_TOKEN_REVOKE, ui::settings::token_revoke),
+        mount(&UI_APIKEY_CREATE, ui::settings::apikey_create),
+        mount(&UI_APIKEY_REVOKE, ui::settings::apikey_revoke),
+        mount(&UI_PROJECT_CREATE, ui::settings::project_create),
+        mount(&UI_KEY_UPDATE, ui::settings::key_update),
     ]
 }
 

@@ -339,3 +339,122 @@ async fn a_bulletin_body_runs_no_script_and_loads_nothing() {
         "{errors:?}"
     );
 }
+
+/// The dashboard as a person uses it: log in (first with a wrong token), visit every page from the
+/// navigation, change a filter and see the URL and the table change, download a CSV and compare it
+/// with the admin API, publish and retract a bulletin through the form, log out. No JavaScript
+/// error on any page; a screenshot of each under `target/ui-screenshots/`.
+#[tokio::test]
+async fn the_dashboard_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 2).await;
+    let mut n = 0;
+    for (version, servers) in [("5.37.0", 4), ("5.38.1", 3), ("6.0.0", 2)] {
+        for _ in 0..servers {
+            n += 1;
+            let q =
+                crate::util::mattermost_query(&crate::util::server_id(n), version, 10 * n as u64);
+            assert_eq!(c.security(&q).await.status(), 200);
+        }
+    }
+    c.add_bulletin("BSA-2026-0001", "<5.38.0").await;
+
+    // Every page wants a session first.
+    browser.goto(&format!("{}/", c.url)).await;
+    assert_eq!(browser.current_path().await, "/ui/login");
+    browser.screenshot("dashboard-login").await;
+    browser.submit_form(&[("token", "bcn_not_a_token")]).await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("That admin token is not valid.")
+    );
+    browser.submit_form(&[("token", ADMIN_TOKEN)]).await;
+    assert_eq!(browser.current_path().await, "/ui/");
+    assert_eq!(browser.h1().await, "Overview");
+    browser.screenshot("dashboard-overview").await;
+
+    // Every entry of the navigation opens its page.
+    let nav: Vec<(String, String)> = {
+        let links = browser.find_all("nav[aria-label=Main] a").await;
+        let mut out = Vec::new();
+        for a in links {
+            let text = a.text().await.unwrap();
+            let href = a.attr("href").await.unwrap().unwrap();
+            out.push((text, href));
+        }
+        out
+    };
+    assert!(nav.len() >= 5, "{nav:?}");
+    for (text, href) in &nav {
+        browser.click_link(text).await;
+        assert_eq!(&browser.current_path().await, href, "{text}");
+        let h1 = browser.h1().await;
+        assert!(!h1.is_empty() && !h1.contains("Not found"), "{text}: {h1}");
+        browser
+            .screenshot(&format!(
+                "dashboard-{}",
+                href.trim_matches('/').replace('/', "-")
+            ))
+            .await;
+    }
+
+    // A filter changes the URL and the table; the CSV link gives the admin API's figures.
+    browser.goto(&format!("{}/ui/fleet", c.url)).await;
+    let by_version = browser.table("section > .table-wrap > table").await;
+    assert_eq!(by_version[0][0], "version");
+    browser.submit_form(&[("by", "os")]).await;
+    let url = browser.current_url().await;
+    assert!(url.query().unwrap_or_default().contains("by=os"), "{url}");
+    let by_os = browser.table("section > .table-wrap > table").await;
+    assert_eq!(by_os[0][0], "os");
+    assert_ne!(by_os, by_version);
+    let csv = browser.download("/ui/fleet?by=os&format=csv").await;
+    assert_eq!(csv.status, 200);
+    let api = c.get_admin("/reports/fleet?by=os").await;
+    let mut expected = String::from("os,servers,users,activated_users,teams\n");
+    for g in api["groups"].as_array().unwrap() {
+        expected.push_str(&format!(
+            "{},{},{},{},{}\n",
+            g["key"].as_str().unwrap(),
+            g["servers"],
+            g["users"],
+            g["activated_users"],
+            g["teams"]
+        ));
+    }
+    assert_eq!(csv.text(), expected);
+
+    // Publish and retract a bulletin through the forms.
+    browser.goto(&format!("{}/ui/bulletins", c.url)).await;
+    browser
+        .submit_form(&[
+            ("id", "BSA-2026-0002"),
+            ("title", "Privilege escalation in plugins"),
+            ("severity", "high"),
+            ("affected", ">=5.30.0, <5.38.1"),
+            ("fixed_in", "5.38.1"),
+            ("body", "<p>Upgrade to 5.38.1.</p>"),
+        ])
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/bulletins/BSA-2026-0002");
+    assert_eq!(browser.h1().await, "Bulletin BSA-2026-0002");
+    browser.screenshot("dashboard-bulletin").await;
+    let b = c.get_admin("/bulletins/BSA-2026-0002").await;
+    assert_eq!(b["severity"], "high");
+    browser.click("button.danger").await;
+    let b = c.get_admin("/bulletins/BSA-2026-0002").await;
+    assert!(b["retracted_at"].is_string(), "{b}");
+    assert!(browser.text().await.contains("Retracted"));
+
+    // Log out: the pages want a login again.
+    browser.click("form[action='/ui/logout'] button").await;
+    assert_eq!(browser.current_path().await, "/ui/login");
+    browser.goto(&format!("{}/ui/fleet", c.url)).await;
+    assert_eq!(browser.current_path().await, "/ui/login?next=/ui/fleet");
+    browser.assert_no_js_errors().await;
+    c.stop().await;
+}

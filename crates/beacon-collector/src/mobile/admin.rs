@@ -29,10 +29,17 @@ pub async fn create_api_key(
     body: Result<Json<NewApiKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     let Json(new) = body?;
-    let name = new.name.trim();
+    Ok((StatusCode::CREATED, Json(new_api_key(&s, &new.name).await?)))
+}
+
+/// Makes a mobile API key named `name` (the admin API's and the dashboard's); the answer is the
+/// only time the key is shown.
+pub async fn new_api_key(s: &AppState, name: &str) -> Result<CreatedApiKey, ApiError> {
+    let raw = name;
+    let name = raw.trim();
     // Not only dots: `.` and `..` cannot be named in a URL path (clients resolve them).
     if !name.chars().any(|c| !c.is_whitespace() && c != '.')
-        || new.name.chars().count() > MAX_KEY_NAME
+        || raw.chars().count() > MAX_KEY_NAME
         || name.chars().any(|c| c.is_control() || c == '/')
     {
         return Err(FieldError::new(
@@ -53,7 +60,7 @@ pub async fn create_api_key(
         .create_api_key(name, &crate::keys::hash(&key), &prefix, s.clock.now())
         .await?;
     tracing::info!(name = %info.name, prefix = %info.prefix, "mobile api key created");
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, info })))
+    Ok(CreatedApiKey { key, info })
 }
 
 pub async fn revoke_api_key(
@@ -67,15 +74,16 @@ pub async fn revoke_api_key(
     Ok(Json(info))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The query parameters of the performance reports, as the admin API and the dashboard take them.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct PerfParams {
-    trace: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    by: Option<String>,
-    include_emulators: Option<String>,
-    threshold: Option<String>,
-    min_samples: Option<String>,
+    pub trace: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by: Option<String>,
+    pub include_emulators: Option<String>,
+    pub threshold: Option<String>,
+    pub min_samples: Option<String>,
 }
 
 impl PerfParams {
@@ -138,16 +146,26 @@ pub async fn percentiles(
     State(s): State<AppState>,
     Query(p): Query<PerfParams>,
 ) -> Result<Json<PercentileReport>, ApiError> {
-    let q = p.query(&s)?;
-    Ok(Json(reports::percentiles(&*s.store, &q).await?))
+    Ok(Json(percentile_report(&s, &p).await?))
+}
+
+/// The percentile report for these parameters (the admin API's and the dashboard's).
+pub async fn percentile_report(s: &AppState, p: &PerfParams) -> Result<PercentileReport, ApiError> {
+    let q = p.query(s)?;
+    Ok(reports::percentiles(&*s.store, &q).await?)
 }
 
 pub async fn histogram(
     State(s): State<AppState>,
     Query(p): Query<PerfParams>,
 ) -> Result<Json<HistogramReport>, ApiError> {
-    let q = p.query(&s)?;
-    Ok(Json(reports::histogram(&*s.store, &q).await?))
+    Ok(Json(histogram_report(&s, &p).await?))
+}
+
+/// The histogram report for these parameters (the admin API's and the dashboard's).
+pub async fn histogram_report(s: &AppState, p: &PerfParams) -> Result<HistogramReport, ApiError> {
+    let q = p.query(s)?;
+    Ok(reports::histogram(&*s.store, &q).await?)
 }
 
 /// `threshold`: a share (`0.1`) or a percentage (`10%`).
@@ -176,6 +194,11 @@ pub async fn regressions(
     State(s): State<AppState>,
     Query(p): Query<PerfParams>,
 ) -> Result<Json<RegressionReport>, ApiError> {
+    Ok(Json(regression_report(&s, &p).await?))
+}
+
+/// The regression report for these parameters (the admin API's and the dashboard's).
+pub async fn regression_report(s: &AppState, p: &PerfParams) -> Result<RegressionReport, ApiError> {
     let (from, to) = p.range(s.clock.now().date_naive())?;
     let q = RegressionQuery {
         trace: p.trace(false)?,
@@ -186,7 +209,7 @@ pub async fn regressions(
         include_emulators: flag("include_emulators", &p.include_emulators)?,
         min_group_size: s.config.reports.min_group_size,
     };
-    Ok(Json(reports::regressions(&*s.store, &q).await?))
+    Ok(reports::regressions(&*s.store, &q).await?)
 }
 
 #[cfg(test)]

@@ -162,6 +162,14 @@ pub async fn releases(
     State(s): State<AppState>,
     Query(p): Query<ReportParams>,
 ) -> Result<Json<ReleaseHealthReport>, ApiError> {
+    Ok(Json(release_report(&s, &p).await?))
+}
+
+/// The release-health report for these parameters (the admin API's and the dashboard's).
+pub async fn release_report(
+    s: &AppState,
+    p: &ReportParams,
+) -> Result<ReleaseHealthReport, ApiError> {
     let today = s.clock.now().date_naive();
     let (from, to) = p.range(today, 30)?;
     let include_test = flag("include_test", &p.include_test)?;
@@ -173,7 +181,7 @@ pub async fn releases(
         s.config.reports.min_group_size,
     )
     .await?;
-    Ok(Json(r))
+    Ok(r)
 }
 
 pub async fn exposure(

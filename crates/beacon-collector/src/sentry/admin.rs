@@ -26,9 +26,14 @@ pub async fn create_project(
     body: Result<Json<NewProject>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ProjectInfo>), ApiError> {
     let Json(new) = body?;
-    let name = new.name.trim();
+    Ok((StatusCode::CREATED, Json(new_project(&s, &new.name).await?)))
+}
+
+/// Makes a project named `name` with its first DSN key (the admin API's and the dashboard's).
+pub async fn new_project(s: &AppState, raw: &str) -> Result<ProjectInfo, ApiError> {
+    let name = raw.trim();
     if name.is_empty()
-        || new.name.chars().count() > MAX_PROJECT_NAME
+        || raw.chars().count() > MAX_PROJECT_NAME
         || name.chars().any(char::is_control)
     {
         return Err(FieldError::new(
@@ -40,7 +45,7 @@ pub async fn create_project(
     let key = hex::encode(rand::random::<[u8; 16]>());
     let project = s.store.create_project(name, &key, s.clock.now()).await?;
     tracing::info!(project = project.id, name = %project.name, "project created");
-    Ok((StatusCode::CREATED, Json(project)))
+    Ok(project)
 }
 
 pub async fn update_key(
@@ -49,13 +54,18 @@ pub async fn update_key(
     body: Result<Json<KeyUpdate>, JsonRejection>,
 ) -> Result<Json<KeyInfo>, ApiError> {
     let Json(update) = body?;
+    Ok(Json(change_key(&s, &key, update).await?))
+}
+
+/// Enables, disables or rate-limits a DSN key (the admin API's and the dashboard's).
+pub async fn change_key(s: &AppState, key: &str, update: KeyUpdate) -> Result<KeyInfo, ApiError> {
     let info = s
         .store
-        .update_key(&key, update.enabled, update.rate_limit_per_minute)
+        .update_key(key, update.enabled, update.rate_limit_per_minute)
         .await?;
-    s.keys.forget(&key);
+    s.keys.forget(key);
     tracing::info!(key = %key, enabled = info.enabled, rate_limit = ?info.rate_limit_per_minute, "key updated");
-    Ok(Json(info))
+    Ok(info)
 }
 
 /// The query parameters of the issue list, as the admin API and the dashboard take them.

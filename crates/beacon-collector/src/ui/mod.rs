@@ -9,7 +9,9 @@
 pub mod bulletins;
 pub mod issues;
 pub mod pages;
+pub mod perf;
 pub mod session;
+pub mod settings;
 
 use crate::AppState;
 use crate::error::ApiError;

@@ -248,24 +248,107 @@ pub async fn growth(
     Ok(page(&session, "Growth", Nav::Growth, body))
 }
 
-/// `GET /ui/`: the overview — servers checked in today with a 30-day trend, each tile linking to its page.
+/// `GET /ui/`: the overview — servers checked in today with a 30-day trend, the newest bulletins
+/// with their exposure, the top issues of the last 24 hours, the regressions flagged; each tile
+/// links to its page.
 pub async fn overview(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, UiError> {
     let growth = growth_report(&s, &ReportParams::default()).await?;
-    let today = growth.days.last().map(|d| d.servers).unwrap_or(0);
+    let today = growth
+        .days
+        .last()
+        .map(|d| d.servers)
+        .unwrap_or(0)
+        .to_string();
     let trend: Vec<f64> = growth.days.iter().map(|d| d.servers as f64).collect();
-    let today = today.to_string();
-    let body = beacon_ui::layout::tiles(&[Tile {
-        title: "Servers checked in today",
-        href: "/ui/growth",
-        value: &today,
-        note: Some("30-day trend (UTC days)"),
-        body: Some(chart::sparkline(
-            &trend,
-            "Servers per day, last 30 days (UTC)",
-        )),
-    }]);
+
+    let exposure = crate::security::admin::exposure_report(&s, &ReportParams::default()).await?;
+    let mut newest: Vec<_> = exposure.bulletins.iter().collect();
+    newest.sort_by_key(|b| std::cmp::Reverse(b.published_at));
+    newest.truncate(3);
+    let exposed = newest.first().map(|b| b.servers).unwrap_or(0).to_string();
+
+    // The issues with the most events among those seen in the last 24 hours.
+    let since = s.clock.now() - chrono::Duration::hours(24);
+    let issues = crate::sentry::admin::issue_list(
+        &s,
+        crate::sentry::admin::IssueParams {
+            sort: Some("count".into()),
+            limit: Some("200".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let recent: Vec<_> = issues
+        .iter()
+        .filter(|i| i.last_seen >= since)
+        .take(5)
+        .collect();
+
+    let regressions = crate::mobile::admin::regression_report(&s, &Default::default()).await?;
+    let flagged: Vec<_> = regressions
+        .comparisons
+        .iter()
+        .filter(|c| c.flagged)
+        .collect();
+
+    let issues_count = recent.len().to_string();
+    let flagged_count = flagged.len().to_string();
+    let body = beacon_ui::layout::tiles(&[
+        Tile {
+            title: "Servers checked in today",
+            href: "/ui/growth",
+            value: &today,
+            note: Some("30-day trend (UTC days)"),
+            body: Some(chart::sparkline(
+                &trend,
+                "Servers per day, last 30 days (UTC)",
+            )),
+        },
+        Tile {
+            title: "Newest bulletins",
+            href: "/ui/bulletins",
+            value: &exposed,
+            note: Some("servers exposed to the newest bulletin"),
+            body: Some(html! {
+                ul {
+                    @for b in &newest {
+                        li { a href=(format!("/ui/bulletins/{}", b.id)) { (b.id) } ": " (b.servers) " exposed" }
+                    }
+                    @if newest.is_empty() { li.muted { "No bulletins in force." } }
+                }
+            }),
+        },
+        Tile {
+            title: "Issues of the last 24 hours",
+            href: "/ui/issues?sort=count",
+            value: &issues_count,
+            note: Some("the most frequent first"),
+            body: Some(html! {
+                ul {
+                    @for i in &recent {
+                        li { a href=(format!("/ui/issues/{}", i.id)) { (i.title) } " (" (i.count) ")" }
+                    }
+                    @if recent.is_empty() { li.muted { "No events in the last 24 hours." } }
+                }
+            }),
+        },
+        Tile {
+            title: "Regressions flagged",
+            href: "/ui/regressions",
+            value: &flagged_count,
+            note: Some("app versions slower than the one before"),
+            body: Some(html! {
+                ul {
+                    @for c in flagged.iter().take(5) {
+                        li { code { (c.trace) } " " (c.version) ": p75 +" ((c.p75_change * 100.0).round()) " %" }
+                    }
+                    @if flagged.is_empty() { li.muted { "None in the last 30 days." } }
+                }
+            }),
+        },
+    ]);
     Ok(page(&session, "Overview", Nav::Overview, body))
 }
