@@ -3,7 +3,7 @@
 //! with its patch-adoption chart.
 
 use super::pages::{Format, count, csv, page};
-use super::{Session, UiError};
+use super::{Session, UiError, encode};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::security::admin::{ReportParams, exposure_report};
@@ -54,18 +54,6 @@ fn list_table(bulletins: &[Bulletin], exposed: &HashMap<String, u64>) -> Table {
         ]);
     }
     t
-}
-
-/// A path segment, percent-encoded.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// What the publish form holds, kept when it is shown again with an error.

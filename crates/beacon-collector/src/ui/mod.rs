@@ -157,17 +157,28 @@ fn safe_next(next: &str) -> Option<&str> {
     (next.starts_with("/ui/") && !next.starts_with("/ui//") && !next.contains('\\')).then_some(next)
 }
 
-fn percent_encode(s: &str) -> String {
+/// `s` percent-encoded, keeping `keep` as it is besides the unreserved characters (RFC 3986).
+fn percent_encode_keeping(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(b as char)
             }
+            b if keep.contains(&b) => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
     out
+}
+
+fn percent_encode(s: &str) -> String {
+    percent_encode_keeping(s, b"/")
+}
+
+/// One path segment (a bulletin id, a key name), percent-encoded.
+pub(crate) fn encode(s: &str) -> String {
+    percent_encode_keeping(s, b"")
 }
 
 /// `GET /`: the dashboard.

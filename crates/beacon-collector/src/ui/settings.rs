@@ -4,7 +4,7 @@
 //! admin API; a secret is shown on the page that made it and never again.
 
 use super::pages::page;
-use super::{Session, UiError};
+use super::{Session, UiError, encode};
 use crate::AppState;
 use crate::mobile::admin::new_api_key;
 use crate::sentry::admin::{change_key, new_project};
@@ -163,18 +163,6 @@ async fn settings_page(
         }
     };
     Ok(page(session, "Settings", Nav::Settings, body))
-}
-
-/// A path segment, percent-encoded.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `GET /ui/settings`.
