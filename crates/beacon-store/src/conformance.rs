@@ -1202,6 +1202,26 @@ pub async fn traces_sketches_and_reports(store: &dyn Store) {
     let r = crate::mobile::percentiles(store, &day1).await.unwrap();
     assert_eq!(r.groups.len(), 1);
     assert_eq!(r.groups[0].value, "1.1.0");
+    // Per day, from one read: each day's figures are that day's own report over every group.
+    let per_day = crate::mobile::percentiles_per_day(store, &q(Some(Dimension::AppVersion), false))
+        .await
+        .unwrap();
+    assert!(!per_day.is_empty());
+    for (day, g) in &per_day {
+        let mut one = q(None, false);
+        (one.from, one.to) = (*day, *day);
+        let alone = crate::mobile::percentiles(store, &one).await.unwrap();
+        assert_eq!(alone.groups.len(), 1, "{day}");
+        assert_eq!(
+            (g.count, g.p50_ms, g.p95_ms),
+            (
+                alone.groups[0].count,
+                alone.groups[0].p50_ms,
+                alone.groups[0].p95_ms
+            ),
+            "{day}"
+        );
+    }
 
     let h = crate::mobile::histogram(store, &q(None, false))
         .await

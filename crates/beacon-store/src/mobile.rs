@@ -337,6 +337,32 @@ pub async fn percentiles(store: &dyn Store, q: &PerfQuery) -> Result<PercentileR
     })
 }
 
+/// The percentiles of a trace name per UTC day of the range, over every group (`q.by` is not used):
+/// one read of the sketch rows, merged per day. Days with no event are left out; a day seen on
+/// fewer than `min_group_size` devices is left out too (k-anonymity, as for a group).
+pub async fn percentiles_per_day(
+    store: &dyn Store,
+    q: &PerfQuery,
+) -> Result<Vec<(NaiveDate, PerfGroup)>> {
+    let all = PerfQuery {
+        by: None,
+        ..q.clone()
+    };
+    let rows = store.perf_rows(&all.select()).await?;
+    let mut days: BTreeMap<NaiveDate, Vec<PerfRow>> = BTreeMap::new();
+    for row in rows {
+        days.entry(row.day).or_default().push(row);
+    }
+    Ok(days
+        .into_iter()
+        .filter_map(|(day, rows)| {
+            let (groups, _) = merge_and_fold(rows, q.min_group_size);
+            let (value, cell) = groups.into_iter().find(|(v, _)| v != OTHER)?;
+            (!cell.sketch.is_empty()).then(|| (day, group_of(value, &cell)))
+        })
+        .collect())
+}
+
 /// Counts per duration bucket of a trace name, per group.
 pub async fn histogram(store: &dyn Store, q: &PerfQuery) -> Result<HistogramReport> {
     let rows = store.perf_rows(&q.select()).await?;

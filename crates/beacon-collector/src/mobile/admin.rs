@@ -155,6 +155,15 @@ pub async fn percentile_report(s: &AppState, p: &PerfParams) -> Result<Percentil
     Ok(reports::percentiles(&*s.store, &q).await?)
 }
 
+/// The percentiles of `p`'s trace per UTC day over every group (the dashboard's per-day chart).
+pub async fn percentiles_per_day(
+    s: &AppState,
+    p: &PerfParams,
+) -> Result<Vec<(NaiveDate, beacon_wire::admin::PerfGroup)>, ApiError> {
+    let q = p.query(s)?;
+    Ok(reports::percentiles_per_day(&*s.store, &q).await?)
+}
+
 pub async fn histogram(
     State(s): State<AppState>,
     Query(p): Query<PerfParams>,

@@ -2,7 +2,7 @@
 //! admin API and the CLI: `Bulletin::from_new`), retracting, and one bulletin's exposure by version
 //! with its patch-adoption chart.
 
-use super::pages::{Format, count, csv, page};
+use super::pages::{Format, count, csv, page, thresholded_note};
 use super::{Session, UiError, encode};
 use crate::AppState;
 use crate::error::ApiError;
@@ -297,9 +297,7 @@ pub async fn show(
             strong { (b.servers) } " servers (" (b.activated_users) " activated users) had their latest check in the "
             (r.window_days) " days to " (r.as_of) " (UTC) on an affected version, of " (r.servers_in_window) " that checked in."
         }
-        @if r.thresholded {
-            p.notice role="note" { "Versions with fewer than " (r.min_group_size) " servers are shown together as " code { "other" } "." }
-        }
+        (thresholded_note(r.thresholded, r.min_group_size, "servers"))
         section {
             h2 { "Exposure by version" }
             (table.html())

@@ -142,7 +142,7 @@ pub async fn fleet(
             filters::select("by", "Group by", &by_options, Some(r.by.as_str())),
             filters::date_range(Some(r.from), Some(r.to)),
         ]))
-        (thresholded_note(r.thresholded, r.min_group_size))
+        (thresholded_note(r.thresholded, r.min_group_size, "servers"))
         (bars)
         section {
             h2 { "Servers by " (dimension_label(r.by)) }
@@ -181,11 +181,12 @@ fn distribution(title: &str, buckets: &[beacon_wire::admin::Bucket]) -> Markup {
 }
 
 /// Says when small groups were folded into `other` (k-anonymity).
-fn thresholded_note(thresholded: bool, k: u64) -> Markup {
+/// `unit` is what a group counts: `servers` or `devices`.
+pub(super) fn thresholded_note(thresholded: bool, k: u64, unit: &str) -> Markup {
     html! {
         @if thresholded {
             p.notice role="note" {
-                "Groups of fewer than " (k) " servers are shown together as " code { "other" }
+                "Groups of fewer than " (k) " " (unit) " are shown together as " code { "other" }
                 " so no single installation can be picked out."
             }
         }

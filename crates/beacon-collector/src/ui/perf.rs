@@ -1,10 +1,13 @@
-//! `/ui/releases` (release health), `/ui/perf` (percentiles, histogram, p50 and p95 per day) and
+//! `/ui/releases` (release health), `/ui/perf` (percentiles, histogram, p50 and p95 per day from
+//! one read of the sketch rows) and
 //! `/ui/regressions`: the admin API's reports for the same parameters, as pages.
 
-use super::pages::{Format, count, csv, page};
+use super::pages::{Format, count, csv, page, thresholded_note};
 use super::{Session, UiError};
 use crate::AppState;
-use crate::mobile::admin::{PerfParams, histogram_report, percentile_report, regression_report};
+use crate::mobile::admin::{
+    PerfParams, histogram_report, percentile_report, percentiles_per_day, regression_report,
+};
 use crate::security::admin::{ReportParams, release_report};
 use axum::Extension;
 use axum::extract::{Query, RawQuery, State};
@@ -98,9 +101,7 @@ pub async fn releases(
                 " (UTC days), and how many of them reported at least one error event in that time (events carry "
                 code { "server_id" } "). " strong { (r.servers) } " servers, " (r.servers_with_errors) " with errors."
             }
-            @if r.thresholded {
-                p.notice role="note" { "Releases of fewer than " (r.min_group_size) " servers are shown together as " code { "other" } "." }
-            }
+            (thresholded_note(r.thresholded, r.min_group_size, "servers"))
             (chart::bars(&BarChart {
                 title: "Error-free servers per release".into(),
                 bars: r.releases.iter().map(|x| (x.version.clone(), (x.error_free_share * 1000.0).round() / 10.0)).collect(),
@@ -112,9 +113,7 @@ pub async fn releases(
         section {
             h2 { "Mobile app releases" }
             p.lede { "Devices, app starts and the 75th percentile of app start and channel switch per app version." }
-            @if start.thresholded || switch.thresholded {
-                p.notice role="note" { "Versions seen on fewer than " (start.min_group_size) " devices are shown together as " code { "other" } "." }
-            }
+            (thresholded_note(start.thresholded || switch.thresholded, start.min_group_size, "devices"))
             (apps.html())
         }
     };
@@ -177,20 +176,9 @@ pub async fn perf(
                 .collect()
         })
         .unwrap_or_default();
-    let mut p50 = Vec::new();
-    let mut p95 = Vec::new();
-    for day in r.from.iter_days().take_while(|d| *d <= r.to).take(92) {
-        let one = PerfParams {
-            by: None,
-            from: Some(day.to_string()),
-            to: Some(day.to_string()),
-            ..p.clone()
-        };
-        if let Some(g) = percentile_report(&s, &one).await?.groups.first() {
-            p50.push((day, g.p50_ms));
-            p95.push((day, g.p95_ms));
-        }
-    }
+    let per_day = percentiles_per_day(&s, &p).await?;
+    let p50 = per_day.iter().map(|(d, g)| (*d, g.p50_ms)).collect();
+    let p95 = per_day.iter().map(|(d, g)| (*d, g.p95_ms)).collect();
     let trace = p.trace.clone().unwrap_or_default();
     let by = p.by.clone().unwrap_or_else(|| "all".into());
     let query = query.unwrap_or_default();
@@ -204,9 +192,7 @@ pub async fn perf(
             "Durations of " code { (trace) } " from " (r.from) " to " (r.to) " (UTC days), every percentile within "
             ((r.relative_accuracy * 100.0).round()) " % of the exact value."
         }
-        @if r.thresholded {
-            p.notice role="note" { "Groups of fewer than " (r.min_group_size) " devices are shown together as " code { "other" } "." }
-        }
+        (thresholded_note(r.thresholded, r.min_group_size, "devices"))
         section {
             h2 { "Percentiles" }
             (table.html())
