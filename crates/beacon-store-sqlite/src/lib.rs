@@ -9,6 +9,7 @@
 //! report's sort buffers: the collector's memory crept up for as long as it ran).
 
 mod admin;
+pub mod backup;
 mod keys;
 mod migrations;
 mod mobile;
@@ -72,12 +73,16 @@ pub struct SqliteStore {
     pending: Arc<Mutex<mobile::Pending>>,
     /// Keeps the checkpoint thread running while any clone of the store lives.
     _alive: Arc<()>,
+    /// A shared `flock` on the database file while the store is open: `beacon restore` takes it
+    /// exclusively, so it never replaces a store in use and no store opens one being replaced.
+    _in_use: Arc<std::fs::File>,
 }
 
 impl SqliteStore {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
+        let in_use = backup::lock_shared(path)?;
         migrations::apply(&mut writer)?;
         mobile::recover(&mut writer)?;
         let reader = connect(path)?;
@@ -105,6 +110,7 @@ impl SqliteStore {
             lookup: Conn::spawn("lookup", lookup)?,
             pending: Arc::default(),
             _alive: alive,
+            _in_use: Arc::new(in_use),
         })
     }
 }
