@@ -7,6 +7,7 @@
 //! verified against the webpki roots plus `sslrootcert`); otherwise the connection is plain.
 
 mod admin;
+mod forget;
 mod keys;
 mod migrations;
 mod mobile;
@@ -22,8 +23,8 @@ use beacon_store::security::{
 use beacon_store::ui::UiSession;
 use beacon_store::{IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
-    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
-    KeyInfo, ProjectInfo,
+    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
+    IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -395,6 +396,20 @@ impl Store for PgStore {
 
     async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>> {
         admin::trim_dead_letters(self, keep).await
+    }
+
+    async fn forget_server(&self, server_id: &str, record: ForgetRecord) -> Result<ForgetRecord> {
+        forget::forget_server(self, server_id, record).await
+    }
+
+    async fn forget_device(&self, device_hash: &str, record: ForgetRecord) -> Result<ForgetRecord> {
+        // Pending cells first: every sketch keeps the events it had.
+        self.compact_perf().await?;
+        forget::forget_device(self, device_hash, record).await
+    }
+
+    async fn forget_log(&self, limit: u32) -> Result<Vec<ForgetRecord>> {
+        forget::forget_log(self, limit).await
     }
 
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {

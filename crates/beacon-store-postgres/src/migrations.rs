@@ -177,6 +177,18 @@ const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     CREATE INDEX ui_login_links_token ON ui_login_links (token_hash);",
+    // 8: the log of deletion requests (`beacon forget`): ids only as their SHA-256.
+    "CREATE TABLE forget_log (
+        id BIGSERIAL PRIMARY KEY,
+        at TIMESTAMPTZ NOT NULL,
+        by TEXT NOT NULL,               -- the admin token's label, or 'agent'
+        channel TEXT NOT NULL,          -- 'server' or 'device'
+        id_hash TEXT NOT NULL,
+        checks BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        trace_events BIGINT NOT NULL,
+        dead_letters BIGINT NOT NULL
+    );",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

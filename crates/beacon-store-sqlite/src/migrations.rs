@@ -168,6 +168,18 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL     -- unix ms
     );
     CREATE INDEX ui_login_links_token ON ui_login_links (token_hash);",
+    // 8: the log of deletion requests (`beacon forget`): ids only as their SHA-256.
+    "CREATE TABLE forget_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,            -- unix ms
+        by TEXT NOT NULL,               -- the admin token's label, or 'agent'
+        channel TEXT NOT NULL,          -- 'server' or 'device'
+        id_hash TEXT NOT NULL,
+        checks INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        trace_events INTEGER NOT NULL,
+        dead_letters INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

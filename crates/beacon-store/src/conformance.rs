@@ -7,7 +7,7 @@ use crate::mobile::{PerfContext, TraceBatch};
 use crate::security::{self, CheckRecord};
 use crate::ui::UiSession;
 use crate::{EventRecord, IssueDayCount, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
-use beacon_wire::admin::{AdminTokenInfo, FleetDimension};
+use beacon_wire::admin::{AdminTokenInfo, FleetDimension, ForgetRecord};
 use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
 use beacon_wire::mobile::{DeviceInfo, Dimension, TraceName, TraceRecord};
@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             ui_sessions_lifecycle,
             login_links_lifecycle,
             revoked_token_ends_its_sessions,
+            forget_a_server_and_a_device,
             admin_tokens_listed_and_revoked,
             release_health_latest_check_and_error_window,
             release_health_report_folds_small_releases,
@@ -1754,6 +1755,191 @@ pub async fn login_links_redeemed_once_across_stores(store: &dyn Store, other: &
             .collect::<Vec<_>>();
         assert_eq!(won, vec![a.clone()], "link {n}");
     }
+}
+
+fn forget_record(channel: &str, id: &str) -> ForgetRecord {
+    ForgetRecord {
+        at: at(9, 0),
+        by: "ops".into(),
+        channel: channel.into(),
+        id_hash: token_hash(id),
+        checks: 0,
+        events: 0,
+        trace_events: 0,
+        dead_letters: 0,
+    }
+}
+
+pub async fn forget_a_server_and_a_device(store: &dyn Store) {
+    let p = store
+        .create_project("app", "k1", at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    // Server 1 checks in on days 0..=2, server 2 on day 1; both send errors. Issue "shared" gets
+    // events of both; issue "only1" only of server 1.
+    for day in 0..3u64 {
+        put(store, day, vec![check(1, "5.37.0", 10)]).await;
+    }
+    put(store, 1, vec![check(2, "5.37.0", 10)]).await;
+    let mut ops = Vec::new();
+    let mut n = 0;
+    for (server, hash, day) in [
+        (1, "shared", 0),
+        (1, "shared", 1),
+        (2, "shared", 1),
+        (1, "only1", 2),
+        (1, "only1", 2),
+    ] {
+        n += 1;
+        let WriteOp::Event(mut e) = server_error(p, n, Some(server_id(server)), at(day, 5)) else {
+            unreachable!()
+        };
+        e.group_hash = hash.into();
+        e.title = hash.into();
+        ops.push(WriteOp::Event(e));
+    }
+    store.write_batch(ops.into()).await.unwrap();
+    store
+        .write_batch(
+            vec![WriteOp::DeadLetter(NewDeadLetter {
+                received_at: at(2, 0),
+                channel: "security".into(),
+                reason: "bad".into(),
+                payload: format!("id={}&b=x", server_id(1)),
+            })]
+            .into(),
+        )
+        .await
+        .unwrap();
+    // A device with 3 trace events, another with 2.
+    store
+        .write_batch(
+            vec![
+                trace_batch(1, "1.0", 7, false, TraceName::ALL[0], &[1000, 2000, 3000]),
+                trace_batch(1, "1.0", 8, false, TraceName::ALL[0], &[1000, 2000]),
+            ]
+            .into(),
+        )
+        .await
+        .unwrap();
+
+    let forgotten = store
+        .forget_server(&server_id(1), forget_record("server", &server_id(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (forgotten.checks, forgotten.events),
+        (3, 4),
+        "{forgotten:?}"
+    );
+    // Only server 2's data is left: one check, one event in "shared" (counts adjusted), no "only1".
+    let left = store
+        .latest_per_server(day0(), day0() + Days::new(5), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|s| s.server_id.clone()).collect::<Vec<_>>(),
+        [server_id(2)]
+    );
+    let issues = store
+        .issues(&IssueFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        (issues[0].title.as_str(), issues[0].count, issues[0].servers),
+        ("shared", 1, 1)
+    );
+    let d = store.issue(issues[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        d.by_day
+            .iter()
+            .map(|c| (c.key, c.count))
+            .collect::<Vec<_>>(),
+        [(day0() + Days::new(1), 1)]
+    );
+    assert!(
+        store
+            .dead_letters(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| !l.payload.contains(&server_id(1)))
+    );
+
+    // The device: its raw events go, the other device's stay; the sketches keep every event.
+    let before = crate::mobile::percentiles(
+        store,
+        &crate::mobile::PerfQuery {
+            trace: TraceName::ALL[0],
+            from: day0(),
+            to: day0() + Days::new(3),
+            by: None,
+            include_emulators: true,
+            min_group_size: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let device = format!("{:016x}{}", 7, "0".repeat(48));
+    let gone = store
+        .forget_device(&device, forget_record("device", &device))
+        .await
+        .unwrap();
+    assert_eq!(gone.trace_events, 3);
+    assert_eq!(store.count_trace_events().await.unwrap(), 2);
+    let left = store.trace_events(100).await.unwrap();
+    assert!(
+        left.iter()
+            .all(|t| t.context.device_hash.as_deref() != Some(device.as_str()))
+    );
+    let after = crate::mobile::percentiles(
+        store,
+        &crate::mobile::PerfQuery {
+            trace: TraceName::ALL[0],
+            from: day0(),
+            to: day0() + Days::new(3),
+            by: None,
+            include_emulators: true,
+            min_group_size: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(before.groups[0].count, 5);
+    assert_eq!(
+        after.groups[0].count, 5,
+        "sketch cells are aggregates and stay"
+    );
+
+    // The log: newest first, ids only hashed.
+    let log = store.forget_log(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].channel.as_str(), log[0].trace_events),
+        ("device", 3)
+    );
+    assert_eq!(
+        (
+            log[1].channel.as_str(),
+            log[1].checks,
+            log[1].events,
+            log[1].by.as_str()
+        ),
+        ("server", 3, 4, "ops")
+    );
+    assert_eq!(log[1].id_hash, token_hash(&server_id(1)));
+    assert_eq!(log[1].at, at(9, 0));
+    // Forgetting again finds nothing, and says so.
+    let again = store
+        .forget_server(&server_id(1), forget_record("server", &server_id(1)))
+        .await
+        .unwrap();
+    assert_eq!((again.checks, again.events, again.dead_letters), (0, 0, 0));
 }
 
 /// An error event with a `server_id` tag, received at `received_at`.

@@ -20,8 +20,8 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use beacon_wire::admin::{
-    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
-    KeyInfo, ProjectInfo,
+    AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
+    IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -364,6 +364,23 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>>;
+
+    // --- Deletion requests (`beacon forget`, `POST /v1/forget`).
+
+    /// Erases every security check and every error event of the server `server_id` (issue counts,
+    /// per-day counts and the issue's servers adjusted; an issue left without events removed), its
+    /// first/last-day rollup, and the dead letters whose payload contains the id; records the
+    /// deletion in the log (`record`'s counts filled in) in the same transaction and returns it.
+    /// The id is not recoverable from the database files afterwards (see each backend).
+    async fn forget_server(&self, server_id: &str, record: ForgetRecord) -> Result<ForgetRecord>;
+
+    /// Erases the raw trace events of the device whose `device_unique_id` hashes to `device_hash`
+    /// and its device descriptions (sketch cells are aggregates and stay), after folding pending
+    /// cells so every sketch keeps what it had; records the deletion like [`Store::forget_server`].
+    async fn forget_device(&self, device_hash: &str, record: ForgetRecord) -> Result<ForgetRecord>;
+
+    /// The deletion log, newest first.
+    async fn forget_log(&self, limit: u32) -> Result<Vec<ForgetRecord>>;
 
     /// The newest dead letters first, optionally of one channel.
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;

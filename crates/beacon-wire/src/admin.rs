@@ -436,3 +436,38 @@ pub struct ReleaseHealthReport {
     pub servers_with_errors: u64,
     pub releases: Vec<ReleaseHealthRow>,
 }
+
+/// `POST /admin/v1/forget`: the data of one server (its diagnostic id) or one device (its raw
+/// `device_unique_id`, hashed by the collector as at ingestion) to erase. Exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// `POST /v1/forget` from the agent: its own diagnostic id, which is its credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentForget {
+    pub server_id: String,
+}
+
+/// What one deletion removed; also a row of the deletion log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetRecord {
+    pub at: DateTime<Utc>,
+    /// The admin token's label, or `agent`.
+    pub by: String,
+    /// `server` or `device`.
+    pub channel: String,
+    /// SHA-256 (hex) of the id: the log never holds the id itself.
+    pub id_hash: String,
+    /// Rows removed: security checks, error events, raw trace events, dead letters naming the id.
+    pub checks: u64,
+    pub events: u64,
+    pub trace_events: u64,
+    pub dead_letters: u64,
+}
