@@ -582,11 +582,16 @@ pub fn run(o: Options) -> Result<bool> {
         .unwrap_or(0);
     let rss_last_sample = rss.last().map(|(_, kb)| *kb).unwrap_or(0);
     let rss_peak = rss.iter().map(|(_, kb)| *kb).max().unwrap_or(0);
-    let rss_growth = if rss_at_last_start > 0 {
+    let median_growth = if rss_at_last_start > 0 {
         (rss_end as f64 - rss_at_last_start as f64) / rss_at_last_start as f64 * 100.0
     } else {
         0.0
     };
+    // Growth is the trend: the least-squares line through every sample of the last third (300 in a
+    // 30-minute run), from its value at the third's start to its value at the end. Two one-minute
+    // medians still carry the swing of whatever ran in those two minutes; the line does not.
+    let trend = rss_trend(&rss, last_start, elapsed);
+    let rss_growth = trend.map_or(0.0, |t| t.growth_percent());
     let all = merged(&slots);
     let mut failed = Vec::new();
     if lost_checks + lost_events > 0 || lost_traces > 0 {
@@ -621,8 +626,11 @@ pub fn run(o: Options) -> Result<bool> {
         acked_events.len(),
         acked_traces
     );
+    let (trend_start, trend_end, trend_samples) = trend.map_or((0.0, 0.0, 0), |t| {
+        (t.start_kb / 1024.0, t.end_kb / 1024.0, t.samples)
+    });
     println!(
-        "collector RSS: peak {:.0} MB; last third, median of its first and last minute, {:.0} → {:.0} MB ({rss_growth:+.1} %); single samples {:.0} → {:.0} MB",
+        "collector RSS: peak {:.0} MB; last third, trend of its {trend_samples} samples {trend_start:.0} → {trend_end:.0} MB ({rss_growth:+.1} %); median of its first and last minute {:.0} → {:.0} MB ({median_growth:+.1} %); single samples {:.0} → {:.0} MB",
         rss_peak as f64 / 1024.0,
         rss_at_last_start as f64 / 1024.0,
         rss_end as f64 / 1024.0,
@@ -649,7 +657,7 @@ pub fn run(o: Options) -> Result<bool> {
     println!(
         "verdict: {}",
         if ok {
-            "PASS (0 acknowledged items lost, RSS growth < 5 % in the last third, p99 stable within 1.5x, no 5xx but 503)".to_string()
+            "PASS (0 acknowledged items lost, RSS growth < 5 % in the last third by its trend, p99 stable within 1.5x, no 5xx but 503)".to_string()
         } else {
             format!("FAIL: {}", failed.join("; "))
         }
@@ -670,11 +678,58 @@ pub fn run(o: Options) -> Result<bool> {
         p99_ms: None,
         baseline: "-".into(),
         ratio: None,
-        target: "0 lost; RSS growth < 5 % in the last third; p99 last/first third <= 1.5x; no 5xx but 503".into(),
+        target: "0 lost; RSS growth (trend) < 5 % in the last third; p99 last/first third <= 1.5x; no 5xx but 503".into(),
         met: Some(ok),
         rss: format!("{:.0} MB ({rss_growth:+.1} % last third)", rss_peak as f64 / 1024.0),
     });
     Ok(ok)
+}
+
+/// The least-squares line through RSS samples over a span of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trend {
+    /// The line's value at the span's start and end, KiB.
+    start_kb: f64,
+    end_kb: f64,
+    samples: usize,
+}
+
+impl Trend {
+    fn growth_percent(self) -> f64 {
+        if self.start_kb > 0.0 {
+            (self.end_kb - self.start_kb) / self.start_kb * 100.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The trend of the `(seconds, KiB)` samples taken from `from` to `to` seconds; `None` with fewer
+/// than two samples at distinct times.
+fn rss_trend(samples: &[(f64, u64)], from: f64, to: f64) -> Option<Trend> {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(t, _)| (from..=to).contains(t))
+        .map(|(t, kb)| (*t, *kb as f64))
+        .collect();
+    let n = points.len() as f64;
+    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_kb = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let var_t: f64 = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum();
+    if points.len() < 2 || var_t <= 0.0 {
+        return None;
+    }
+    let slope = points
+        .iter()
+        .map(|p| (p.0 - mean_t) * (p.1 - mean_kb))
+        .sum::<f64>()
+        / var_t;
+    let at = |t: f64| mean_kb + slope * (t - mean_t);
+    Some(Trend {
+        start_kb: at(from),
+        end_kb: at(to),
+        samples: points.len(),
+    })
 }
 
 /// Server ids, event ids and the trace-event count in the store.
@@ -719,4 +774,44 @@ fn stored(
         .collect::<Result<_, _>>()?;
     let traces: i64 = db.query_row("SELECT count(*) FROM trace_events", [], |r| r.get(0))?;
     Ok((servers, events, traces as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples every 2 s over 600 s: a level, a ramp of `growth` KiB over the span, and a swing of
+    /// ±`swing` KiB that alternates every sample (transient work).
+    fn samples(level: f64, growth: f64, swing: f64) -> Vec<(f64, u64)> {
+        (0..=300)
+            .map(|i| {
+                let t = 1200.0 + f64::from(i) * 2.0;
+                let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+                (
+                    t,
+                    (level + growth * f64::from(i) / 300.0 + sign * swing) as u64,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_swing_without_growth_is_no_growth() {
+        let t = rss_trend(&samples(130_000.0, 0.0, 20_000.0), 1200.0, 1800.0).unwrap();
+        assert!(t.growth_percent().abs() < 0.5, "{t:?}");
+        assert_eq!(t.samples, 301);
+    }
+
+    #[test]
+    fn growth_under_a_swing_is_measured() {
+        // 13 MB growth on 130 MB: 10 %, under a ±20 MB swing.
+        let t = rss_trend(&samples(130_000.0, 13_000.0, 20_000.0), 1200.0, 1800.0).unwrap();
+        assert!((t.growth_percent() - 10.0).abs() < 0.5, "{t:?}");
+        // Only the span's samples count.
+        let mut s = samples(130_000.0, 0.0, 0.0);
+        s.push((100.0, 1));
+        let t = rss_trend(&s, 1200.0, 1800.0).unwrap();
+        assert!(t.growth_percent().abs() < 1e-9, "{t:?}");
+        assert!(rss_trend(&s[..1], 1200.0, 1800.0).is_none());
+    }
 }

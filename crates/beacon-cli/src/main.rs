@@ -10,8 +10,8 @@ use anyhow::Result;
 use beacon_collector::Config;
 use clap::{Args, Parser, Subcommand};
 use cmd::{
-    agent, apikey, bulletin, config, deadletter, demo, issues, key, perf, project, report, serve,
-    sim, token,
+    agent, apikey, backup, bulletin, config, deadletter, demo, issues, key, perf, project, report,
+    serve, sim, token,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +68,10 @@ enum Command {
     /// The agent stand-alone: run, check once, or preview what it sends.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Copy a SQLite store to a file, consistent while the collector runs (offline tool).
+    Backup(backup::BackupArgs),
+    /// Put a backup back as the store of a data directory (the collector stopped; offline tool).
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -169,6 +173,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Agent(cmd) => agent::agent(cmd).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

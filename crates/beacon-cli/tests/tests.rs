@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod demo;
 mod hostile;
+mod lifecycle;
 mod mobile;
 mod output;
 mod postgres;

@@ -206,6 +206,7 @@ pub const UI_ROOT: Route = route("ui.root", Method::GET, "/", Public);
 pub const UI_STATIC: Route = route("ui.static", Method::GET, "/ui/static/{file}", Public);
 pub const UI_LOGIN_FORM: Route = route("ui.login_form", Method::GET, "/ui/login", Public);
 pub const UI_LOGIN: Route = route("ui.login", Method::POST, "/ui/login", Public);
+pub const UI_LOGIN_LINK: Route = route("ui.login_link", Method::GET, "/ui/login/link", Public);
 pub const UI_LOGOUT: Route = route("ui.logout", Method::POST, "/ui/logout", Session);
 pub const UI_OVERVIEW: Route = route("ui.overview", Method::GET, "/ui/", Session);
 pub const UI_FLEET: Route = route("ui.fleet", Method::GET, "/ui/fleet", Session);
@@ -303,6 +304,7 @@ pub const ALL: &[Route] = &[
     UI_STATIC,
     UI_LOGIN_FORM,
     UI_LOGIN,
+    UI_LOGIN_LINK,
     UI_LOGOUT,
     UI_OVERVIEW,
     UI_FLEET,

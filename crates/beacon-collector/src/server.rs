@@ -121,6 +121,7 @@ pub fn mounts() -> Vec<Mount> {
         mount(&UI_STATIC, ui::asset),
         mount(&UI_LOGIN_FORM, ui::login_form),
         mount(&UI_LOGIN, ui::login),
+        mount(&UI_LOGIN_LINK, ui::login_link),
         mount(&UI_LOGOUT, ui::logout),
         mount(&UI_OVERVIEW, ui::pages::overview),
         mount(&UI_FLEET, ui::pages::fleet),

@@ -2,6 +2,7 @@
 //! bulletin forms, caching and compression. (The same flows in a real browser: `browser.rs`.)
 
 use crate::util::*;
+use beacon_collector::Clock;
 use beacon_testkit::*;
 use serde_json::Value;
 
@@ -445,5 +446,240 @@ async fn the_stylesheet_is_cached_and_pages_are_compressed() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-encoding"], "gzip");
+    c.stop().await;
+}
+
+/// Sends one error event of `message` (its issue) in `environment` through `/store/`.
+async fn send_event(c: &TestCollector, p: &Project, n: u32, message: &str, environment: &str) {
+    let event = serde_json::json!({
+        "event_id": format!("{n:032x}"), "message": message, "level": "error",
+        "platform": "python", "release": "1.0", "environment": environment,
+    });
+    let r = c
+        .http
+        .post(format!("{}/api/{}/store/", c.url, p.id))
+        .header(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={}, sentry_version=7", p.key),
+        )
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn issues_show_sparklines_and_counts_per_environment() {
+    let c = TestCollector::start().await;
+    let p = c.create_project("app").await;
+    // Issue "a": 2 events today in prod and 1 in staging; yesterday 1 more. Issue "b": 1 today.
+    send_event(&c, &p, 1, "a", "prod").await;
+    c.clock().advance(chrono::Duration::days(1));
+    send_event(&c, &p, 2, "a", "prod").await;
+    send_event(&c, &p, 3, "a", "prod").await;
+    send_event(&c, &p, 4, "a", "staging").await;
+    send_event(&c, &p, 5, "b", "prod").await;
+    let mut ui = Ui::new(&c);
+    ui.login(ADMIN_TOKEN, None).await;
+
+    let api = c.get_admin("/issues?sort=count").await;
+    let a = api[0]["id"].as_i64().unwrap();
+    let page = ui.get("/ui/issues?sort=count").await.text().await.unwrap();
+    // One sparkline per issue, labelled with its figures: min 0, max 3 (today), last 3.
+    assert!(page.contains("last 14 days (UTC)"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "Events of issue {a} per day: min 0, max 3, last 3"
+        )),
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"spark\"").count(), 2, "{page}");
+    // The CSV has no sparkline column: it equals the admin API's list.
+    let rows = csv_rows(
+        &ui.get("/ui/issues?sort=count&format=csv")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rows[0],
+        [
+            "id",
+            "title",
+            "culprit",
+            "level",
+            "project_id",
+            "first_seen",
+            "last_seen",
+            "count",
+            "servers"
+        ]
+    );
+    let ids: Vec<String> = rows[1..].iter().map(|r| r[0].clone()).collect();
+    let api_ids: Vec<String> = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].to_string())
+        .collect();
+    assert_eq!(ids, api_ids);
+
+    // The issue's page: counts per environment, as the admin API has them, and as CSV.
+    let detail = c.get_admin(&format!("/issues/{a}")).await;
+    assert_eq!(
+        detail["by_environment"],
+        serde_json::json!([{"key": "prod", "count": 3}, {"key": "staging", "count": 1}])
+    );
+    let page = ui
+        .get(&format!("/ui/issues/{a}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Events per environment"), "{page}");
+    let envs = csv_rows(
+        &ui.get(&format!("/ui/issues/{a}?format=csv&table=environment"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        envs,
+        [["environment", "count"], ["prod", "3"], ["staging", "1"]]
+    );
+    let days = csv_rows(
+        &ui.get(&format!("/ui/issues/{a}?format=csv&table=day"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(days.len(), 3, "{days:?}");
+    assert_eq!(
+        ui.get(&format!("/ui/issues/{a}?format=csv&table=planets"))
+            .await
+            .status(),
+        400
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn relative_ranges_have_a_permalink_with_fixed_dates() {
+    let c = TestCollector::start().await;
+    let mut ui = Ui::new(&c);
+    ui.login(ADMIN_TOKEN, None).await;
+    let today = c.clock().now().date_naive();
+    let week_ago = today - chrono::Days::new(6);
+    for path in [
+        "/ui/fleet",
+        "/ui/growth",
+        "/ui/releases",
+        "/ui/perf",
+        "/ui/regressions",
+    ] {
+        let page = ui
+            .get(&format!("{path}?range=7d"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        // The range picked in the form, its dates in the date fields, and a permalink fixing them.
+        assert!(
+            page.contains("<option value=\"7d\" selected>Last 7 days</option>"),
+            "{path}: {page}"
+        );
+        assert!(page.contains(&format!("value=\"{week_ago}\"")), "{path}");
+        assert!(
+            page.contains(&format!("href=\"{path}?from={week_ago}&amp;to={today}\"")),
+            "{path}: no permalink in {page}"
+        );
+        // A view with fixed dates is its own permalink.
+        let fixed = ui
+            .get(&format!("{path}?from={week_ago}&to={today}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!fixed.contains("class=\"permalink\""), "{path}");
+        assert_eq!(
+            ui.get(&format!("{path}?range=forever")).await.status(),
+            400,
+            "{path}"
+        );
+    }
+    // The permalink shows the same data as the range: the growth CSV of both.
+    let relative = ui
+        .get("/ui/growth?range=7d&format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let fixed = ui
+        .get(&format!("/ui/growth?from={week_ago}&to={today}&format=csv"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(relative, fixed);
+    assert_eq!(relative.lines().count(), 8, "a header and 7 days");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_link_opens_one_session_once() {
+    let c = TestCollector::start().await;
+    let store = c.running().store.clone();
+    let now = c.clock().now();
+    let link = beacon_collector::ui::create_login_link(
+        store.as_ref(),
+        ADMIN_TOKEN,
+        now,
+        chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    assert!(link.starts_with("/ui/login/link?code="), "{link}");
+    let code = link.rsplit('=').next().unwrap().to_string();
+    let db = std::fs::read(c.dir.path().join("beacon.db")).unwrap();
+    assert!(
+        !db.windows(code.len()).any(|w| w == code.as_bytes()),
+        "the plain code is in the database"
+    );
+
+    let mut ui = Ui::new(&c);
+    let r = ui.get(&link).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/ui/"));
+    set_cookie(&r, "beacon_session");
+    assert_eq!(ui.get("/ui/").await.status(), 200);
+
+    // The second visit (another browser) finds the link used.
+    let mut other = Ui::new(&c);
+    let r = other.get(&link).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("used already or has expired")
+    );
+    assert_eq!(other.get("/ui/").await.status(), 303);
+    assert_eq!(other.get("/ui/login/link?code=zz").await.status(), 401);
+
+    // An expired link does nothing.
+    let late = beacon_collector::ui::create_login_link(
+        store.as_ref(),
+        ADMIN_TOKEN,
+        now,
+        chrono::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    c.clock().advance(chrono::Duration::minutes(10));
+    assert_eq!(other.get(&late).await.status(), 401);
+    assert_eq!(other.get("/ui/").await.status(), 303);
     c.stop().await;
 }

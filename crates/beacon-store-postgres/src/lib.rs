@@ -20,7 +20,7 @@ use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
-use beacon_store::{Result, Store, StoreError, WriteOp, WriteOutcome};
+use beacon_store::{IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
     KeyInfo, ProjectInfo,
@@ -329,6 +329,23 @@ impl Store for PgStore {
         ui::purge_ui_sessions(self, now).await
     }
 
+    async fn create_ui_login_link(
+        &self,
+        code_hash: &str,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        ui::create_ui_login_link(self, code_hash, token_hash, expires_at).await
+    }
+
+    async fn take_ui_login_link(
+        &self,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        ui::take_ui_login_link(self, code_hash, now).await
+    }
+
     async fn latest_per_server(
         &self,
         from: NaiveDate,
@@ -416,6 +433,15 @@ impl Store for PgStore {
 
     async fn issue(&self, id: i64) -> Result<Option<IssueDetail>> {
         sentry::issue(self, id).await
+    }
+
+    async fn issue_day_counts(
+        &self,
+        ids: &[i64],
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<IssueDayCount>> {
+        sentry::issue_day_counts(self, ids, from, to).await
     }
 
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {

@@ -170,6 +170,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at);",
     // 6: release health looks up each server's error events in a range of days.
     "CREATE INDEX events_by_server ON events (server_id, received_at) WHERE server_id IS NOT NULL;",
+    // 7: one-time dashboard login links (`beacon demo` prints one), tied to their admin token.
+    "CREATE TABLE ui_login_links (
+        code_hash TEXT PRIMARY KEY,     -- SHA-256 hex of the code; the code is only in the link
+        token_hash TEXT NOT NULL REFERENCES admin_tokens (token_hash) ON DELETE CASCADE,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX ui_login_links_token ON ui_login_links (token_hash);",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

@@ -2,12 +2,12 @@
 
 use crate::keys::key_from_row;
 use crate::{PgStore, map_err};
-use beacon_store::{EventRecord, Result, StoreError, WriteOutcome};
+use beacon_store::{EventRecord, IssueDayCount, Result, StoreError, WriteOutcome, check_issue_ids};
 use beacon_wire::admin::{
     CountBy, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::sentry::Level;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 pub(crate) async fn write_event(
     tx: &tokio_postgres::Transaction<'_>,
@@ -208,6 +208,19 @@ pub(crate) async fn issue(s: &PgStore, id: i64) -> Result<Option<IssueDetail>> {
             CountBy { key: (!release.is_empty()).then_some(release), count: r.get::<_, i64>(1) as u64 }
         })
         .collect();
+    let by_environment = client
+        .query(
+            "SELECT environment, sum(count)::int8 FROM issue_counts WHERE issue_id = $1 GROUP BY environment ORDER BY environment",
+            &[&id],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| {
+            let environment: String = r.get(0);
+            CountBy { key: (!environment.is_empty()).then_some(environment), count: r.get::<_, i64>(1) as u64 }
+        })
+        .collect();
     let by_day = client
         .query("SELECT day, sum(count)::int8 FROM issue_counts WHERE issue_id = $1 GROUP BY day ORDER BY day", &[&id])
         .await
@@ -219,6 +232,38 @@ pub(crate) async fn issue(s: &PgStore, id: i64) -> Result<Option<IssueDetail>> {
         issue,
         latest_event,
         by_release,
+        by_environment,
         by_day,
     }))
+}
+
+pub(crate) async fn issue_day_counts(
+    s: &PgStore,
+    ids: &[i64],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<IssueDayCount>> {
+    check_issue_ids(ids)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = s
+        .client()
+        .await?
+        .query(
+            "SELECT issue_id, day, sum(count)::int8 FROM issue_counts \
+             WHERE issue_id = ANY($1) AND day BETWEEN $2 AND $3 \
+             GROUP BY issue_id, day ORDER BY issue_id, day",
+            &[&ids, &from, &to],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| IssueDayCount {
+            issue_id: r.get(0),
+            day: r.get(1),
+            count: r.get::<_, i64>(2).max(0) as u64,
+        })
+        .collect())
 }

@@ -81,9 +81,62 @@ pub(crate) async fn delete_ui_session(s: &PgStore, id_hash: &str) -> Result<bool
 }
 
 pub(crate) async fn purge_ui_sessions(s: &PgStore, now: DateTime<Utc>) -> Result<u64> {
-    s.client()
-        .await?
+    let client = s.client().await?;
+    client
+        .execute("DELETE FROM ui_login_links WHERE expires_at <= $1", &[&now])
+        .await
+        .map_err(map_err)?;
+    client
         .execute("DELETE FROM ui_sessions WHERE expires_at <= $1", &[&now])
         .await
         .map_err(map_err)
+}
+
+pub(crate) async fn create_ui_login_link(
+    s: &PgStore,
+    code_hash: &str,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    let not_found = || StoreError::NotFound("admin token of the login link".into());
+    let n = s
+        .client()
+        .await?
+        .execute(
+            "INSERT INTO ui_login_links (code_hash, token_hash, expires_at) \
+             SELECT $1, token_hash, $3 FROM admin_tokens WHERE token_hash = $2",
+            &[&code_hash, &token_hash, &expires_at],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                return not_found();
+            }
+            map_err(e)
+        })?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+pub(crate) async fn take_ui_login_link(
+    s: &PgStore,
+    code_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    // One DELETE … RETURNING: of two redemptions at once, only one gets the row.
+    let row = s
+        .client()
+        .await?
+        .query_opt(
+            "DELETE FROM ui_login_links WHERE code_hash = $1 RETURNING token_hash, expires_at",
+            &[&code_hash],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(row.and_then(|r| {
+        let expires: DateTime<Utc> = r.get(1);
+        (expires > now).then(|| r.get(0))
+    }))
 }

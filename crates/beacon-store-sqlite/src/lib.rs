@@ -9,6 +9,7 @@
 //! report's sort buffers: the collector's memory crept up for as long as it ran).
 
 mod admin;
+pub mod backup;
 mod keys;
 mod migrations;
 mod mobile;
@@ -22,7 +23,7 @@ use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
-use beacon_store::{Result, Store, StoreError, WriteOp, WriteOutcome};
+use beacon_store::{IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, IssueDetail, IssueFilter, IssueSummary,
     KeyInfo, ProjectInfo,
@@ -72,12 +73,16 @@ pub struct SqliteStore {
     pending: Arc<Mutex<mobile::Pending>>,
     /// Keeps the checkpoint thread running while any clone of the store lives.
     _alive: Arc<()>,
+    /// A shared `flock` on the database file while the store is open: `beacon restore` takes it
+    /// exclusively, so it never replaces a store in use and no store opens one being replaced.
+    _in_use: Arc<std::fs::File>,
 }
 
 impl SqliteStore {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
+        let in_use = backup::lock_shared(path)?;
         migrations::apply(&mut writer)?;
         mobile::recover(&mut writer)?;
         let reader = connect(path)?;
@@ -105,6 +110,7 @@ impl SqliteStore {
             lookup: Conn::spawn("lookup", lookup)?,
             pending: Arc::default(),
             _alive: alive,
+            _in_use: Arc::new(in_use),
         })
     }
 }
@@ -350,6 +356,23 @@ impl Store for SqliteStore {
         ui::purge_ui_sessions(self, now).await
     }
 
+    async fn create_ui_login_link(
+        &self,
+        code_hash: &str,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        ui::create_ui_login_link(self, code_hash, token_hash, expires_at).await
+    }
+
+    async fn take_ui_login_link(
+        &self,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        ui::take_ui_login_link(self, code_hash, now).await
+    }
+
     async fn latest_per_server(
         &self,
         from: NaiveDate,
@@ -437,6 +460,15 @@ impl Store for SqliteStore {
 
     async fn issue(&self, id: i64) -> Result<Option<IssueDetail>> {
         sentry::issue(self, id).await
+    }
+
+    async fn issue_day_counts(
+        &self,
+        ids: &[i64],
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<IssueDayCount>> {
+        sentry::issue_day_counts(self, ids, from, to).await
     }
 
     async fn secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {

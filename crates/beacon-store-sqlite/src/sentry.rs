@@ -2,12 +2,12 @@
 
 use crate::keys::key_from_row;
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
-use beacon_store::{EventRecord, Result, StoreError, WriteOutcome};
+use beacon_store::{EventRecord, IssueDayCount, Result, StoreError, WriteOutcome, check_issue_ids};
 use beacon_wire::admin::{
     CountBy, IssueDetail, IssueFilter, IssueSort, IssueSummary, KeyInfo, ProjectInfo,
 };
 use beacon_wire::sentry::Level;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{OptionalExtension, params};
 
 fn level_from(s: &str) -> rusqlite::Result<Level> {
@@ -288,6 +288,17 @@ pub(crate) async fn issue(s: &SqliteStore, id: i64) -> Result<Option<IssueDetail
             .collect::<rusqlite::Result<_>>()
             .map_err(map_err)?;
         let mut stmt = c
+            .prepare_cached("SELECT environment, sum(count) FROM issue_counts WHERE issue_id = ?1 GROUP BY environment ORDER BY environment")
+            .map_err(map_err)?;
+        let by_environment = stmt
+            .query_map([id], |r| {
+                let environment: String = r.get(0)?;
+                Ok(CountBy { key: (!environment.is_empty()).then_some(environment), count: r.get::<_, i64>(1)? as u64 })
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)?;
+        let mut stmt = c
             .prepare_cached("SELECT day, sum(count) FROM issue_counts WHERE issue_id = ?1 GROUP BY day ORDER BY day")
             .map_err(map_err)?;
         let by_day = stmt
@@ -295,7 +306,41 @@ pub(crate) async fn issue(s: &SqliteStore, id: i64) -> Result<Option<IssueDetail
             .map_err(map_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(map_err)?;
-        Ok(Some(IssueDetail { issue, latest_event, by_release, by_day }))
+        Ok(Some(IssueDetail { issue, latest_event, by_release, by_environment, by_day }))
+    })
+    .await
+}
+
+pub(crate) async fn issue_day_counts(
+    s: &SqliteStore,
+    ids: &[i64],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<IssueDayCount>> {
+    check_issue_ids(ids)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The ids as one JSON array parameter: one statement whatever their number.
+    let ids = serde_json::to_string(ids).map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+    run(&s.reader, move |c| {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT issue_id, day, sum(count) FROM issue_counts \
+                 WHERE issue_id IN (SELECT value FROM json_each(?1)) AND day BETWEEN ?2 AND ?3 \
+                 GROUP BY issue_id, day ORDER BY issue_id, day",
+            )
+            .map_err(map_err)?;
+        stmt.query_map(params![ids, day_num(from), day_num(to)], |r| {
+            Ok(IssueDayCount {
+                issue_id: r.get(0)?,
+                day: day_from(r.get(1)?),
+                count: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(map_err)
     })
     .await
 }

@@ -91,9 +91,58 @@ pub(crate) async fn delete_ui_session(s: &SqliteStore, id_hash: &str) -> Result<
 
 pub(crate) async fn purge_ui_sessions(s: &SqliteStore, now: DateTime<Utc>) -> Result<u64> {
     run(&s.writer, move |c| {
+        c.execute(
+            "DELETE FROM ui_login_links WHERE expires_at <= ?1",
+            [ms(now)],
+        )
+        .map_err(map_err)?;
         c.execute("DELETE FROM ui_sessions WHERE expires_at <= ?1", [ms(now)])
             .map(|n| n as u64)
             .map_err(map_err)
+    })
+    .await
+}
+
+pub(crate) async fn create_ui_login_link(
+    s: &SqliteStore,
+    code_hash: &str,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    let (code_hash, token_hash) = (code_hash.to_string(), token_hash.to_string());
+    run(&s.writer, move |c| {
+        let n = c
+            .execute(
+                "INSERT INTO ui_login_links (code_hash, token_hash, expires_at) \
+                 SELECT ?1, token_hash, ?3 FROM admin_tokens WHERE token_hash = ?2",
+                params![code_hash, token_hash, ms(expires_at)],
+            )
+            .map_err(map_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("admin token of the login link".into()));
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn take_ui_login_link(
+    s: &SqliteStore,
+    code_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let code_hash = code_hash.to_string();
+    // One DELETE on the one writer connection: of two redemptions, only one sees the row.
+    run(&s.writer, move |c| {
+        let token: Option<(String, i64)> = c
+            .query_row(
+                "DELETE FROM ui_login_links WHERE code_hash = ?1 RETURNING token_hash, expires_at",
+                [code_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(map_err)?;
+        Ok(token.and_then(|(hash, expires)| (expires > ms(now)).then_some(hash)))
     })
     .await
 }

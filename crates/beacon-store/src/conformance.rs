@@ -6,7 +6,7 @@
 use crate::mobile::{PerfContext, TraceBatch};
 use crate::security::{self, CheckRecord};
 use crate::ui::UiSession;
-use crate::{EventRecord, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
+use crate::{EventRecord, IssueDayCount, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{AdminTokenInfo, FleetDimension};
 use beacon_wire::admin::{IssueFilter, IssueSort};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@pairs $make, $reopen;
             ui_sessions_shared_between_stores,
             token_revocation_races_keep_one_token,
+            login_links_redeemed_once_across_stores,
         );
         $crate::conformance_suite!(@cases $make;
             empty_store_after_migrations,
@@ -50,6 +51,7 @@ macro_rules! conformance_suite {
             traces_sketches_and_reports,
             compaction_keeps_every_event,
             ui_sessions_lifecycle,
+            login_links_lifecycle,
             revoked_token_ends_its_sessions,
             admin_tokens_listed_and_revoked,
             release_health_latest_check_and_error_window,
@@ -978,8 +980,66 @@ pub async fn events_group_into_issues(store: &dyn Store) {
         rel,
         vec![(Some("1.0".to_string()), 2), (Some("1.1".to_string()), 1)]
     );
+    let envs: Vec<_> = d
+        .by_environment
+        .iter()
+        .map(|c| (c.key.clone(), c.count))
+        .collect();
+    assert_eq!(envs, vec![(Some("prod".to_string()), 3)]);
     let days: Vec<_> = d.by_day.iter().map(|c| (c.key, c.count)).collect();
     assert_eq!(days, vec![(day0(), 2), (day0() + Days::new(1), 1)]);
+    let h2 = &all[1];
+    let d2 = store.issue(h2.id).await.unwrap().unwrap();
+    assert_eq!(
+        d2.by_environment
+            .iter()
+            .map(|c| (c.key.clone(), c.count))
+            .collect::<Vec<_>>(),
+        vec![(Some("staging".to_string()), 1)]
+    );
+
+    // Per issue and day, for the issue list's sparklines: only the asked issues and days.
+    let counts = store
+        .issue_day_counts(&[h1.id, h2.id, h1.id + 1000], day0(), day0() + Days::new(1))
+        .await
+        .unwrap();
+    let mut expected = vec![
+        IssueDayCount {
+            issue_id: h1.id,
+            day: day0(),
+            count: 2,
+        },
+        IssueDayCount {
+            issue_id: h1.id,
+            day: day0() + Days::new(1),
+            count: 1,
+        },
+        IssueDayCount {
+            issue_id: h2.id,
+            day: day0() + Days::new(1),
+            count: 1,
+        },
+    ];
+    expected.sort_by_key(|c| (c.issue_id, c.day));
+    assert_eq!(counts, expected, "ordered by issue, then day");
+    assert_eq!(
+        store
+            .issue_day_counts(&[h1.id], day0() + Days::new(1), day0() + Days::new(5))
+            .await
+            .unwrap(),
+        vec![IssueDayCount {
+            issue_id: h1.id,
+            day: day0() + Days::new(1),
+            count: 1
+        }]
+    );
+    assert!(
+        store
+            .issue_day_counts(&[], day0(), day0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.issue(h1.id + 1000).await.unwrap().is_none());
 }
 
@@ -1418,6 +1478,83 @@ pub async fn ui_sessions_lifecycle(store: &dyn Store) {
     );
 }
 
+pub async fn login_links_lifecycle(store: &dyn Store) {
+    let (a, b) = (token_hash("token a"), token_hash("token b"));
+    store.add_admin_token(&a, "alice", at(0, 0)).await.unwrap();
+    store.add_admin_token(&b, "bob", at(0, 0)).await.unwrap();
+    let code = |n: u32| token_hash(&format!("code {n}"));
+    let unknown = store
+        .create_ui_login_link(&code(0), &token_hash("no such token"), at(0, 1))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "only for a stored token: {unknown:?}"
+    );
+    // Redeemed once: the second time there is nothing.
+    store
+        .create_ui_login_link(&code(1), &a, at(0, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_ui_login_link(&code(1), at(0, 0)).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.take_ui_login_link(&code(1), at(0, 0)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_ui_login_link(&code(0), at(0, 0)).await.unwrap(),
+        None
+    );
+    // Valid up to its expiry, not at it; an expired link is gone after the attempt.
+    store
+        .create_ui_login_link(&code(2), &a, at(0, 1))
+        .await
+        .unwrap();
+    store
+        .create_ui_login_link(&code(3), &a, at(0, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_ui_login_link(&code(2), at(0, 1)).await.unwrap(),
+        None
+    );
+    let last_ms = at(0, 1) - chrono::Duration::milliseconds(1);
+    assert_eq!(
+        store.take_ui_login_link(&code(3), last_ms).await.unwrap(),
+        Some(a.clone())
+    );
+    // Revoking the token ends its links; purging removes expired ones.
+    store
+        .create_ui_login_link(&code(4), &b, at(0, 5))
+        .await
+        .unwrap();
+    store
+        .create_ui_login_link(&code(5), &a, at(0, 5))
+        .await
+        .unwrap();
+    store
+        .create_ui_login_link(&code(6), &a, at(0, 2))
+        .await
+        .unwrap();
+    assert!(store.revoke_admin_token(&b[..12]).await.unwrap());
+    assert_eq!(
+        store.take_ui_login_link(&code(4), at(0, 0)).await.unwrap(),
+        None
+    );
+    store.purge_ui_sessions(at(0, 3)).await.unwrap();
+    assert_eq!(
+        store.take_ui_login_link(&code(6), at(0, 0)).await.unwrap(),
+        None,
+        "purged"
+    );
+    assert_eq!(
+        store.take_ui_login_link(&code(5), at(0, 3)).await.unwrap(),
+        Some(a.clone())
+    );
+}
+
 pub async fn revoked_token_ends_its_sessions(store: &dyn Store) {
     let (a, b) = (token_hash("token a"), token_hash("token b"));
     store.add_admin_token(&a, "alice", at(0, 0)).await.unwrap();
@@ -1594,6 +1731,28 @@ pub async fn token_revocation_races_keep_one_token(store: &dyn Store, other: &dy
         assert_eq!((won, refused), (1, 1), "round {round}: {ra:?}, {rb:?}");
         assert_eq!(store.admin_token_count().await.unwrap(), 1);
         assert_eq!(other.admin_token_count().await.unwrap(), 1);
+    }
+}
+
+pub async fn login_links_redeemed_once_across_stores(store: &dyn Store, other: &dyn Store) {
+    let a = token_hash("token a");
+    store.add_admin_token(&a, "alice", at(0, 0)).await.unwrap();
+    // Two collectors redeem the same links at once: each link signs in exactly once.
+    for n in 0..20u32 {
+        let code = token_hash(&format!("race {n}"));
+        store
+            .create_ui_login_link(&code, &a, at(1, 0))
+            .await
+            .unwrap();
+        let (x, y) = tokio::join!(
+            store.take_ui_login_link(&code, at(0, 1)),
+            other.take_ui_login_link(&code, at(0, 1))
+        );
+        let won = [x.unwrap(), y.unwrap()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        assert_eq!(won, vec![a.clone()], "link {n}");
     }
 }
 

@@ -29,6 +29,28 @@ use mobile::{PerfRow, PerfSelect, StoredTrace, TraceBatch};
 use security::{CheckRecord, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount};
 use ui::UiSession;
 
+/// Events of one issue on one UTC day ([`Store::issue_day_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueDayCount {
+    pub issue_id: i64,
+    pub day: NaiveDate,
+    pub count: u64,
+}
+
+/// The most issue ids one [`Store::issue_day_counts`] call takes (the admin API's largest page).
+pub const MAX_ISSUE_IDS: usize = 1000;
+
+/// Refuses more than [`MAX_ISSUE_IDS`] ids; every backend calls it first.
+pub fn check_issue_ids(ids: &[i64]) -> Result<()> {
+    if ids.len() > MAX_ISSUE_IDS {
+        return Err(StoreError::InvalidInput(format!(
+            "at most {MAX_ISSUE_IDS} issue ids at once, got {}",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or failed to answer; retrying later may work.
@@ -219,8 +241,18 @@ pub trait Store: Send + Sync + 'static {
     /// Issues matching the filter, sorted and limited as it says.
     async fn issues(&self, filter: &IssueFilter) -> Result<Vec<IssueSummary>>;
 
-    /// One issue with its latest event and counts by release and by day.
+    /// One issue with its latest event and counts by release, environment and day.
     async fn issue(&self, id: i64) -> Result<Option<IssueDetail>>;
+
+    /// Events per issue and UTC day from `from` to `to` (both included) for the issues in `ids`
+    /// (the issue list's sparklines), ordered by issue then day; days without events are left out,
+    /// unknown ids give nothing. At most [`MAX_ISSUE_IDS`] ids, else [`StoreError::InvalidInput`].
+    async fn issue_day_counts(
+        &self,
+        ids: &[i64],
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<IssueDayCount>>;
 
     // --- Mobile: the sketch rows of the reports in [`mobile`], compaction and raw trace events.
 
@@ -310,8 +342,28 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a session (logout); `false` when there was none.
     async fn delete_ui_session(&self, id_hash: &str) -> Result<bool>;
 
-    /// Removes the sessions expired at `now`; returns how many.
+    /// Removes the sessions expired at `now`, and the login links expired then; returns how many
+    /// sessions.
     async fn purge_ui_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Stores a one-time login link: `code_hash` (SHA-256 hex of the code the link carries) signs
+    /// in with the admin token whose hash is `token_hash` until `expires_at`.
+    /// [`StoreError::NotFound`] when no such token exists.
+    async fn create_ui_login_link(
+        &self,
+        code_hash: &str,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Redeems a login link: removes it and returns its admin token's hash; `None` when there is
+    /// none, it was redeemed already, it has expired at `now`, or its token has been revoked. Of
+    /// two redemptions at once (on any collectors), at most one gets the hash.
+    async fn take_ui_login_link(
+        &self,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
 
     /// The newest dead letters first, optionally of one channel.
     async fn dead_letters(&self, channel: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>>;

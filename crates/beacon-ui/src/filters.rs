@@ -170,10 +170,29 @@ pub fn fixed_query(query: &str, from: NaiveDate, to: NaiveDate) -> String {
 
 /// A "Permalink" link to `path` with fixed dates, when the query has a relative range.
 pub fn permalink_link(path: &str, query: &str, today: NaiveDate) -> Option<Markup> {
-    let fixed = permalink(query, today)?;
-    Some(html! {
-        a.permalink href={ (path) "?" (fixed) } title="This view with fixed dates, to share" { "Permalink" }
-    })
+    Some(fixed_link(path, &permalink(query, today)?))
+}
+
+/// A "Permalink" link to `path` with the dates `from`..=`to` a page shows, when its query leaves
+/// them relative: a `range`, or a missing or empty `from` or `to` (the page's default, "the last
+/// N days"). `None` when the query is fixed already.
+pub fn permalink_to(path: &str, query: &str, from: NaiveDate, to: NaiveDate) -> Option<Markup> {
+    let given = |key: &str| {
+        query.split('&').any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, v)| k == key && !v.is_empty())
+        })
+    };
+    if given("from") && given("to") && !given("range") {
+        return None;
+    }
+    Some(fixed_link(path, &fixed_query(query, from, to)))
+}
+
+fn fixed_link(path: &str, fixed_query: &str) -> Markup {
+    html! {
+        a.permalink href={ (path) "?" (fixed_query) } title="This view with fixed dates, to share" { "Permalink" }
+    }
 }
 
 #[cfg(test)]
@@ -332,5 +351,26 @@ mod tests {
             ))
         );
         assert!(permalink_link("/ui/growth", "from=2026-11-01", today).is_none());
+        let (from, to) = (day("2026-11-03"), day("2026-12-02"));
+        let href = |q: &str| {
+            permalink_to("/ui/fleet", q, from, to).map(|m| {
+                let s = m.into_string();
+                s.split('"').nth(3).unwrap_or_default().to_string()
+            })
+        };
+        assert_eq!(
+            href("by=os").as_deref(),
+            Some("/ui/fleet?by=os&amp;from=2026-11-03&amp;to=2026-12-02"),
+            "the page's default range is relative too"
+        );
+        assert_eq!(
+            href("range=30d&from=&to=").as_deref(),
+            Some("/ui/fleet?from=2026-11-03&amp;to=2026-12-02")
+        );
+        assert_eq!(
+            href("from=2026-11-03&to=").as_deref(),
+            Some("/ui/fleet?from=2026-11-03&amp;to=2026-12-02")
+        );
+        assert_eq!(href("from=2026-11-03&to=2026-12-02"), None, "fixed already");
     }
 }

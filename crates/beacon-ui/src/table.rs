@@ -4,11 +4,15 @@
 use crate::format;
 use maud::{Markup, html};
 
-/// One column: its header (also the CSV header) and whether it holds numbers (right-aligned).
+/// One column: its header (also the CSV header), whether it holds numbers (right-aligned), and
+/// whether CSV has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
     pub numeric: bool,
+    /// `false` for a column only people read (a sparkline of figures another page has): CSV, which
+    /// equals the admin API's JSON, leaves it out.
+    pub in_csv: bool,
 }
 
 impl Column {
@@ -17,6 +21,7 @@ impl Column {
         Column {
             name: name.into(),
             numeric: false,
+            in_csv: true,
         }
     }
 
@@ -25,6 +30,16 @@ impl Column {
         Column {
             name: name.into(),
             numeric: true,
+            in_csv: true,
+        }
+    }
+
+    /// A column the HTML table shows and CSV leaves out.
+    pub fn html_only(name: impl Into<String>) -> Column {
+        Column {
+            name: name.into(),
+            numeric: false,
+            in_csv: false,
         }
     }
 }
@@ -228,19 +243,31 @@ impl Table {
     }
 
     /// The table as CSV (RFC 4180 quoting, `\n` line ends like the CLI's `--format csv`): a header
-    /// row of column names, then every row's plain values.
+    /// row of column names, then every row's plain values; [`Column::html_only`] columns left out.
     pub fn csv(&self) -> String {
         let mut writer = csv::WriterBuilder::new()
             .flexible(true)
             .from_writer(Vec::new());
+        // A cell past the last column (a malformed row) is kept: nothing is dropped silently.
+        let in_csv = |i: usize| self.columns.get(i).is_none_or(|c| c.in_csv);
         // Writing to a Vec<u8> has no I/O to fail and `flexible` accepts rows of any length, so
         // these cannot fail on any input.
         writer
-            .write_record(self.columns.iter().map(|c| c.name.as_str()))
+            .write_record(
+                self.columns
+                    .iter()
+                    .filter(|c| c.in_csv)
+                    .map(|c| c.name.as_str()),
+            )
             .expect("csv into memory");
         for row in &self.rows {
             writer
-                .write_record(row.iter().map(Cell::plain))
+                .write_record(
+                    row.iter()
+                        .enumerate()
+                        .filter(|(i, _)| in_csv(*i))
+                        .map(|(_, c)| c.plain()),
+                )
                 .expect("csv into memory");
         }
         let bytes = writer.into_inner().expect("csv into memory");
@@ -306,6 +333,27 @@ mod tests {
             sample().csv(),
             "Version,Servers,Share\n7.8.1,1234,0.625\n7.9.0,5,0.003\n"
         );
+    }
+
+    #[test]
+    fn html_only_columns_are_shown_and_left_out_of_csv() {
+        let mut t = Table::new(vec![
+            Column::text("title"),
+            Column::html_only("last 14 days"),
+            Column::number("count"),
+        ]);
+        t.push(vec![
+            "a".into(),
+            Cell::markup(html! { svg {} }, "sparkline"),
+            3u64.into(),
+        ]);
+        assert_eq!(t.csv(), "title,count\na,3\n");
+        let page = t.html().into_string();
+        assert!(
+            page.contains("<th scope=\"col\">last 14 days</th>"),
+            "{page}"
+        );
+        assert!(page.contains("<td><svg></svg></td>"), "{page}");
     }
 
     #[test]

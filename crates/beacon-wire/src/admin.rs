@@ -271,6 +271,8 @@ pub struct IssueDetail {
     pub issue: IssueSummary,
     pub latest_event: crate::sentry::StoredEvent,
     pub by_release: Vec<CountBy<Option<String>>>,
+    /// Events per environment (`None`: events without one), ordered by environment.
+    pub by_environment: Vec<CountBy<Option<String>>>,
     pub by_day: Vec<CountBy<NaiveDate>>,
 }
 

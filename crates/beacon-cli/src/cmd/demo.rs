@@ -12,6 +12,9 @@ use chrono::{NaiveTime, TimeZone, Utc};
 use clap::Args;
 use std::sync::Arc;
 
+/// How long the demo's one-time dashboard login link is valid.
+const LOGIN_LINK_HOURS: i64 = 24;
+
 #[derive(Args)]
 pub struct DemoArgs {
     /// Where to listen (default: a free loopback port).
@@ -165,6 +168,19 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         admin: admin.clone(),
     })
     .await?;
+
+    // A one-time login link: the first visit opens a dashboard session, the link then stops working.
+    let link = beacon_collector::ui::create_login_link(
+        running.store.as_ref(),
+        &token,
+        Utc::now(),
+        chrono::Duration::hours(LOGIN_LINK_HOURS),
+    )
+    .await
+    .context("cannot create the dashboard login link")?;
+    println!("\n== the dashboard ==");
+    println!("    {url}/ui/  (admin token below)");
+    println!("    one-time login link, valid {LOGIN_LINK_HOURS} hours: {url}{link}");
 
     println!("\nThe demo collector keeps serving until Ctrl-C:\n");
     println!("    export BEACON_URL={url}");

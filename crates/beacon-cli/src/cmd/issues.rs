@@ -87,18 +87,21 @@ impl Render for IssueDetail {
             time(&i.first_seen),
             time(&i.last_seen)
         );
+        let keyed = |counts: &[beacon_wire::admin::CountBy<Option<String>>]| -> Vec<Vec<String>> {
+            counts
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.key.clone().unwrap_or_else(|| "(none)".into()),
+                        c.count.to_string(),
+                    ]
+                })
+                .collect()
+        };
         println!("\nby release:");
-        let rows: Vec<_> = self
-            .by_release
-            .iter()
-            .map(|c| {
-                vec![
-                    c.key.clone().unwrap_or_else(|| "(none)".into()),
-                    c.count.to_string(),
-                ]
-            })
-            .collect();
-        table::print(&["RELEASE", "EVENTS"], &rows);
+        table::print(&["RELEASE", "EVENTS"], &keyed(&self.by_release));
+        println!("\nby environment:");
+        table::print(&["ENVIRONMENT", "EVENTS"], &keyed(&self.by_environment));
         println!("\nby day:");
         let rows: Vec<_> = self
             .by_day

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apikey;
+pub mod backup;
 pub mod bulletin;
 pub mod config;
 pub mod deadletter;

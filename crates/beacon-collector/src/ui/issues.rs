@@ -13,9 +13,12 @@ use beacon_ui::chart::{self, LineChart, Series};
 use beacon_ui::filters;
 use beacon_ui::layout::Nav;
 use beacon_ui::table::{Cell, Column, Table};
-use beacon_wire::admin::IssueSummary;
+use beacon_wire::admin::{CountBy, IssueSummary};
 use beacon_wire::sentry::event::StoredException;
+use chrono::Days;
 use maud::{Markup, html};
+use serde::Deserialize;
+use std::collections::HashMap;
 
 const LEVELS: [(&str, &str); 6] = [
     ("", "Any level"),
@@ -27,11 +30,16 @@ const LEVELS: [(&str, &str); 6] = [
 ];
 const SORTS: [(&str, &str); 2] = [("last-seen", "Last seen"), ("count", "Events")];
 
-/// The issues table: the admin API's fields.
-fn list_table(issues: &[IssueSummary]) -> Table {
+/// Days in an issue's sparkline, today included.
+const SPARKLINE_DAYS: u64 = 14;
+
+/// The issues table: the admin API's fields, and after the title (on the page only) a sparkline of
+/// events per day over the last [`SPARKLINE_DAYS`] UTC days.
+fn list_table(issues: &[IssueSummary], per_day: &HashMap<i64, Vec<f64>>) -> Table {
     let mut t = Table::new(vec![
         Column::number("id"),
         Column::text("title"),
+        Column::html_only("last 14 days (UTC)"),
         Column::text("culprit"),
         Column::text("level"),
         Column::number("project_id"),
@@ -44,6 +52,13 @@ fn list_table(issues: &[IssueSummary]) -> Table {
         t.push(vec![
             Cell::link(format!("/ui/issues/{}", i.id), i.id.to_string()),
             Cell::link(format!("/ui/issues/{}", i.id), i.title.clone()),
+            {
+                let points = per_day.get(&i.id).map(Vec::as_slice).unwrap_or_default();
+                Cell::markup(
+                    chart::sparkline(points, &format!("Events of issue {} per day", i.id)),
+                    "",
+                )
+            },
             i.culprit.clone().map(Cell::Text).unwrap_or(Cell::Empty),
             Cell::Text(i.level.as_str().into()),
             count(i.project_id),
@@ -65,10 +80,10 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
     let issues = issue_list(&s, p.clone()).await?;
-    let table = list_table(&issues);
     if format.csv()? {
-        return Ok(csv("issues", &table));
+        return Ok(csv("issues", &list_table(&issues, &HashMap::new())));
     }
+    let table = list_table(&issues, &sparklines(&s, &issues).await?);
     let body = html! {
         (filters::form("/ui/issues", &[
             filters::text("project", "Project id", p.project.as_deref()),
@@ -82,6 +97,35 @@ pub async fn list(
         p { (beacon_ui::table::csv_link("/ui/issues", query.as_deref().unwrap_or_default())) }
     };
     Ok(page(&session, "Issues", Nav::Issues, body))
+}
+
+/// Events per day of each listed issue over the last [`SPARKLINE_DAYS`] UTC days (zeros included),
+/// from one store read.
+async fn sparklines(
+    s: &AppState,
+    issues: &[IssueSummary],
+) -> Result<HashMap<i64, Vec<f64>>, UiError> {
+    let to = s.clock.now().date_naive();
+    let from = to - Days::new(SPARKLINE_DAYS - 1);
+    let ids: Vec<i64> = issues.iter().map(|i| i.id).collect();
+    let counts = s
+        .store
+        .issue_day_counts(&ids, from, to)
+        .await
+        .map_err(ApiError::from)?;
+    let mut out: HashMap<i64, Vec<f64>> = ids
+        .iter()
+        .map(|id| (*id, vec![0.0; SPARKLINE_DAYS as usize]))
+        .collect();
+    for c in counts {
+        let slot = (c.day - from).num_days();
+        if let (Some(days), Ok(slot)) = (out.get_mut(&c.issue_id), usize::try_from(slot))
+            && let Some(v) = days.get_mut(slot)
+        {
+            *v = c.count as f64;
+        }
+    }
+    Ok(out)
 }
 
 fn exception(e: &StoredException) -> Markup {
@@ -114,12 +158,32 @@ fn exception(e: &StoredException) -> Markup {
     }
 }
 
-/// `GET /ui/issues/{id}`.
+/// `table=` on an issue's page: which of its tables `format=csv` gives (`release`, the default;
+/// `environment`; `day`).
+#[derive(Debug, Default, Deserialize)]
+pub struct WhichTable {
+    table: Option<String>,
+}
+
+/// Counts per release or environment; events without one show as empty.
+fn counts_table(name: &str, counts: &[CountBy<Option<String>>]) -> Table {
+    let mut t = Table::new(vec![Column::text(name), Column::number("count")]);
+    for c in counts {
+        t.push(vec![
+            c.key.clone().map(Cell::Text).unwrap_or(Cell::Empty),
+            count(c.count),
+        ]);
+    }
+    t
+}
+
+/// `GET /ui/issues/{id}?format=csv&table=release|environment|day`.
 pub async fn show(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Query(format): Query<Format>,
+    Query(which): Query<WhichTable>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
     let id: i64 = crate::error::path_number("id", &id)?;
@@ -128,15 +192,27 @@ pub async fn show(
         .issue(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("issue {id} not found")))?;
-    let mut by_release = Table::new(vec![Column::text("release"), Column::number("count")]);
-    for r in &d.by_release {
-        by_release.push(vec![
-            r.key.clone().map(Cell::Text).unwrap_or(Cell::Empty),
-            count(r.count),
-        ]);
+    let by_release = counts_table("release", &d.by_release);
+    let by_environment = counts_table("environment", &d.by_environment);
+    let mut by_day = Table::new(vec![Column::text("day"), Column::number("count")]);
+    for c in &d.by_day {
+        by_day.push(vec![Cell::Text(c.key.to_string()), count(c.count)]);
     }
     if format.csv()? {
-        return Ok(csv(&format!("issue-{id}-releases"), &by_release));
+        let (name, table) = match which.table.as_deref() {
+            None | Some("" | "release") => ("releases", &by_release),
+            Some("environment") => ("environments", &by_environment),
+            Some("day") => ("days", &by_day),
+            Some(other) => {
+                return Err(UiError(ApiError::InvalidField(
+                    beacon_wire::FieldError::new(
+                        "table",
+                        format!("must be release, environment or day, got {other:?}"),
+                    ),
+                )));
+            }
+        };
+        return Ok(csv(&format!("issue-{id}-{name}"), table));
     }
     let i = &d.issue;
     let ev = &d.latest_event;
@@ -150,6 +226,11 @@ pub async fn show(
         }],
     });
     let path = format!("/ui/issues/{id}");
+    let query = query.unwrap_or_default();
+    let csv_of = |table: &str| {
+        let q = format!("{query}&table={table}");
+        beacon_ui::table::csv_link(&path, &q)
+    };
     let body = html! {
         dl.facts {
             dt { "Culprit" } dd { (i.culprit.as_deref().unwrap_or("—")) }
@@ -161,13 +242,21 @@ pub async fn show(
             dt { "Servers" } dd { (i.servers) }
         }
         section {
-            h2 { "Events per day" }
+            h2 { "Events per day (UTC)" }
             (per_day)
+            p { (csv_of("day")) }
         }
-        section {
-            h2 { "Events per release" }
-            (by_release.html())
-            p { (beacon_ui::table::csv_link(&path, query.as_deref().unwrap_or_default())) }
+        div.columns {
+            section {
+                h2 { "Events per release" }
+                (by_release.html())
+                p { (csv_of("release")) }
+            }
+            section {
+                h2 { "Events per environment" }
+                (by_environment.html())
+                p { (csv_of("environment")) }
+            }
         }
         section {
             h2 { "Latest event" }

@@ -278,6 +278,19 @@ pub async fn login(
         ));
     };
     state.ui_logins.succeeded(addr);
+    tracing::info!(client = %addr, token = %label, "dashboard login");
+    let target = form.next.as_deref().and_then(safe_next).unwrap_or("/ui/");
+    open_session(&state, &token_hash, label, target).await
+}
+
+/// Opens a session for the admin token whose hash is `token_hash` and redirects to `target` with
+/// its cookie set (and the login form's cookie cleared).
+async fn open_session(
+    state: &AppState,
+    token_hash: &str,
+    label: String,
+    target: &str,
+) -> Result<Response, UiError> {
     let id = session::new_id();
     let now = state.clock.now();
     let hours = state.config.ui.session_hours;
@@ -286,29 +299,94 @@ pub async fn login(
         .create_ui_session(
             &UiSession {
                 id_hash: crate::keys::hash(&id),
-                token_label: label.clone(),
+                token_label: label,
                 created_at: now,
                 expires_at: now + chrono::Duration::hours(hours as i64),
             },
-            &token_hash,
+            token_hash,
         )
         .await?;
-    // Expired sessions go at each login: their table stays the size of the open ones.
+    // Expired sessions (and login links) go at each login: their tables stay the size of the open ones.
     if let Err(e) = state.store.purge_ui_sessions(now).await {
         tracing::warn!(error = %e, "expired dashboard sessions not removed");
     }
-    tracing::info!(client = %addr, token = %label, "dashboard login");
-    let target = form.next.as_deref().and_then(safe_next).unwrap_or("/ui/");
     let mut resp = Redirect::to(target).into_response();
     for c in [
-        session::set_cookie(SESSION_COOKIE, &id, hours * 3600, secure(&state)),
-        session::set_cookie(LOGIN_COOKIE, "", 0, secure(&state)),
+        session::set_cookie(SESSION_COOKIE, &id, hours * 3600, secure(state)),
+        session::set_cookie(LOGIN_COOKIE, "", 0, secure(state)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
     Ok(resp)
+}
+
+/// Creates a one-time login link for the admin `token`, valid for `ttl` from `now`; returns its path
+/// and query (`/ui/login/link?code=…`). The code is 256 random bits; the store keeps only its hash.
+pub async fn create_login_link(
+    store: &dyn beacon_store::Store,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    ttl: chrono::Duration,
+) -> Result<String, beacon_store::StoreError> {
+    let code = session::new_id();
+    store
+        .create_ui_login_link(
+            &crate::keys::hash(&code),
+            &crate::keys::hash(token),
+            now + ttl,
+        )
+        .await?;
+    Ok(format!("/ui/login/link?code={code}"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LinkQuery {
+    #[serde(default)]
+    code: String,
+}
+
+/// `GET /ui/login/link?code=…`: a one-time login link (`beacon demo` prints one) opens a session
+/// and goes to the overview. A used, expired or unknown code shows the login form; failures count
+/// against the client's login attempts like wrong tokens.
+pub async fn login_link(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<LinkQuery>,
+) -> Result<Response, UiError> {
+    let addr = peer.ip();
+    if let Err(retry_after_secs) = state.ui_logins.check(addr, Instant::now()) {
+        tracing::warn!(client = %addr, "dashboard login link refused: too many failed attempts");
+        return Err(UiError(ApiError::RateLimited { retry_after_secs }));
+    }
+    let now = state.clock.now();
+    let token_hash = match q.code.len() {
+        64 if q.code.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            state
+                .store
+                .take_ui_login_link(&crate::keys::hash(&q.code), now)
+                .await?
+        }
+        _ => None,
+    };
+    let label = match &token_hash {
+        Some(h) => state.store.admin_token_label(h).await?,
+        None => None,
+    };
+    let (Some(token_hash), Some(label)) = (token_hash, label) else {
+        state.ui_logins.failed(addr, Instant::now());
+        tracing::warn!(client = %addr, "dashboard login link refused: used, expired or unknown");
+        return Ok(login_page(
+            &state,
+            None,
+            Some("That login link was used already or has expired. Log in with an admin token."),
+            StatusCode::UNAUTHORIZED,
+        ));
+    };
+    state.ui_logins.succeeded(addr);
+    tracing::info!(client = %addr, token = %label, "dashboard login by a one-time link");
+    open_session(&state, &token_hash, label, "/ui/").await
 }
 
 #[derive(Debug, Deserialize)]

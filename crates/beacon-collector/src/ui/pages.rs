@@ -14,6 +14,7 @@ use beacon_ui::filters;
 use beacon_ui::layout::{Nav, Page, Tile};
 use beacon_ui::table::{Cell, Column, Table};
 use beacon_wire::admin::{FleetDimension, FleetReport, GrowthReport};
+use chrono::NaiveDate;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -79,6 +80,67 @@ impl Format {
     }
 }
 
+/// `range=7d` (`30d`, `2w` …) on a page with dates: the last N UTC days up to today, in place of
+/// `from` and `to`; empty or missing, the dates apply.
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
+    range: Option<String>,
+}
+
+impl RangeQuery {
+    /// Replaces `from` and `to` by the range's dates on `today`, when a range is given.
+    pub(super) fn apply(
+        &self,
+        today: NaiveDate,
+        from: &mut Option<String>,
+        to: &mut Option<String>,
+    ) -> Result<(), UiError> {
+        let Some(text) = self.range.as_deref().filter(|r| !r.is_empty()) else {
+            return Ok(());
+        };
+        let (f, t) = filters::RelativeRange::parse(text)
+            .and_then(|r| r.resolve(today))
+            .ok_or_else(|| {
+                UiError(crate::ApiError::InvalidField(beacon_wire::FieldError::new(
+                    "range",
+                    format!(
+                        "must be a number of days or weeks up to {} days (7d, 30d, 2w), got {text:?}",
+                        filters::MAX_RANGE_DAYS
+                    ),
+                )))
+            })?;
+        *from = Some(f.to_string());
+        *to = Some(t.to_string());
+        Ok(())
+    }
+
+    /// The date fields of a filter form: the relative range and the two dates the page shows.
+    pub(super) fn controls(&self, from: NaiveDate, to: NaiveDate) -> Markup {
+        let mut options = vec![("", "Dates below")];
+        options.extend(filters::RANGES);
+        html! {
+            (filters::select("range", "Range", &options, Some(self.range.as_deref().unwrap_or(""))))
+            (filters::date_range(Some(from), Some(to)))
+        }
+    }
+}
+
+/// The links under a page's main table: its CSV, and a permalink with fixed dates when the view's
+/// dates are relative.
+pub(super) fn table_links(
+    path: &str,
+    query: &str,
+    dates: Option<(NaiveDate, NaiveDate)>,
+) -> Markup {
+    let permalink = dates.and_then(|(from, to)| filters::permalink_to(path, query, from, to));
+    html! {
+        p.table-links {
+            (beacon_ui::table::csv_link(path, query))
+            @if let Some(link) = permalink { " · " (link) }
+        }
+    }
+}
+
 /// A count as a table cell.
 pub(super) fn count(n: impl TryInto<i64>) -> Cell {
     Cell::Int(n.try_into().unwrap_or(i64::MAX))
@@ -111,9 +173,11 @@ pub async fn fleet(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Query(format): Query<Format>,
-    Query(p): Query<ReportParams>,
+    Query(range): Query<RangeQuery>,
+    Query(mut p): Query<ReportParams>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
     let r = fleet_report(&s, &p).await?;
     let table = fleet_table(&r);
     if format.csv()? {
@@ -140,14 +204,14 @@ pub async fn fleet(
         }
         (filters::form("/ui/fleet", &[
             filters::select("by", "Group by", &by_options, Some(r.by.as_str())),
-            filters::date_range(Some(r.from), Some(r.to)),
+            range.controls(r.from, r.to),
         ]))
         (thresholded_note(r.thresholded, r.min_group_size, "servers"))
         (bars)
         section {
             h2 { "Servers by " (dimension_label(r.by)) }
             (table.html())
-            p { (beacon_ui::table::csv_link("/ui/fleet", &query)) }
+            (table_links("/ui/fleet", &query, Some((r.from, r.to))))
         }
         section {
             h2 { "Sizes" }
@@ -217,9 +281,11 @@ pub async fn growth(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Query(format): Query<Format>,
-    Query(p): Query<ReportParams>,
+    Query(range): Query<RangeQuery>,
+    Query(mut p): Query<ReportParams>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
     let r = growth_report(&s, &p).await?;
     let table = growth_table(&r);
     if format.csv()? {
@@ -233,7 +299,7 @@ pub async fn growth(
     let body = html! {
         p.lede { "Servers checking in per UTC day from " (r.from) " to " (r.to) "; a server is gone after "
             (r.gone_after_days) " days without a check." }
-        (filters::form("/ui/growth", &[filters::date_range(Some(r.from), Some(r.to))]))
+        (filters::form("/ui/growth", &[range.controls(r.from, r.to)]))
         (chart::line(&LineChart {
             title: "Servers per day".into(),
             x_label: "Day (UTC)".into(),
@@ -243,7 +309,7 @@ pub async fn growth(
         section {
             h2 { "Per day" }
             (table.html())
-            p { (beacon_ui::table::csv_link("/ui/growth", &query)) }
+            (table_links("/ui/growth", &query, Some((r.from, r.to))))
         }
     };
     Ok(page(&session, "Growth", Nav::Growth, body))

@@ -2,7 +2,7 @@
 //! one read of the sketch rows) and
 //! `/ui/regressions`: the admin API's reports for the same parameters, as pages.
 
-use super::pages::{Format, count, csv, page, thresholded_note};
+use super::pages::{Format, RangeQuery, count, csv, page, table_links, thresholded_note};
 use super::{Session, UiError};
 use crate::AppState;
 use crate::mobile::admin::{
@@ -43,9 +43,11 @@ pub async fn releases(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Query(format): Query<Format>,
-    Query(p): Query<ReportParams>,
+    Query(range): Query<RangeQuery>,
+    Query(mut p): Query<ReportParams>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
     let r = release_report(&s, &p).await?;
     let mut table = Table::new(vec![
         Column::text("version"),
@@ -93,7 +95,7 @@ pub async fn releases(
     }
     let query = query.unwrap_or_default();
     let body = html! {
-        (filters::form("/ui/releases", &[filters::date_range(Some(r.from), Some(r.to))]))
+        (filters::form("/ui/releases", &[range.controls(r.from, r.to)]))
         section {
             h2 { "Server releases" }
             p.lede {
@@ -108,7 +110,7 @@ pub async fn releases(
                 unit: "%".into(),
             }))
             (table.html())
-            p { (beacon_ui::table::csv_link("/ui/releases", &query)) }
+            (table_links("/ui/releases", &query, Some((r.from, r.to))))
         }
         section {
             h2 { "Mobile app releases" }
@@ -126,9 +128,11 @@ pub async fn perf(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Query(format): Query<Format>,
+    Query(range): Query<RangeQuery>,
     Query(mut p): Query<PerfParams>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
     if p.trace.is_none() {
         p.trace = Some(DEFAULT_TRACE.into());
     }
@@ -186,7 +190,7 @@ pub async fn perf(
         (filters::form("/ui/perf", &[
             filters::select("trace", "Trace", &trace_options(), Some(&trace)),
             filters::select("by", "Group by", &dimension_options(), Some(&by)),
-            filters::date_range(Some(r.from), Some(r.to)),
+            range.controls(r.from, r.to),
         ]))
         p.lede {
             "Durations of " code { (trace) } " from " (r.from) " to " (r.to) " (UTC days), every percentile within "
@@ -196,7 +200,7 @@ pub async fn perf(
         section {
             h2 { "Percentiles" }
             (table.html())
-            p { (beacon_ui::table::csv_link("/ui/perf", &query)) }
+            (table_links("/ui/perf", &query, Some((r.from, r.to))))
         }
         section {
             h2 { "Distribution" }
@@ -224,9 +228,11 @@ pub async fn regressions(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
     Query(format): Query<Format>,
-    Query(p): Query<PerfParams>,
+    Query(range): Query<RangeQuery>,
+    Query(mut p): Query<PerfParams>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
+    range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
     let r = regression_report(&s, &p).await?;
     let mut table = Table::new(vec![
         Column::text("trace"),
@@ -270,7 +276,7 @@ pub async fn regressions(
             filters::select("trace", "Trace", &traces, Some(p.trace.as_deref().unwrap_or(""))),
             filters::text("threshold", "Threshold (share or %)", Some(&threshold)),
             filters::number("min_samples", "Minimum samples", Some(&min_samples), Some("1"), Some("1")),
-            filters::date_range(Some(r.from), Some(r.to)),
+            range.controls(r.from, r.to),
         ]))
         p.lede {
             strong { (flagged) } " of " (r.comparisons.len()) " comparisons flagged: p75 or p95 slower than the version before by more than "
@@ -280,7 +286,7 @@ pub async fn regressions(
             p.notice role="note" { "Versions seen on fewer than " (r.min_group_size) " devices are left out." }
         }
         (table.html())
-        p { (beacon_ui::table::csv_link("/ui/regressions", &query)) }
+        (table_links("/ui/regressions", &query, Some((r.from, r.to))))
     };
     Ok(page(&session, "Regressions", Nav::Regressions, body))
 }
