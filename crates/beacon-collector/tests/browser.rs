@@ -514,10 +514,11 @@ async fn dsn_key(c: &TestCollector, key: &str) -> Value {
 /// store in the screenshots, `target/ui-screenshots/dashboard-{backend}-{page}.png`): log in (first
 /// with a wrong token); the overview's tiles against the admin API, and each tile's link; every
 /// page of the navigation, every link on it followed; an issue from the list, a bulletin from the
-/// list; filters that change the URL and the table; a CSV against the admin API; a bulletin
-/// published and retracted; an admin token, a mobile API key and a project made in the settings,
-/// each secret shown once and working until revoked there, a DSN key disabled, rate-limited and
-/// enabled again; log out. No JavaScript error on any page. Returns the overview's screenshot.
+/// list; filters that change the URL and the table, a relative range and its permalink; a CSV
+/// against the admin API; a bulletin published and retracted; an admin token, a mobile API key
+/// and a project made in the settings, each secret shown once and working until revoked there, a
+/// DSN key disabled, rate-limited and enabled again; log out. No JavaScript error on any page.
+/// Returns the overview's screenshot.
 async fn dashboard_flow(browser: &Browser, filled: &Filled, backend: &str) -> std::path::PathBuf {
     let c = &filled.c;
     let shot = |page: &str| format!("dashboard-{backend}-{page}");
@@ -681,6 +682,33 @@ async fn dashboard_flow(browser: &Browser, filled: &Filled, backend: &str) -> st
         ));
     }
     assert_eq!(csv.text(), expected);
+
+    // A relative range keeps `range=` in the URL and shows the last 7 days; its Permalink shows
+    // the same table with those dates fixed, and offers no permalink of its own.
+    browser.goto(&ui("/ui/growth")).await;
+    browser.submit_form(&[("range", "7d")]).await;
+    let url = browser.current_url().await;
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "range" && v == "7d"),
+        "{url}"
+    );
+    let week = browser.table("section > .table-wrap > table").await;
+    let today = c.clock().now().date_naive();
+    let first = today - Days::new(6);
+    let days: Vec<&str> = week[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(days.len(), 7, "{week:?}");
+    assert_eq!(days[0], first.to_string());
+    assert_eq!(days[6], today.to_string());
+    browser.click_link("Permalink").await;
+    let url = browser.current_url().await;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert!(!pairs.iter().any(|(k, _)| k == "range"), "{url}");
+    for (key, day) in [("from", first), ("to", today)] {
+        assert!(pairs.contains(&(key.to_string(), day.to_string())), "{url}");
+    }
+    assert_eq!(browser.table("section > .table-wrap > table").await, week);
+    assert!(browser.find_all("a.permalink").await.is_empty());
+    browser.screenshot(&shot("growth-permalink")).await;
 
     // Two selects at once on the performance page: a trace, by app version.
     browser.goto(&ui("/ui/perf")).await;
