@@ -2,10 +2,14 @@
 //! (`beacon_testkit::browser`). Skipped without Chromium, except under `CI=true`.
 
 use axum::response::Html;
-use beacon_testkit::browser::Browser;
+use beacon_collector::Clock;
+use beacon_sim::{Hooks, SimConfig};
+use beacon_testkit::browser::{ARROW_DOWN, Browser, ENTER, Focused};
 use beacon_testkit::*;
+use chrono::{Days, NaiveDate, TimeZone, Utc};
 use futures_util::FutureExt;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 
 /// A bulletin published through the admin API reads as its vendor wrote it on its public page,
@@ -340,78 +344,329 @@ async fn a_bulletin_body_runs_no_script_and_loads_nothing() {
     );
 }
 
-/// The dashboard as a person uses it: log in (first with a wrong token), visit every page from the
-/// navigation, change a filter and see the URL and the table change, download a CSV and compare it
-/// with the admin API, publish and retract a bulletin through the form, log out. No JavaScript
-/// error on any page; a screenshot of each under `target/ui-screenshots/`.
-#[tokio::test]
-async fn the_dashboard_in_a_real_browser() {
-    let Some(browser) = Browser::start().await else {
-        return;
-    };
-    let c = TestCollector::start_with(|cfg| cfg.reports.min_group_size = 2).await;
-    let mut n = 0;
-    for (version, servers) in [("5.37.0", 4), ("5.38.1", 3), ("6.0.0", 2)] {
-        for _ in 0..servers {
-            n += 1;
-            let q =
-                crate::util::mattermost_query(&crate::util::server_id(n), version, 10 * n as u64);
-            assert_eq!(c.security(&q).await.status(), 200);
-        }
+/// Days the simulator fills a dashboard's collector with: server release 10.2.0 ships on day 4 and
+/// 10.2.1 on day 9, app 2.21.0 on day 5 and 2.22.0 (with its slower channel switch) on day 10.
+const SIM_DAYS: u32 = 14;
+
+/// The bulletin in force while the simulator runs.
+const SIM_BULLETIN: &str = "BSA-SIM-0001";
+
+/// A collector filled by the simulator.
+struct Filled {
+    c: TestCollector,
+    /// The project the simulated servers send their errors to.
+    project: Project,
+}
+
+fn at_noon(day: NaiveDate) -> chrono::DateTime<Utc> {
+    Utc.from_utc_datetime(&day.and_hms_opt(12, 0, 0).expect("noon"))
+}
+
+/// A collector (SQLite, or `pg`) filled by the simulator through its real endpoints, a day at a
+/// time on the collector's clock (as `beacon demo` does): 80 servers on five releases checking in
+/// daily, error events after upgrades, 60 devices sending traces, and a bulletin published on the
+/// first day. Every page then has real data; it takes seconds.
+async fn simulated_collector(pg: Option<&TestPg>) -> Filled {
+    let mut builder = TestCollector::builder().config(|cfg| {
+        // The error bursts never meet the per-minute limit of a clock that stands still.
+        cfg.errors.rate_limit_per_minute = 10_000_000;
+    });
+    if let Some(pg) = pg {
+        builder = builder.postgres(pg);
     }
-    c.add_bulletin("BSA-2026-0001", "<5.38.0").await;
+    let c = builder.start().await;
+    // The simulator's last day is today.
+    let first_day = Utc::now().date_naive() - Days::new(u64::from(SIM_DAYS - 1));
+    let clock = c.shared_clock();
+    clock.set(at_noon(first_day));
+    c.admin()
+        .publish_bulletin(json!({
+            "id": SIM_BULLETIN,
+            "title": "Remote code execution in the markdown renderer",
+            "severity": "critical",
+            "affected": ">=9.11.0, <10.2.1",
+            "fixed_in": "10.2.1",
+            "body": "<p>Upgrade to 10.2.1 or later.</p>",
+        }))
+        .await;
+    let project = c.create_project("mattermost-server").await;
+    let api_key = c.create_api_key("mattermost-mobile").await;
+    let sim = SimConfig {
+        url: c.url.clone(),
+        servers: 80,
+        devices: 60,
+        days: SIM_DAYS,
+        seed: 1,
+        rate: None,
+        concurrency: 8,
+        project_dsn: Some(project.dsn(&c.url)),
+        api_key: Some(api_key),
+        ca_cert: None,
+        progress: false,
+        record: None,
+    };
+    let hooks = Hooks {
+        on_day: Some(Box::new(move |day| clock.set(at_noon(day)))),
+    };
+    let summary = beacon_sim::run(sim, hooks)
+        .await
+        .expect("the simulator runs");
+    for channel in [&summary.security, &summary.errors, &summary.mobile] {
+        assert!(
+            channel.items > 0 && channel.accepted == channel.items,
+            "{summary}"
+        );
+    }
+    // Reports read the perf sketches folded in the background: fold what is pending now.
+    c.running().store.compact_perf().await.unwrap();
+    Filled { c, project }
+}
+
+/// A figure as a page shows it (`1,204`).
+fn figure(text: &str) -> u64 {
+    text.trim()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("{text:?} is no count: {e}"))
+}
+
+/// Follows every link of the page's `<main>` not followed before (`seen`) with the session's
+/// cookies: each must answer 200, a "Download CSV" link with a CSV. Returns how many it followed.
+async fn follow_links(browser: &Browser, seen: &mut HashSet<String>) -> usize {
+    let here = browser.current_url().await;
+    let mut links = Vec::new();
+    for a in browser.find_all("main a[href]").await {
+        let href = a.attr("href").await.unwrap().expect("an href");
+        let csv = a.attr("download").await.unwrap().is_some();
+        links.push((href, csv));
+    }
+    let mut followed = 0;
+    for (href, csv) in links {
+        let url = here.join(&href).unwrap();
+        if !seen.insert(url.to_string()) {
+            continue;
+        }
+        let got = browser.download(url.as_str()).await;
+        assert_eq!(got.status, 200, "the link {href} on {here}");
+        if csv {
+            let content_type = got.content_type.unwrap_or_default();
+            assert!(
+                content_type.starts_with("text/csv"),
+                "{href}: {content_type}"
+            );
+        }
+        followed += 1;
+    }
+    followed
+}
+
+/// `GET /admin/v1/issues` with `token`: its status.
+async fn admin_status(c: &TestCollector, token: &str) -> u16 {
+    let r = c.http.get(format!("{}/admin/v1/issues", c.url));
+    r.bearer_auth(token).send().await.unwrap().status().as_u16()
+}
+
+/// One trace event sent with the mobile API key `key`: the status (`accepted` checked on 200).
+async fn mobile_status(c: &TestCollector, key: &str) -> u16 {
+    let ts = c.clock().now().timestamp_micros();
+    let body = json!({"data": {
+        "trace_events": [{"cat": "react-native", "ph": "X", "name": "team:switch", "ts": ts,
+                          "dur": 412_000, "pid": 0, "tid": 5,
+                          "args": {"instanceKey": 0, "tag": "team:switch"}}],
+        "device_info": {"api_level": 33, "brand": "google", "model": "Pixel 7", "version": "2.22.0"},
+    }});
+    let r = c.http.post(format!("{}/v1/mobile/metrics", c.url));
+    let r = r.header("x-api-key", key).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 200 {
+        assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 1);
+    }
+    status
+}
+
+/// An error event `n` sent to `project` with its DSN key: the status.
+async fn store_status(c: &TestCollector, project: &Project, n: u32) -> u16 {
+    let auth = format!(
+        "Sentry sentry_key={}, sentry_version=7, sentry_client=beacon-test/1.0",
+        project.key
+    );
+    let event = json!({"event_id": format!("{n:032x}"), "message": "sent by the browser test",
+                       "level": "error", "platform": "python"});
+    let r = c.http.post(format!("{}/api/{}/store/", c.url, project.id));
+    let r = r.header("x-sentry-auth", auth).json(&event).send().await;
+    r.unwrap().status().as_u16()
+}
+
+/// The DSN key `key` as the admin API lists it.
+async fn dsn_key(c: &TestCollector, key: &str) -> Value {
+    let projects = c.get_admin("/projects").await;
+    projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["keys"].as_array().unwrap().iter())
+        .find(|k| k["public_key"] == key)
+        .unwrap_or_else(|| panic!("no key {key} in {projects}"))
+        .clone()
+}
+
+/// The dashboard as a person uses it, on a collector the simulator filled (`backend` names the
+/// store in the screenshots, `target/ui-screenshots/dashboard-{backend}-{page}.png`): log in (first
+/// with a wrong token); the overview's tiles against the admin API, and each tile's link; every
+/// page of the navigation, every link on it followed; an issue from the list, a bulletin from the
+/// list; filters that change the URL and the table, a relative range and its permalink; a CSV
+/// against the admin API; a bulletin published and retracted; an admin token, a mobile API key
+/// and a project made in the settings, each secret shown once and working until revoked there, a
+/// DSN key disabled, rate-limited and enabled again; log out. No JavaScript error on any page.
+/// Returns the overview's screenshot.
+async fn dashboard_flow(browser: &Browser, filled: &Filled, backend: &str) -> std::path::PathBuf {
+    let c = &filled.c;
+    let shot = |page: &str| format!("dashboard-{backend}-{page}");
+    let ui = |path: &str| format!("{}{path}", c.url);
 
     // Every page wants a session first.
-    browser.goto(&format!("{}/", c.url)).await;
+    browser.goto(&ui("/")).await;
     assert_eq!(browser.current_path().await, "/ui/login");
-    browser.screenshot("dashboard-login").await;
+    browser.screenshot(&shot("login")).await;
     browser.submit_form(&[("token", "bcn_not_a_token")]).await;
-    assert!(
-        browser
-            .text()
-            .await
-            .contains("That admin token is not valid.")
-    );
+    assert_eq!(browser.current_path().await, "/ui/login");
+    let text = browser.text().await;
+    assert!(text.contains("That admin token is not valid."), "{text}");
     browser.submit_form(&[("token", ADMIN_TOKEN)]).await;
     assert_eq!(browser.current_path().await, "/ui/");
     assert_eq!(browser.h1().await, "Overview");
-    browser.screenshot("dashboard-overview").await;
+    let overview = browser.screenshot(&shot("overview")).await;
 
-    // Every entry of the navigation opens its page.
+    // The overview's figures are the admin API's; every tile has something to show.
+    let tiles = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('section.tile'), t => [\
+                 t.querySelector('h2 a').innerText.trim(),\
+                 t.querySelector('h2 a').getAttribute('href'),\
+                 t.querySelector('.value').innerText.trim()]);",
+            vec![],
+        )
+        .await;
+    let tiles: Vec<(String, String, String)> = serde_json::from_value(tiles).unwrap();
+    assert_eq!(tiles.len(), 4, "{tiles:?}");
+    let growth = c.get_admin("/reports/growth").await;
+    let today = growth["days"].as_array().unwrap().last().unwrap()["servers"].clone();
+    assert_eq!(figure(&tiles[0].2), today.as_u64().unwrap(), "{tiles:?}");
+    let exposure = c
+        .get_admin(&format!("/reports/exposure?bulletin={SIM_BULLETIN}"))
+        .await;
+    let exposed = exposure["bulletins"][0]["servers"].as_u64().unwrap();
+    assert_eq!(figure(&tiles[1].2), exposed, "{tiles:?}");
+    let flagged = c.get_admin("/perf/regressions").await["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["flagged"] == true)
+        .count() as u64;
+    assert_eq!(figure(&tiles[3].2), flagged, "{tiles:?}");
+    for (title, _, value) in &tiles {
+        assert!(figure(value) > 0, "{title}: nothing to show ({tiles:?})");
+    }
+    // Each tile opens its page; so do the bulletin and the issue it lists first.
+    for (title, href, _) in &tiles {
+        browser.goto(&ui("/ui/")).await;
+        browser.click_link(title).await;
+        assert_eq!(&browser.current_path().await, href, "{title}");
+    }
+    browser.goto(&ui("/ui/")).await;
+    browser.click_link(SIM_BULLETIN).await;
+    assert_eq!(
+        browser.current_path().await,
+        format!("/ui/bulletins/{SIM_BULLETIN}")
+    );
+    browser.goto(&ui("/ui/")).await;
+    browser
+        .click("section.tile li a[href^='/ui/issues/']")
+        .await;
+    assert!(
+        browser.current_path().await.starts_with("/ui/issues/"),
+        "{}",
+        browser.current_path().await
+    );
+
+    // Every entry of the navigation opens its page; every link on it answers.
     let nav: Vec<(String, String)> = {
-        let links = browser.find_all("nav[aria-label=Main] a").await;
         let mut out = Vec::new();
-        for a in links {
+        for a in browser.find_all("nav[aria-label=Main] a").await {
             let text = a.text().await.unwrap();
             let href = a.attr("href").await.unwrap().unwrap();
             out.push((text, href));
         }
         out
     };
-    assert!(nav.len() >= 5, "{nav:?}");
+    assert_eq!(nav.len(), 9, "{nav:?}");
+    let mut seen = HashSet::new();
+    let mut followed = 0;
     for (text, href) in &nav {
         browser.click_link(text).await;
         assert_eq!(&browser.current_path().await, href, "{text}");
         let h1 = browser.h1().await;
-        assert!(!h1.is_empty() && !h1.contains("Not found"), "{text}: {h1}");
-        browser
-            .screenshot(&format!(
-                "dashboard-{}",
-                href.trim_matches('/').replace('/', "-")
-            ))
-            .await;
+        assert_eq!(&h1, text, "{href}");
+        browser.screenshot(&shot(&text.to_lowercase())).await;
+        followed += follow_links(browser, &mut seen).await;
     }
+    // The issue and bulletin links, the CSVs of six pages, a public bulletin page.
+    assert!(followed >= 10, "{followed} links: {seen:?}");
+
+    // An issue from the list: its page, its counts those of the list and of the admin API.
+    browser.goto(&ui("/ui/issues?sort=count")).await;
+    let list = browser.table("main > .table-wrap > table").await;
+    assert_eq!(list[0][..2], ["id", "title"]);
+    assert!(list.len() > 2, "{list:?}");
+    let column = |name: &str| {
+        let at = list[0].iter().position(|h| h == name);
+        at.unwrap_or_else(|| panic!("no column {name}: {list:?}"))
+    };
+    let row = &list[1];
+    let (id, title) = (&row[column("id")], &row[column("title")]);
+    let count = figure(&row[column("count")]);
+    browser
+        .click("main > .table-wrap > table tbody tr:first-child td:nth-child(2) a")
+        .await;
+    assert_eq!(browser.current_path().await, format!("/ui/issues/{id}"));
+    assert_eq!(&browser.h1().await, title);
+    browser.screenshot(&shot("issue")).await;
+    // The table of its own section, not a chart's data.
+    let by_release = browser.table("section > .table-wrap > table").await;
+    let sum: u64 = by_release[1..].iter().map(|r| figure(&r[1])).sum();
+    assert_eq!(sum, count, "{by_release:?}");
+    let api = c.get_admin(&format!("/issues/{id}")).await;
+    assert_eq!(api["issue"]["count"], count, "{api}");
+    followed = follow_links(browser, &mut seen).await;
+    assert!(followed >= 1);
+
+    // A bulletin from the list: its exposure, as the admin API counts it.
+    browser.goto(&ui("/ui/bulletins")).await;
+    browser.click_link(SIM_BULLETIN).await;
+    assert_eq!(browser.h1().await, format!("Bulletin {SIM_BULLETIN}"));
+    assert_eq!(
+        figure(&browser.text_of("main p.lede strong").await),
+        exposed
+    );
+    let by_version = browser.table("section > .table-wrap > table").await;
+    assert_eq!(by_version[0][0], "version");
+    assert!(by_version.len() > 1, "{by_version:?}");
+    browser.screenshot(&shot("bulletin")).await;
+    follow_links(browser, &mut seen).await;
 
     // A filter changes the URL and the table; the CSV link gives the admin API's figures.
-    browser.goto(&format!("{}/ui/fleet", c.url)).await;
+    browser.goto(&ui("/ui/fleet")).await;
     let by_version = browser.table("section > .table-wrap > table").await;
     assert_eq!(by_version[0][0], "version");
     browser.submit_form(&[("by", "os")]).await;
     let url = browser.current_url().await;
-    assert!(url.query().unwrap_or_default().contains("by=os"), "{url}");
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "by" && v == "os"),
+        "{url}"
+    );
     let by_os = browser.table("section > .table-wrap > table").await;
     assert_eq!(by_os[0][0], "os");
-    assert_ne!(by_os, by_version);
+    assert!(by_os.iter().any(|r| r[0] == "linux"), "{by_os:?}");
     let csv = browser.download("/ui/fleet?by=os&format=csv").await;
     assert_eq!(csv.status, 200);
     let api = c.get_admin("/reports/fleet?by=os").await;
@@ -428,21 +683,67 @@ async fn the_dashboard_in_a_real_browser() {
     }
     assert_eq!(csv.text(), expected);
 
+    // A relative range keeps `range=` in the URL and shows the last 7 days; its Permalink shows
+    // the same table with those dates fixed, and offers no permalink of its own.
+    browser.goto(&ui("/ui/growth")).await;
+    browser.submit_form(&[("range", "7d")]).await;
+    let url = browser.current_url().await;
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "range" && v == "7d"),
+        "{url}"
+    );
+    let week = browser.table("section > .table-wrap > table").await;
+    let today = c.clock().now().date_naive();
+    let first = today - Days::new(6);
+    let days: Vec<&str> = week[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(days.len(), 7, "{week:?}");
+    assert_eq!(days[0], first.to_string());
+    assert_eq!(days[6], today.to_string());
+    browser.click_link("Permalink").await;
+    let url = browser.current_url().await;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert!(!pairs.iter().any(|(k, _)| k == "range"), "{url}");
+    for (key, day) in [("from", first), ("to", today)] {
+        assert!(pairs.contains(&(key.to_string(), day.to_string())), "{url}");
+    }
+    assert_eq!(browser.table("section > .table-wrap > table").await, week);
+    assert!(browser.find_all("a.permalink").await.is_empty());
+    browser.screenshot(&shot("growth-permalink")).await;
+
+    // Two selects at once on the performance page: a trace, by app version.
+    browser.goto(&ui("/ui/perf")).await;
+    let all = browser.table("section > .table-wrap > table").await;
+    browser
+        .submit_form(&[("trace", "channel:switch_loaded"), ("by", "app_version")])
+        .await;
+    let url = browser.current_url().await;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    for want in [("trace", "channel:switch_loaded"), ("by", "app_version")] {
+        assert!(
+            pairs.iter().any(|(k, v)| (k.as_str(), v.as_str()) == want),
+            "{url}"
+        );
+    }
+    let by_app = browser.table("section > .table-wrap > table").await;
+    assert_ne!(by_app, all);
+    let versions: Vec<&str> = by_app[1..].iter().map(|r| r[0].as_str()).collect();
+    assert!(versions.contains(&"2.22.0"), "{by_app:?}");
+    browser.screenshot(&shot("perf-by-app-version")).await;
+
     // Publish and retract a bulletin through the forms.
-    browser.goto(&format!("{}/ui/bulletins", c.url)).await;
+    browser.goto(&ui("/ui/bulletins")).await;
     browser
         .submit_form(&[
             ("id", "BSA-2026-0002"),
             ("title", "Privilege escalation in plugins"),
             ("severity", "high"),
-            ("affected", ">=5.30.0, <5.38.1"),
-            ("fixed_in", "5.38.1"),
-            ("body", "<p>Upgrade to 5.38.1.</p>"),
+            ("affected", ">=10.1.0, <10.2.0"),
+            ("fixed_in", "10.2.0"),
+            ("body", "<p>Upgrade to 10.2.0.</p>"),
         ])
         .await;
     assert_eq!(browser.current_path().await, "/ui/bulletins/BSA-2026-0002");
     assert_eq!(browser.h1().await, "Bulletin BSA-2026-0002");
-    browser.screenshot("dashboard-bulletin").await;
     let b = c.get_admin("/bulletins/BSA-2026-0002").await;
     assert_eq!(b["severity"], "high");
     browser.click("button.danger").await;
@@ -450,11 +751,194 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(b["retracted_at"].is_string(), "{b}");
     assert!(browser.text().await.contains("Retracted"));
 
+    // An admin token made in the settings is shown once, opens the admin API, and stops when
+    // revoked there.
+    browser.goto(&ui("/ui/settings")).await;
+    browser
+        .submit(
+            "form[action='/ui/settings/tokens']",
+            &[("label", "browser-ops")],
+        )
+        .await;
+    let token = browser.text_of(".secret code").await;
+    assert!(
+        browser.text().await.contains("admin token “browser-ops”"),
+        "{}",
+        browser.text().await
+    );
+    assert_eq!(admin_status(c, &token).await, 200);
+    browser.screenshot(&shot("settings-new-token")).await;
+    browser.goto(&ui("/ui/settings")).await;
+    assert!(!browser.text().await.contains(&token), "shown again");
+    let tokens = browser.table("section:has(#tokens) table").await;
+    let row = tokens.iter().find(|r| r[1] == "browser-ops");
+    let id = &row.unwrap_or_else(|| panic!("{tokens:?}"))[0];
+    browser
+        .click(&format!(
+            "form[action='/ui/settings/tokens/{id}/revoke'] button"
+        ))
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/settings");
+    assert_eq!(admin_status(c, &token).await, 401);
+    let tokens = browser.table("section:has(#tokens) table").await;
+    assert!(!tokens.iter().any(|r| r[1] == "browser-ops"), "{tokens:?}");
+
+    // A mobile API key likewise, against the mobile endpoint.
+    browser
+        .submit(
+            "form[action='/ui/settings/apikeys']",
+            &[("name", "browser-app")],
+        )
+        .await;
+    let key = browser.text_of(".secret code").await;
+    assert!(key.starts_with("bmk_"), "{key}");
+    assert_eq!(mobile_status(c, &key).await, 200);
+    browser.goto(&ui("/ui/settings")).await;
+    assert!(!browser.text().await.contains(&key), "shown again");
+    browser
+        .click("form[action='/ui/settings/apikeys/browser-app/revoke'] button")
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/settings");
+    assert_eq!(mobile_status(c, &key).await, 403);
+    let keys = browser.table("section:has(#apikeys) table").await;
+    let row = keys.iter().find(|r| r[0] == "browser-app");
+    let row = row.unwrap_or_else(|| panic!("{keys:?}"));
+    assert!(!row[3].is_empty(), "no revoked_at: {keys:?}");
+
+    // A DSN key disabled with a rate limit, then enabled again.
+    let project = &filled.project;
+    let form = format!("form[action='/ui/settings/keys/{}']", project.key);
+    assert_eq!(store_status(c, project, 1).await, 200);
+    browser
+        .submit(
+            &form,
+            &[("enabled", "false"), ("rate_limit_per_minute", "600")],
+        )
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/settings");
+    let k = dsn_key(c, &project.key).await;
+    assert_eq!(
+        (&k["enabled"], &k["rate_limit_per_minute"]),
+        (&json!(false), &json!(600))
+    );
+    assert_eq!(store_status(c, project, 2).await, 403);
+    browser.submit(&form, &[("enabled", "true")]).await;
+    let k = dsn_key(c, &project.key).await;
+    assert_eq!(
+        (&k["enabled"], &k["rate_limit_per_minute"]),
+        (&json!(true), &json!(600))
+    );
+    assert_eq!(store_status(c, project, 3).await, 200);
+
+    // A project made in the settings, with its first key.
+    browser
+        .submit(
+            "form[action='/ui/settings/projects']",
+            &[("name", "browser-project")],
+        )
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/settings");
+    let projects = c.get_admin("/projects").await;
+    let made = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "browser-project");
+    let made = made.unwrap_or_else(|| panic!("{projects}"));
+    let heading = format!("browser-project (project {})", made["id"]);
+    assert!(browser.text().await.contains(&heading), "{heading}");
+    browser.screenshot(&shot("settings")).await;
+
     // Log out: the pages want a login again.
     browser.click("form[action='/ui/logout'] button").await;
     assert_eq!(browser.current_path().await, "/ui/login");
-    browser.goto(&format!("{}/ui/fleet", c.url)).await;
+    browser.goto(&ui("/ui/fleet")).await;
     assert_eq!(browser.current_path().await, "/ui/login?next=/ui/fleet");
     browser.assert_no_js_errors().await;
-    c.stop().await;
+    overview
+}
+
+/// The dashboard on SQLite (see `dashboard_flow`). With `BEACON_UPDATE_SCREENSHOT=1` its overview
+/// becomes README's `docs/dashboard-overview.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_real_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let filled = simulated_collector(None).await;
+    let overview = dashboard_flow(&browser, &filled, "sqlite").await;
+    if std::env::var("BEACON_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
+        let png = std::fs::read(&overview).unwrap();
+        assert!(
+            png.len() < 200_000,
+            "{} bytes: too big for the README",
+            png.len()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        std::fs::write(docs.join("dashboard-overview.png"), png).unwrap();
+    }
+    filled.c.stop().await;
+}
+
+/// The same on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_real_browser_on_postgres() {
+    let Some(pg) = TestPg::from_env() else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let filled = simulated_collector(Some(&pg)).await;
+    dashboard_flow(&browser, &filled, "postgres").await;
+    filled.c.stop().await;
+}
+
+/// With the keyboard alone (Tab, typing, Enter, an arrow key) a person logs in, opens a page from
+/// the navigation, changes a filter and applies it; every element the focus passes shows it.
+#[tokio::test]
+async fn the_dashboard_by_keyboard_only() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let c = TestCollector::start().await;
+    browser.goto(&format!("{}/ui/login", c.url)).await;
+    assert_eq!(browser.focused().await, None);
+
+    // The first Tab shows the skip link; the token field follows.
+    let mut stops = browser.tab_to("input[name=token]").await;
+    assert_eq!(stops[0].description, "a \"Skip to content\" #main");
+    browser.press(ADMIN_TOKEN).await;
+    browser.press_navigating(ENTER).await;
+    assert_eq!(browser.current_path().await, "/ui/");
+
+    stops.extend(browser.tab_to("nav a[href='/ui/fleet']").await);
+    browser.press_navigating(ENTER).await;
+    assert_eq!(browser.current_path().await, "/ui/fleet");
+    assert_eq!(
+        browser.table("section > .table-wrap > table").await[0][0],
+        "version"
+    );
+
+    stops.extend(browser.tab_to("select[name=by]").await);
+    browser.press(ARROW_DOWN).await;
+    let by = browser.focused().await.unwrap().description;
+    assert_eq!(by, "select by \"edition\"");
+    stops.extend(browser.tab_to("form.filters button").await);
+    browser.screenshot("dashboard-keyboard-focus").await;
+    browser.press_navigating(ENTER).await;
+    let url = browser.current_url().await;
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "by" && v == "edition"),
+        "{url}"
+    );
+    assert_eq!(
+        browser.table("section > .table-wrap > table").await[0][0],
+        "edition"
+    );
+
+    let unseen: Vec<&Focused> = stops.iter().filter(|f| !f.is_visible()).collect();
+    assert!(unseen.is_empty(), "focus not visible on {unseen:?}");
+    assert!(stops.len() >= 10, "{stops:?}");
+    browser.assert_no_js_errors().await;
 }

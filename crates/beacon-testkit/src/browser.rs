@@ -16,6 +16,10 @@
 //! page opened on purpose), unless its body was empty: Chromium then shows an error page of its
 //! own (`chrome-error://chromewebdata/`), and that is reported.
 //!
+//! **The keyboard**: [`Browser::press`] sends key presses to whatever has the focus, as a person
+//! types (WebDriver actions, no element targeted); [`Browser::tab_to`] presses Tab until a given
+//! element has the focus and reads each element on the way ([`Focused`]: does it show the focus?).
+//!
 //! Every helper panics with a message on failure, like the rest of the kit.
 
 use crate::{ChildGuard, block_on, spawn_until};
@@ -43,6 +47,36 @@ pub struct JsError {
 impl std::fmt::Display for JsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}] {}", self.source, self.message)
+    }
+}
+
+/// WebDriver's Tab key, for [`Browser::press`].
+pub const TAB: &str = "\u{E004}";
+/// WebDriver's Enter key, for [`Browser::press`].
+pub const ENTER: &str = "\u{E007}";
+/// WebDriver's arrow-down key, for [`Browser::press`].
+pub const ARROW_DOWN: &str = "\u{E015}";
+
+/// The element with the keyboard focus ([`Browser::focused`], [`Browser::tab_to`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Focused {
+    /// Its tag, name, text (not a password's) and link: `a "Fleet" /ui/fleet`.
+    pub description: String,
+    /// Its computed `outline-style` and `outline-width` while focused: `solid 3px`.
+    pub outline: String,
+    /// Whether any of it is inside the viewport.
+    pub on_screen: bool,
+}
+
+impl Focused {
+    /// Whether a person can see where the focus is: the element is on screen and draws an
+    /// outline (the stylesheet's `:focus-visible` ring). Another kind of indicator (a box shadow,
+    /// a background) would not count: this check would have to learn it.
+    pub fn is_visible(&self) -> bool {
+        let mut parts = self.outline.split(' ');
+        let style = parts.next().unwrap_or("none");
+        let width = parts.next().unwrap_or("0px");
+        self.on_screen && style != "none" && width != "0px"
     }
 }
 
@@ -427,9 +461,15 @@ impl Browser {
     /// page it opens.
     pub async fn submit_form(&self, fields: &[(&str, &str)]) {
         let (first, _) = fields.first().expect("at least one field");
-        let form = self
-            .find(&format!("form:has({})", field_selector(first)))
+        self.submit(&format!("form:has({})", field_selector(first)), fields)
             .await;
+    }
+
+    /// Like [`Browser::submit_form`], in the first form matching `form_css`: for a page whose
+    /// forms share a field name (`form[action='/ui/settings/apikeys']`, say). `fields` may be
+    /// empty (a form with only a button).
+    pub async fn submit(&self, form_css: &str, fields: &[(&str, &str)]) {
+        let form = self.find(form_css).await;
         for (name, value) in fields {
             let field = form
                 .find(Locator::Css(&field_selector(name)))
@@ -455,6 +495,90 @@ impl Browser {
             }
         })
         .await;
+    }
+
+    /// Presses `keys` one after the other on the keyboard, into whatever has the focus (no element
+    /// is targeted, as when a person types): characters, and WebDriver's special keys (`"\u{E004}"`
+    /// Tab, `"\u{E007}"` Enter, `"\u{E015}"` arrow down: `fantoccini::key::Key`).
+    pub async fn press(&self, keys: &str) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let mut actions = KeyActions::new("keyboard".to_string());
+        for key in keys.chars() {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
+    }
+
+    /// [`Browser::press`], then waits for the page the keys open (Enter on a link or a button).
+    pub async fn press_navigating(&self, keys: &str) {
+        self.navigating(&format!("the keys {keys:?}"), self.press(keys))
+            .await;
+    }
+
+    /// The element with the keyboard focus, unless that is the page itself.
+    pub async fn focused(&self) -> Option<Focused> {
+        self.focus_matching("*").await.map(|(focused, _)| focused)
+    }
+
+    /// Presses Tab (at most 60 times) until the element with the focus matches `css`; returns each
+    /// element that had the focus on the way there, the matching one last. Panics when the focus
+    /// never gets there.
+    pub async fn tab_to(&self, css: &str) -> Vec<Focused> {
+        let mut stops = Vec::new();
+        for _ in 0..60 {
+            self.press(TAB).await;
+            let Some((focused, matches)) = self.focus_matching(css).await else {
+                continue;
+            };
+            stops.push(focused);
+            if matches {
+                return stops;
+            }
+        }
+        let path: Vec<&str> = stops.iter().map(|f| f.description.as_str()).collect();
+        panic!(
+            "Tab never reached {css:?} on {}; the focus went through {path:?}",
+            self.current_url_lossy().await
+        );
+    }
+
+    /// The focused element, and whether it matches `css`.
+    async fn focus_matching(&self, css: &str) -> Option<(Focused, bool)> {
+        const SCRIPT: &str = "const e = document.activeElement;\n\
+            if (!e || e === document.body || e === document.documentElement) return null;\n\
+            const s = getComputedStyle(e), r = e.getBoundingClientRect();\n\
+            const text = e.type === 'password' ? ''\n\
+              : e.tagName === 'SELECT' ? e.value : (e.innerText || e.value || '');\n\
+            const href = e.getAttribute('href');\n\
+            return {\n\
+              matches: e.matches(arguments[0]),\n\
+              description: e.tagName.toLowerCase() + (e.name ? ' ' + e.name : '')\n\
+                + ' \"' + text.trim().replace(/\\s+/g, ' ').slice(0, 40) + '\"'\n\
+                + (href ? ' ' + href : ''),\n\
+              outline: s.outlineStyle + ' ' + s.outlineWidth,\n\
+              on_screen: r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0\n\
+                && r.top < innerHeight && r.left < innerWidth,\n\
+            };";
+        let value = self
+            .client
+            .execute(SCRIPT, vec![json!(css)])
+            .await
+            .unwrap_or_else(|e| panic!("read the focused element: {e}"));
+        if value.is_null() {
+            return None;
+        }
+        let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+        let focused = Focused {
+            description: text("description"),
+            outline: text("outline"),
+            on_screen: value["on_screen"] == true,
+        };
+        Some((focused, value["matches"] == true))
     }
 
     /// The first table matching `css` (e.g. `table`, `#versions`), as rows of cell texts (header

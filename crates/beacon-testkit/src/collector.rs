@@ -129,6 +129,12 @@ impl TestCollector {
         self.clock.as_deref().expect("started with a manual clock")
     }
 
+    /// The collector's manual clock, shared: for a callback that outlives a borrow of the
+    /// collector (the simulator's day hook, say). Panics when it runs on the system clock.
+    pub fn shared_clock(&self) -> Arc<ManualClock> {
+        self.clock.clone().expect("started with a manual clock")
+    }
+
     /// The running collector.
     pub fn running(&self) -> &RunningCollector {
         self.running.as_ref().expect("running")
