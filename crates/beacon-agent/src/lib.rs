@@ -80,6 +80,7 @@ pub use notify::{Bulletin, LogNotifier, Notifier};
 pub use preview::{ErrorPreview, NextCheck, Preview};
 pub use security::{
     BulletinOutcome, BulletinResult, CHECK_INTERVAL, CheckError, CheckOutcome, CheckReport,
+    ForgetError,
 };
 pub use state::{
     AgentState, JsonFileState, MemoryState, State, StateError, is_diagnostic_id, new_diagnostic_id,
@@ -372,6 +373,12 @@ impl Agent {
         security::run(&self.inner, true).await
     }
 
+    /// Asks the collector to forget everything it holds of this server (its checks and error
+    /// events): `POST /v1/forget` with the diagnostic id, answered after the deletion committed.
+    pub async fn forget(&self) -> Result<beacon_wire::admin::ForgetRecord, ForgetError> {
+        security::forget(&self.inner).await
+    }
+
     /// What the agent would send, without sending anything: the exact URL of the next check and a
     /// scrubbed sample error report. Makes the diagnostic id if there is none yet (so that the URL shown
     /// is the one the next check sends).
@@ -591,6 +598,11 @@ impl AgentHandle {
     /// Checks now, on the caller's runtime (see [`Agent::check_now`]).
     pub async fn check_now(&self) -> Result<CheckOutcome, CheckError> {
         security::run(&self.inner, true).await
+    }
+
+    /// Asks the collector to forget this server's data (see [`Agent::forget`]).
+    pub async fn forget(&self) -> Result<beacon_wire::admin::ForgetRecord, ForgetError> {
+        security::forget(&self.inner).await
     }
 
     fn begin_stop(&mut self, deadline: Duration) {

@@ -290,3 +290,60 @@ mod tests {
         assert!(is_due(Some(t + chrono::TimeDelta::days(3)), t));
     }
 }
+
+/// Why a deletion request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error("no collector url is configured")]
+    NoCollector,
+    #[error(
+        "this server has no diagnostic id: it never checked in, so the collector holds nothing of it"
+    )]
+    NoId,
+    #[error(transparent)]
+    State(#[from] crate::StateError),
+    #[error("the deletion request was not answered: {0}")]
+    Send(#[from] SendError),
+    #[error("the collector answered the deletion request with {0}")]
+    Status(u16),
+    #[error("the collector's answer is not a deletion record: {0}")]
+    Answer(serde_json::Error),
+    #[error("the state panicked")]
+    Panicked,
+}
+
+/// Asks the collector to forget this server (`POST /v1/forget` with the diagnostic id, which only
+/// this server holds); the answer comes after the deletion committed. Sent whatever the switches say:
+/// erasing data is always allowed. The id is kept, so a later check is the same server again.
+pub(crate) async fn forget(
+    inner: &Arc<Inner>,
+) -> Result<beacon_wire::admin::ForgetRecord, ForgetError> {
+    let base = inner.collector.clone().ok_or(ForgetError::NoCollector)?;
+    let transport = inner.transport.clone().ok_or(ForgetError::NoCollector)?;
+    let state = inner.state.clone();
+    let id = blocking(move || state.load())
+        .await
+        .map_err(|_| ForgetError::Panicked)??
+        .diagnostic_id
+        .filter(|id| crate::state::is_diagnostic_id(id))
+        .ok_or(ForgetError::NoId)?;
+    let url = format!("{base}/v1/forget");
+    let body = serde_json::to_string(&beacon_wire::admin::AgentForget { server_id: id })
+        .map_err(ForgetError::Answer)?;
+    transport
+        .log_payload("forget", "POST", &url, Some(body.clone()))
+        .await;
+    let response = transport
+        .client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(SendError::http)?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(ForgetError::Status(response.status().as_u16()));
+    }
+    let body = crate::transport::read_limited(response, MAX_ANSWER_BYTES).await?;
+    serde_json::from_slice(&body).map_err(ForgetError::Answer)
+}

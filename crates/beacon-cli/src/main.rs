@@ -10,8 +10,8 @@ use anyhow::Result;
 use beacon_collector::Config;
 use clap::{Args, Parser, Subcommand};
 use cmd::{
-    agent, apikey, backup, bulletin, config, deadletter, demo, issues, key, perf, project, report,
-    serve, sim, token,
+    agent, apikey, backup, bulletin, config, deadletter, demo, forget, issues, key, perf, project,
+    report, serve, sim, token,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +68,8 @@ enum Command {
     /// The agent stand-alone: run, check once, or preview what it sends.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Erase a server's or a device's data, or list the deletion log (admin API).
+    Forget(forget::ForgetArgs),
     /// Copy a SQLite store to a file, consistent while the collector runs (offline tool).
     Backup(backup::BackupArgs),
     /// Put a backup back as the store of a data directory (the collector stopped; offline tool).
@@ -173,6 +175,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Agent(cmd) => agent::agent(cmd).await,
+        Command::Forget(args) => forget::run(args).await,
         Command::Backup(args) => backup::backup(args).await,
         Command::Restore(args) => backup::restore(args).await,
     }

@@ -271,3 +271,45 @@ fn plain_http_to_a_non_loopback_collector_is_refused() {
     }
     assert!(!dir.path().join("state.json").exists());
 }
+
+#[test]
+fn agent_forget_erases_its_own_server_and_only_it() {
+    let s = setup();
+    let config = s.config("main", STATIC_FACTS);
+    ok(&agent(&["check"], &config, &[]));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.dir.path().join("main-state.json")).unwrap(),
+    )
+    .unwrap();
+    let id = state["diagnostic_id"].as_str().unwrap().to_string();
+    // Another server, which must stay.
+    let other = s.config("other", STATIC_FACTS);
+    ok(&agent(&["check"], &other, &[]));
+    let admin = s.server.admin();
+    let servers = |admin: &Admin| {
+        block_on(admin.get_json("/reports/fleet?include_test=true"))["total"]["servers"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(servers(&admin), 2);
+
+    let out = ok(&agent(&["forget"], &config, &[]));
+    assert!(out.contains("forgotten: 1 checks, 0 error events"), "{out}");
+    assert_eq!(servers(&admin), 1, "the other server stays");
+    let log = block_on(admin.get_json("/forget/log"));
+    assert_eq!(log[0]["by"], "agent");
+    assert_eq!(log[0]["channel"], "server");
+    assert!(
+        !log.to_string().contains(&id),
+        "the log holds the id only as its hash"
+    );
+    // A server that never checked in has nothing to forget, and says so.
+    let fresh = s.config("fresh", STATIC_FACTS);
+    let o = agent(&["forget"], &fresh, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("never checked in"),
+        "{}",
+        text(&o.stderr)
+    );
+}

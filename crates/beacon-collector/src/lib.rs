@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpu;
 pub mod decode;
 pub mod error;
+pub mod forget;
 pub mod guards;
 pub mod host;
 pub mod http;

@@ -124,6 +124,11 @@ pub const MOBILE_METRICS: Route = Route {
     body_limit: Some(beacon_wire::mobile::MAX_BODY_BYTES + 1),
     ..route("mobile.metrics", Method::POST, "/v1/mobile/metrics", ApiKey)
 };
+// Deletion requests: an agent asks for its own server's data to be forgotten.
+pub const AGENT_FORGET: Route = Route {
+    body_limit: Some(1024),
+    ..route("forget.agent", Method::POST, "/v1/forget", Public)
+};
 // Operations.
 pub const HEALTHZ: Route = route("ops.healthz", Method::GET, "/healthz", Public);
 pub const READYZ: Route = route("ops.readyz", Method::GET, "/readyz", Public);
@@ -132,6 +137,8 @@ pub const METRICS: Route = route("ops.metrics", Method::GET, "/metrics", Public)
 pub const ADMIN_OPENAPI: Route = admin("admin.openapi", Method::GET, "/admin/v1/openapi.json");
 pub const ADMIN_DEAD_LETTERS: Route =
     admin("admin.dead_letters", Method::GET, "/admin/v1/deadletters");
+pub const FORGET: Route = admin("admin.forget", Method::POST, "/admin/v1/forget");
+pub const FORGET_LOG: Route = admin("admin.forget_log", Method::GET, "/admin/v1/forget/log");
 pub const BULLETINS_LIST: Route = admin(
     "security.bulletins_list",
     Method::GET,
@@ -281,6 +288,9 @@ pub const ALL: &[Route] = &[
     METRICS,
     ADMIN_OPENAPI,
     ADMIN_DEAD_LETTERS,
+    FORGET,
+    FORGET_LOG,
+    AGENT_FORGET,
     BULLETINS_LIST,
     BULLETINS_ADD,
     BULLETINS_SHOW,

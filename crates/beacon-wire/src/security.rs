@@ -218,7 +218,8 @@ pub fn build_query(check: &SecurityCheck) -> String {
         .finish()
 }
 
-fn parse_server_id(v: &str) -> Result<String, FieldError> {
+/// A diagnostic id: 26 characters `[a-z0-9]` (the field is named `id`, as in the query).
+pub fn parse_server_id(v: &str) -> Result<String, FieldError> {
     let ok_chars = v
         .bytes()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());

@@ -21,6 +21,9 @@ pub enum AgentCommand {
     Check(AgentArgs),
     /// Print the exact URL of the next check and a scrubbed sample error report; sends nothing.
     Preview(AgentArgs),
+    /// Ask the collector to forget this server's data (its checks and error events); waits until
+    /// the deletion is done.
+    Forget(AgentArgs),
 }
 
 #[derive(Args)]
@@ -38,7 +41,25 @@ pub async fn agent(cmd: AgentCommand) -> Result<()> {
         AgentCommand::Run(args) => run(&args.config).await,
         AgentCommand::Check(args) => check(&args.config).await,
         AgentCommand::Preview(args) => preview(&args.config).await,
+        AgentCommand::Forget(args) => forget(&args.config).await,
     }
+}
+
+async fn forget(config: &Path) -> Result<()> {
+    let agent = load(config)?;
+    let done = agent
+        .forget()
+        .await
+        .context("the collector did not forget this server")?;
+    println!(
+        "forgotten: {} checks, {} error events, {} dead letters (logged at {} as {})",
+        done.checks,
+        done.events,
+        done.dead_letters,
+        done.at.to_rfc3339(),
+        done.id_hash
+    );
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<Agent> {

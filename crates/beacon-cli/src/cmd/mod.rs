@@ -7,6 +7,7 @@ pub mod bulletin;
 pub mod config;
 pub mod deadletter;
 pub mod demo;
+pub mod forget;
 pub mod issues;
 pub mod key;
 pub mod perf;

@@ -62,8 +62,9 @@ fn list_table(issues: &[IssueSummary], per_day: &HashMap<i64, Vec<f64>>) -> Tabl
             i.culprit.clone().map(Cell::Text).unwrap_or(Cell::Empty),
             Cell::Text(i.level.as_str().into()),
             count(i.project_id),
-            Cell::Text(i.first_seen.to_rfc3339()),
-            Cell::Text(i.last_seen.to_rfc3339()),
+            // Short on the page; CSV keeps the admin API's RFC 3339.
+            when(i.first_seen),
+            when(i.last_seen),
             count(i.count),
             count(i.servers),
         ]);
@@ -97,6 +98,14 @@ pub async fn list(
         p { (beacon_ui::table::csv_link("/ui/issues", query.as_deref().unwrap_or_default())) }
     };
     Ok(page(&session, "Issues", Nav::Issues, body))
+}
+
+/// A time as `2026-11-19 12:00` on the page and RFC 3339 in CSV.
+fn when(t: chrono::DateTime<chrono::Utc>) -> Cell {
+    Cell::markup(
+        html! { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M")) } },
+        t.to_rfc3339(),
+    )
 }
 
 /// Events per day of each listed issue over the last [`SPARKLINE_DAYS`] UTC days (zeros included),
@@ -217,7 +226,7 @@ pub async fn show(
     let i = &d.issue;
     let ev = &d.latest_event;
     let per_day = chart::line(&LineChart {
-        title: "Events per day".into(),
+        title: "Events per day (UTC)".into(),
         x_label: "Day".into(),
         y_label: "Events".into(),
         series: vec![Series {
@@ -242,7 +251,6 @@ pub async fn show(
             dt { "Servers" } dd { (i.servers) }
         }
         section {
-            h2 { "Events per day (UTC)" }
             (per_day)
             p { (csv_of("day")) }
         }

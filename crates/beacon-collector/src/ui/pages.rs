@@ -244,6 +244,17 @@ fn distribution(title: &str, buckets: &[beacon_wire::admin::Bucket]) -> Markup {
     })
 }
 
+/// The change that flagged a regression: the larger of the p75 and p95 changes, signed
+/// (`p95 +31 %`).
+fn slowdown(c: &beacon_wire::admin::Regression) -> String {
+    let (name, change) = if c.p95_change > c.p75_change {
+        ("p95", c.p95_change)
+    } else {
+        ("p75", c.p75_change)
+    };
+    format!("{name} {:+.0} %", change * 100.0)
+}
+
 /// Says when small groups were folded into `other` (k-anonymity).
 /// `unit` is what a group counts: `servers` or `devices`.
 pub(super) fn thresholded_note(thresholded: bool, k: u64, unit: &str) -> Markup {
@@ -410,7 +421,7 @@ pub async fn overview(
             body: Some(html! {
                 ul {
                     @for c in flagged.iter().take(5) {
-                        li { code { (c.trace) } " " (c.version) ": p75 +" ((c.p75_change * 100.0).round()) " %" }
+                        li { code { (c.trace) } " " (c.version) ": " (slowdown(c)) }
                     }
                     @if flagged.is_empty() { li.muted { "None in the last 30 days." } }
                 }

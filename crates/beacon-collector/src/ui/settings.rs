@@ -55,14 +55,19 @@ async fn settings_page(
             Cell::Text(t.id.clone()),
             Cell::Text(t.label.clone()),
             Cell::Text(t.created_at.to_rfc3339()),
-            Cell::markup(
-                post(
-                    format!("/ui/settings/tokens/{}/revoke", t.id),
-                    "Revoke",
-                    "danger",
-                ),
-                "",
-            ),
+            // The last token cannot be revoked (nobody could log in): no button for it.
+            if tokens.len() > 1 {
+                Cell::markup(
+                    post(
+                        format!("/ui/settings/tokens/{}/revoke", t.id),
+                        "Revoke",
+                        "danger",
+                    ),
+                    "",
+                )
+            } else {
+                Cell::Empty
+            },
         ]);
     }
     let mut key_table = Table::new(vec![
