@@ -8,6 +8,7 @@ mod durability;
 mod mobile;
 mod report;
 mod soak;
+mod ui;
 
 use anyhow::{Context, Result, bail};
 use beacon_testkit::{ADMIN_TOKEN as TOKEN, ChildGuard as Proc, TestPg};
@@ -156,6 +157,41 @@ enum Cmd {
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
+    /// The dashboard: a store filled through the real endpoints over `--days` UTC days (the days before
+    /// today by collectors under libfaketime), then every page's server time (p50/p95/max of
+    /// `--requests` after 3 warm-ups) and the compressed bytes of a first visit. Exit 1 when a page's
+    /// p95 is over 50 ms or the first visit over 100 KB.
+    Ui {
+        /// Distinct servers checking in over the days.
+        #[arg(long, default_value_t = 100_000)]
+        servers: u32,
+        /// Distinct error issues (2–8 events each).
+        #[arg(long, default_value_t = 10_000)]
+        issues: u32,
+        /// Mobile trace events (batches of 100), an equal share per day.
+        #[arg(long, default_value_t = 10_000_000)]
+        trace_events: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Timed requests per page (after 3 warm-ups).
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        /// On PostgreSQL instead of SQLite: an admin URL where the bench may create (and drops) a
+        /// database.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+        /// libfaketime's library; default: where Debian's `libfaketime` package puts it.
+        #[arg(long)]
+        libfaketime: Option<PathBuf>,
+        /// Fill this directory (kept afterwards) instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Measure the SQLite store already in --data-dir, without filling it.
+        #[arg(long)]
+        no_fill: bool,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -251,6 +287,34 @@ fn main() -> Result<()> {
                 hostile_rate,
             })? {
                 bail!("the soak failed");
+            }
+            Ok(())
+        }
+        Cmd::Ui {
+            servers,
+            issues,
+            trace_events,
+            days,
+            requests,
+            postgres,
+            beacon,
+            libfaketime,
+            data_dir,
+            no_fill,
+        } => {
+            if !ui::run(ui::Options {
+                servers,
+                issues,
+                trace_events,
+                days,
+                requests,
+                postgres,
+                beacon,
+                libfaketime,
+                data_dir,
+                no_fill,
+            })? {
+                bail!("the dashboard missed its targets");
             }
             Ok(())
         }

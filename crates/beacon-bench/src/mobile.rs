@@ -53,11 +53,11 @@ const COUNTRIES: &[&str] = &[
 ];
 const SERVER_VERSIONS: &[&str] = &["9.11.6", "10.0.3", "10.1.2", "10.2.0"];
 
-/// One request body: 100 events of one device within ten minutes, some time in the last `days` days
-/// (an app sends what it measured since its last batch).
-fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
+/// One request body: 100 events of one device within the ten minutes from a moment in `starts` (Unix
+/// µs; an app sends what it measured since its last batch).
+fn body(rng: &mut rand::rngs::StdRng, starts: std::ops::Range<i64>) -> String {
     let device = rng.random_range(0..50_000u32);
-    let window_start = now_us - rng.random_range(700_000_000..days * 86_400_000_000);
+    let window_start = rng.random_range(starts);
     let (manufacturer, model, tablet, speed) = MODELS[device as usize % MODELS.len()];
     let ios = manufacturer == "Apple";
     let events = (0..100)
@@ -99,12 +99,18 @@ fn body(rng: &mut rand::rngs::StdRng, now_us: i64, days: i64) -> String {
     serde_json::to_string(&Payload::new(info, events)).expect("payload serialises")
 }
 
+/// `n` bodies whose events lie in the last 6 days.
 pub(crate) fn bodies(n: usize, seed: u64) -> Arc<Vec<Bytes>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let now_us = chrono_now_us();
+    bodies_between(n, seed, now_us - 6 * 86_400_000_000..now_us - 700_000_000)
+}
+
+/// `n` bodies, each of ten minutes of one device starting at a moment in `starts` (Unix µs).
+pub(crate) fn bodies_between(n: usize, seed: u64, starts: std::ops::Range<i64>) -> Arc<Vec<Bytes>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     Arc::new(
         (0..n)
-            .map(|_| Bytes::from(body(&mut rng, now_us, 6)))
+            .map(|_| Bytes::from(body(&mut rng, starts.clone())))
             .collect(),
     )
 }
@@ -116,7 +122,8 @@ fn chrono_now_us() -> i64 {
         .unwrap_or_default()
 }
 
-fn make(bodies: Arc<Vec<Bytes>>, key: String) -> MakeRequest {
+/// Requests posting `bodies` in turn with the mobile API key `key`.
+pub(crate) fn make(bodies: Arc<Vec<Bytes>>, key: String) -> MakeRequest {
     Arc::new(move |n| {
         Request::post("/v1/mobile/metrics")
             .header("x-api-key", key.as_str())
@@ -133,7 +140,8 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
         .block_on(f))
 }
 
-fn admin_get(url: &str, path: &str) -> Result<Value> {
+/// GETs `/admin/v1{path}` from the collector at `url`.
+pub(crate) fn admin_get(url: &str, path: &str) -> Result<Value> {
     block_on(async {
         reqwest::Client::new()
             .get(format!("{url}/admin/v1{path}"))
@@ -147,7 +155,8 @@ fn admin_get(url: &str, path: &str) -> Result<Value> {
     .context("admin request")
 }
 
-fn create_key(url: &str) -> Result<String> {
+/// A new mobile API key on the collector at `url`.
+pub(crate) fn create_key(url: &str) -> Result<String> {
     let v: Value = block_on(async {
         reqwest::Client::new()
             .post(format!("{url}/admin/v1/apikeys"))
@@ -162,7 +171,8 @@ fn create_key(url: &str) -> Result<String> {
     Ok(v["key"].as_str().unwrap_or_default().to_string())
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of sorted values (nearest rank).
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
