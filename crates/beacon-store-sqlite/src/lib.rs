@@ -12,6 +12,7 @@ mod admin;
 mod keys;
 mod migrations;
 mod mobile;
+mod retention;
 mod security;
 mod sentry;
 mod ui;
@@ -78,6 +79,7 @@ impl SqliteStore {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
+        retention::ensure_incremental_vacuum(&writer)?;
         migrations::apply(&mut writer)?;
         mobile::recover(&mut writer)?;
         let reader = connect(path)?;
@@ -479,5 +481,20 @@ impl Store for SqliteStore {
 
     async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>> {
         mobile::trace_events(self, limit).await
+    }
+
+    // --- Retention.
+
+    async fn retention_status(&self) -> Result<Vec<beacon_store::retention::RetentionStatus>> {
+        retention::status(self).await
+    }
+
+    async fn apply_retention(
+        &self,
+        policy: &beacon_store::retention::RetentionPolicy,
+        today: NaiveDate,
+        dry_run: bool,
+    ) -> Result<beacon_store::retention::RetentionRun> {
+        retention::apply(self, policy, today, dry_run).await
     }
 }
