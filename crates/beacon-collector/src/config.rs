@@ -34,7 +34,8 @@ pub struct RetentionConfig {
     pub sketches_days: u64,
     /// Dead letters (also capped by `[deadletters] max_per_channel`).
     pub dead_letters_days: u64,
-    /// How often the job looks at the clock; it purges once per UTC day (and once after start).
+    /// How often the job looks at the clock (the first time that long after start); it purges once
+    /// per UTC day.
     pub interval_secs: u64,
 }
 

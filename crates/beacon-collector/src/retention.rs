@@ -16,16 +16,17 @@ use std::time::Duration;
 /// Rows removed by retention, by channel (`issues` for issues removed with their last event).
 pub const RETENTION_REMOVED_TOTAL: &str = "beacon_retention_removed_total";
 
-/// Looks at the clock every `every` and applies `policy` once per UTC day: at the first look after
-/// start, then at the first look of each new day. A run another collector holds (PostgreSQL) or a
-/// failed one is tried again at the next look.
+/// Looks at the clock every `every` (the first time `every` after start, so that a start is never
+/// slowed by a purge) and applies `policy` once per UTC day: at the first look, then at the first
+/// look of each new day. A run another collector holds (PostgreSQL) or a failed one is tried again
+/// at the next look.
 pub async fn job(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: RetentionPolicy,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut done: Option<NaiveDate> = None;
     loop {

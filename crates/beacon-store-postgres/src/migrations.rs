@@ -216,6 +216,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_issue ON events (issue_id, received_at);
     CREATE INDEX events_by_server ON events (server_id, received_at) WHERE server_id IS NOT NULL;
     CREATE TABLE events_default PARTITION OF events DEFAULT;
+    -- The default partitions hold few rows (those of days without a partition); retention deletes
+    -- theirs in batches, which these indexes (on them alone) keep from scanning the partition.
+    CREATE INDEX events_default_received_at ON events_default (received_at);
     CREATE TABLE event_ids (
         project_id BIGINT NOT NULL,
         event_id TEXT NOT NULL,
@@ -226,6 +229,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE trace_events RENAME TO trace_events_unpartitioned;
     CREATE TABLE trace_events (LIKE trace_events_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (ts);
     CREATE TABLE trace_events_default PARTITION OF trace_events DEFAULT;
+    CREATE INDEX trace_events_default_ts ON trace_events_default (ts);
 
     DO $d$
     DECLARE
