@@ -7,6 +7,7 @@ mod agent;
 mod durability;
 mod mobile;
 mod report;
+mod retention;
 mod soak;
 mod ui;
 
@@ -192,6 +193,23 @@ enum Cmd {
         #[arg(long)]
         no_fill: bool,
     },
+    /// `/security` latency while retention purges `--rows` expired rows, beside the same load
+    /// without a purge (issue 14: p99 during ≤ 2× p99 without), on SQLite and with --postgres.
+    Retention {
+        /// Expired rows to purge: 40 % checks, 1 % error events, the rest trace events.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds of load without a purge, just before it.
+        #[arg(long, default_value_t = 20)]
+        baseline: u64,
+        /// Also on PostgreSQL: an admin URL where the bench may create (and drops) a database.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -363,6 +381,23 @@ fn main() -> Result<()> {
             beacon,
             postgres,
         ),
+        Cmd::Retention {
+            rows,
+            connections,
+            baseline,
+            postgres,
+            beacon,
+        } => {
+            retention::run(retention::Options {
+                rows,
+                connections: connections.max(1),
+                baseline: Duration::from_secs(baseline.max(1)),
+                postgres,
+                beacon,
+            })?;
+            print!("{}", report::markdown(""));
+            Ok(())
+        }
         Cmd::Agent {
             checks,
             errors,

@@ -131,6 +131,16 @@ impl Client {
         self.send(req).await
     }
 
+    /// A `POST` without a body, its parameters in the query string.
+    pub async fn post_query<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let req = self.http.post(self.url(path)?).query(query);
+        self.send(req).await
+    }
+
     pub async fn patch<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &[&str],

@@ -11,7 +11,7 @@ use beacon_collector::Config;
 use clap::{Args, Parser, Subcommand};
 use cmd::{
     agent, apikey, backup, bulletin, config, deadletter, demo, forget, issues, key, perf, project,
-    report, serve, sim, token,
+    report, retention, serve, sim, token,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,9 @@ enum Command {
     /// Rejected items (admin API).
     #[command(subcommand)]
     Deadletter(deadletter::DeadletterCommand),
+    /// Data retention: what each channel holds, and removing what expired (admin API).
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
     /// Error-reporting projects and their DSNs (admin API).
     #[command(subcommand)]
     Project(project::ProjectCommand),
@@ -167,6 +170,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bulletin(cmd) => bulletin::run(cmd).await,
         Command::Report(cmd) => report::run(cmd).await,
         Command::Deadletter(cmd) => deadletter::run(cmd).await,
+        Command::Retention(cmd) => retention::run(cmd).await,
         Command::Project(cmd) => project::run(cmd).await,
         Command::Key(cmd) => key::run(cmd).await,
         Command::Issues(cmd) => issues::run(cmd).await,

@@ -290,6 +290,43 @@ fn admin_commands_end_to_end() {
         text(&out.stdout)
     );
 
+    // Retention: what each channel holds, and a run (the collector's clock is the system's: the
+    // checks just sent are today's, nothing has expired).
+    let out = beacon(&["retention", "status"], &url);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("KEEP_DAYS") && table.contains("trace_events") && table.contains("400"),
+        "{table}"
+    );
+    let out = beacon(&["retention", "status", "--format", "csv"], &url);
+    let csv = text(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("checks,400,") && l.contains(",3,")),
+        "{csv}"
+    );
+    let out = beacon(&["retention", "apply", "--dry-run", "--json"], &url);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["dry_run"], true);
+    assert_eq!(run["channels"].as_array().unwrap().len(), 5);
+    let out = beacon(&["retention", "apply"], &url);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("issue(s) removed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(
+            &beacon(&["report", "fleet", "--json"], &url).stdout
+        )
+        .unwrap()["total"]["servers"],
+        3,
+        "nothing young was removed"
+    );
+
     let out = beacon(&["bulletin", "retract", "BSA-2026-0001"], &url);
     assert!(out.status.success());
     assert_eq!(

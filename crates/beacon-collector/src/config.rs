@@ -16,6 +16,78 @@ pub struct Config {
     pub errors: ErrorsConfig,
     pub deadletters: DeadLettersConfig,
     pub ui: UiConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: days each channel's data is kept after the UTC day it belongs to; `0` keeps it
+/// forever. A background job removes what expired (see `beacon_store::retention`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Security update checks (one row per server and day).
+    pub checks_days: u64,
+    /// Error events; an issue goes with its last event.
+    pub events_days: u64,
+    /// Raw mobile trace events (reports read the sketches).
+    pub trace_events_days: u64,
+    /// Mobile sketch rows (the aggregates performance reports read).
+    pub sketches_days: u64,
+    /// Dead letters (also capped by `[deadletters] max_per_channel`).
+    pub dead_letters_days: u64,
+    /// How often the job looks at the clock (the first time that long after start); it purges once
+    /// per UTC day.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let p = beacon_store::retention::RetentionPolicy::default();
+        Self {
+            checks_days: p.checks_days.into(),
+            events_days: p.events_days.into(),
+            trace_events_days: p.trace_events_days.into(),
+            sketches_days: p.sketches_days.into(),
+            dead_letters_days: p.dead_letters_days.into(),
+            interval_secs: 600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy the store applies (valid once [`Config::problems`] is empty).
+    pub fn policy(&self) -> beacon_store::retention::RetentionPolicy {
+        let days = |d: u64| u32::try_from(d).unwrap_or(u32::MAX);
+        beacon_store::retention::RetentionPolicy {
+            checks_days: days(self.checks_days),
+            events_days: days(self.events_days),
+            trace_events_days: days(self.trace_events_days),
+            sketches_days: days(self.sketches_days),
+            dead_letters_days: days(self.dead_letters_days),
+        }
+    }
+
+    fn problems(&self, p: &mut Vec<String>) {
+        let max = beacon_store::retention::MAX_DAYS;
+        for (key, days) in [
+            ("checks_days", self.checks_days),
+            ("events_days", self.events_days),
+            ("trace_events_days", self.trace_events_days),
+            ("sketches_days", self.sketches_days),
+            ("dead_letters_days", self.dead_letters_days),
+        ] {
+            if days > u64::from(max) {
+                p.push(format!(
+                    "retention.{key}: must be between 0 (keep forever) and {max} days, got {days}"
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.interval_secs) {
+            p.push(format!(
+                "retention.interval_secs: must be between 1 and 86400 seconds, got {}",
+                self.interval_secs
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +283,12 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("deadletters", "max_per_channel", Kind::Int),
     ("ui", "session_hours", Kind::Int),
     ("ui", "login_attempts_per_minute", Kind::Int),
+    ("retention", "checks_days", Kind::Int),
+    ("retention", "events_days", Kind::Int),
+    ("retention", "trace_events_days", Kind::Int),
+    ("retention", "sketches_days", Kind::Int),
+    ("retention", "dead_letters_days", Kind::Int),
+    ("retention", "interval_secs", Kind::Int),
 ];
 
 /// A configuration that cannot be loaded, with every reason.
@@ -357,6 +435,7 @@ impl Config {
         {
             p.push("admin.token: must be at least 16 characters".into());
         }
+        self.retention.problems(&mut p);
         p
     }
 
@@ -561,6 +640,8 @@ mod tests {
         c.store.url = Some("mysql://x".into());
         c.server.header_read_timeout_secs = 0;
         c.server.max_connections = 0;
+        c.retention.events_days = 100_000;
+        c.retention.interval_secs = 0;
         let pg = Config {
             store: StoreConfig {
                 url: Some("postgres://u@h:5432/db".into()),
@@ -576,6 +657,8 @@ mod tests {
             "store.url",
             "server.header_read_timeout_secs",
             "server.max_connections",
+            "retention.events_days",
+            "retention.interval_secs",
         ] {
             assert!(p.contains(want), "{want} in {p}");
         }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod mobile;
 pub mod ops;
 pub mod outcome;
+pub mod retention;
 pub mod routes;
 pub mod security;
 pub mod sentry;

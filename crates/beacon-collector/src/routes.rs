@@ -275,6 +275,14 @@ pub const UI_KEY_UPDATE: Route = route(
     "/ui/settings/keys/{key}",
     Session,
 );
+// Retention (`[retention]`).
+pub const RETENTION_STATUS: Route =
+    admin("admin.retention_status", Method::GET, "/admin/v1/retention");
+pub const RETENTION_APPLY: Route = admin(
+    "admin.retention_apply",
+    Method::POST,
+    "/admin/v1/retention/apply",
+);
 
 /// Every route the collector serves.
 pub const ALL: &[Route] = &[
@@ -335,6 +343,9 @@ pub const ALL: &[Route] = &[
     UI_APIKEY_REVOKE,
     UI_PROJECT_CREATE,
     UI_KEY_UPDATE,
+    // Retention.
+    RETENTION_STATUS,
+    RETENTION_APPLY,
 ];
 
 /// The static form of a matched path pattern, for metric labels; `other` when it is not ours.

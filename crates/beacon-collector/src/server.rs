@@ -145,6 +145,9 @@ pub fn mounts() -> Vec<Mount> {
         mount(&UI_APIKEY_REVOKE, ui::settings::apikey_revoke),
         mount(&UI_PROJECT_CREATE, ui::settings::project_create),
         mount(&UI_KEY_UPDATE, ui::settings::key_update),
+        // Retention.
+        mount(&RETENTION_STATUS, crate::retention::status),
+        mount(&RETENTION_APPLY, crate::retention::apply_now),
     ]
 }
 
@@ -203,6 +206,7 @@ pub struct RunningCollector {
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
     compactor: JoinHandle<()>,
+    retention: JoinHandle<()>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
     /// Shown once; only its hash is stored.
@@ -236,6 +240,7 @@ impl RunningCollector {
         let served = self.server.wait().await;
         self.refresher.abort();
         self.compactor.abort();
+        self.retention.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
         if tokio::time::timeout(self.grace, self.writer).await.is_err() {
             tracing::error!("writer did not finish within the grace period");
@@ -273,6 +278,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let compactor = tokio::spawn(compact_perf(
         store.clone(),
         Duration::from_secs(config.ingest.perf_compact_secs),
+    ));
+    let retention = tokio::spawn(crate::retention::job(
+        store.clone(),
+        clock.clone(),
+        config.retention.policy(),
+        Duration::from_secs(config.retention.interval_secs),
     ));
     let config = Arc::new(config);
     let state = AppState::new(crate::Shared {
@@ -329,6 +340,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         writer,
         refresher,
         compactor,
+        retention,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
         store,

@@ -7,6 +7,7 @@ mod connections;
 mod errors;
 mod host;
 mod mobile;
+mod retention;
 mod security;
 mod tls_and_shutdown;
 mod ui;

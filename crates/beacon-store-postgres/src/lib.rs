@@ -11,6 +11,7 @@ mod forget;
 mod keys;
 mod migrations;
 mod mobile;
+mod retention;
 mod security;
 mod sentry;
 mod ui;
@@ -133,6 +134,8 @@ impl PgStore {
         let store = PgStore { pool };
         let mut client = store.client().await?;
         migrations::apply(&mut client).await?;
+        // Day partitions around today; every retention run makes them ahead too.
+        retention::ensure_partitions(&client, Utc::now().date_naive()).await;
         Ok(store)
     }
 
@@ -499,5 +502,20 @@ impl Store for PgStore {
 
     async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>> {
         mobile::trace_events(self, limit).await
+    }
+
+    // --- Retention.
+
+    async fn retention_status(&self) -> Result<Vec<beacon_store::retention::RetentionStatus>> {
+        retention::status(self).await
+    }
+
+    async fn apply_retention(
+        &self,
+        policy: &beacon_store::retention::RetentionPolicy,
+        today: NaiveDate,
+        dry_run: bool,
+    ) -> Result<beacon_store::retention::RetentionRun> {
+        retention::apply(self, policy, today, dry_run).await
     }
 }

@@ -189,6 +189,92 @@ const MIGRATIONS: &[&str] = &[
         trace_events BIGINT NOT NULL,
         dead_letters BIGINT NOT NULL
     );",
+    // 9: retention. checks, events and trace_events become partitioned by UTC day (expired days are
+    // dropped whole); an existing database is converted in place: each table is renamed, re-created
+    // partitioned with a partition per day it holds (and a default partition), copied, dropped.
+    // Error events are de-duplicated by event_ids, whose key needs no day.
+    r#"CREATE FUNCTION beacon_day_partition(parent text, day date) RETURNS boolean
+    LANGUAGE plpgsql AS $f$
+    DECLARE
+        name text := parent || '_p' || to_char(day, 'YYYYMMDD');
+        lo text;
+        hi text;
+    BEGIN
+        IF to_regclass(name) IS NOT NULL THEN
+            RETURN false;
+        END IF;
+        IF parent = 'checks' THEN
+            lo := quote_literal(to_char(day, 'YYYY-MM-DD'));
+            hi := quote_literal(to_char(day + 1, 'YYYY-MM-DD'));
+        ELSIF parent = 'events' THEN
+            lo := quote_literal(to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00');
+            hi := quote_literal(to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00');
+        ELSIF parent = 'trace_events' THEN
+            lo := ((day - DATE '1970-01-01')::bigint * 86400000000)::text;
+            hi := ((day + 1 - DATE '1970-01-01')::bigint * 86400000000)::text;
+        ELSE
+            RAISE EXCEPTION 'no day partitions for %', parent;
+        END IF;
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
+                       name, parent, lo, hi);
+        RETURN true;
+    END
+    $f$;
+
+    ALTER TABLE checks RENAME TO checks_unpartitioned;
+    ALTER INDEX checks_pkey RENAME TO checks_unpartitioned_pkey;
+    CREATE TABLE checks (LIKE checks_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (day);
+    ALTER TABLE checks ADD PRIMARY KEY (day, server_id);
+    CREATE TABLE checks_default PARTITION OF checks DEFAULT;
+
+    ALTER TABLE events RENAME TO events_unpartitioned;
+    ALTER INDEX events_pkey RENAME TO events_unpartitioned_pkey;
+    ALTER INDEX events_by_issue RENAME TO events_unpartitioned_by_issue;
+    ALTER INDEX events_by_server RENAME TO events_unpartitioned_by_server;
+    CREATE TABLE events (LIKE events_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (received_at);
+    CREATE INDEX events_by_issue ON events (issue_id, received_at);
+    CREATE INDEX events_by_server ON events (server_id, received_at) WHERE server_id IS NOT NULL;
+    CREATE TABLE events_default PARTITION OF events DEFAULT;
+    -- The default partitions hold few rows (those of days without a partition); retention deletes
+    -- theirs in batches, which these indexes (on them alone) keep from scanning the partition.
+    CREATE INDEX events_default_received_at ON events_default (received_at);
+    CREATE TABLE event_ids (
+        project_id BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (project_id, event_id)
+    );
+
+    ALTER TABLE trace_events RENAME TO trace_events_unpartitioned;
+    CREATE TABLE trace_events (LIKE trace_events_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (ts);
+    CREATE TABLE trace_events_default PARTITION OF trace_events DEFAULT;
+    CREATE INDEX trace_events_default_ts ON trace_events_default (ts);
+
+    DO $d$
+    DECLARE
+        d date;
+    BEGIN
+        FOR d IN SELECT DISTINCT day FROM checks_unpartitioned LOOP
+            PERFORM beacon_day_partition('checks', d);
+        END LOOP;
+        FOR d IN SELECT DISTINCT (received_at AT TIME ZONE 'UTC')::date FROM events_unpartitioned LOOP
+            PERFORM beacon_day_partition('events', d);
+        END LOOP;
+        FOR d IN SELECT DISTINCT DATE '1970-01-01' + floor(ts / 86400000000.0)::int FROM trace_events_unpartitioned LOOP
+            PERFORM beacon_day_partition('trace_events', d);
+        END LOOP;
+    END
+    $d$;
+
+    INSERT INTO checks SELECT * FROM checks_unpartitioned;
+    INSERT INTO events SELECT * FROM events_unpartitioned;
+    INSERT INTO event_ids (project_id, event_id, received_at)
+        SELECT project_id, event_id, received_at FROM events_unpartitioned;
+    CREATE INDEX event_ids_received_at ON event_ids (received_at);
+    INSERT INTO trace_events SELECT * FROM trace_events_unpartitioned;
+    DROP TABLE checks_unpartitioned;
+    DROP TABLE events_unpartitioned;
+    DROP TABLE trace_events_unpartitioned;"#,
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;
@@ -243,4 +329,144 @@ async fn apply_locked(client: &mut tokio_postgres::Client) -> Result<()> {
         tracing::info!(version, "applied postgres schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_store::{Store, WriteOp, WriteOutcome};
+    use beacon_testkit::TestPg;
+
+    /// A database filled by schema 6 (unpartitioned tables) is converted in place by step 7: every
+    /// row is kept, in a partition per day, events stay de-duplicated, and retention drops days.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_6_database_is_partitioned_in_place() {
+        let Some(pg) = TestPg::from_env() else {
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .unwrap();
+        for (i, step) in MIGRATIONS[..6].iter().enumerate() {
+            client.batch_execute(step).await.unwrap();
+            client
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[&(i as i32 + 1)],
+                )
+                .await
+                .unwrap();
+        }
+        let event = |id: &str| {
+            serde_json::to_string(&beacon_wire::sentry::StoredEvent {
+                event_id: id.into(),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        client
+            .batch_execute(&format!(
+                "INSERT INTO checks (day, server_id, received_at, version, enterprise, os, db, unit_tests) \
+                 SELECT DATE '2026-03-01' + (i % 3), 'srv' || i, \
+                        timestamptz '2026-03-01 01:00+00' + (i % 3) * interval '1 day', \
+                        '9.5.0', false, 'linux', 'postgres', false \
+                 FROM generate_series(1, 300) i;
+                 INSERT INTO projects (name, created_at) VALUES ('p', now());
+                 INSERT INTO issues (project_id, group_hash, title, level, first_seen, last_seen, count) \
+                 VALUES (1, 'h', 't', 'error', '2026-03-01 03:00+00', '2026-03-02 03:00+00', 2);
+                 INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, payload) VALUES \
+                 (1, '{e1}', 1, '2026-03-01 03:00+00', '2026-03-01 03:00+00', 'error', '{p1}'), \
+                 (1, '{e2}', 1, '2026-03-02 23:59:59+00', '2026-03-02 03:00+00', 'error', '{p2}');
+                 INSERT INTO trace_events (ts, trace, dur, context) \
+                 SELECT extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint * 1000000 \
+                        + i * 3600000000, 1, 1000, 1 FROM generate_series(0, 47) i;",
+                e1 = "a".repeat(32),
+                e2 = "b".repeat(32),
+                p1 = event(&"a".repeat(32)),
+                p2 = event(&"b".repeat(32)),
+            ))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = connection.await;
+
+        let store = crate::PgStore::connect(&pg.url).await.unwrap();
+        assert_eq!(
+            pg.count("SELECT max(version)::bigint FROM schema_migrations"),
+            LATEST as i64
+        );
+        assert_eq!(pg.count("SELECT count(*) FROM pg_partitioned_table"), 3);
+        assert_eq!(
+            pg.count("SELECT count(*) FROM pg_class WHERE relname LIKE '%unpartitioned%'"),
+            0
+        );
+        assert_eq!(
+            pg.strings(
+                "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname LIKE '%_p202603%' \
+                 ORDER BY 1"
+            ),
+            vec![
+                "checks_p20260301",
+                "checks_p20260302",
+                "checks_p20260303",
+                "events_p20260301",
+                "events_p20260302",
+                "trace_events_p20260301",
+                "trace_events_p20260302",
+            ]
+        );
+        assert_eq!(store.count_checks().await.unwrap(), 300);
+        assert_eq!(pg.count("SELECT count(*) FROM checks_p20260302"), 100);
+        assert_eq!(store.count_trace_events().await.unwrap(), 48);
+        assert_eq!(pg.count("SELECT count(*) FROM trace_events_default"), 0);
+        assert_eq!(pg.count("SELECT count(*) FROM events_p20260302"), 1);
+        let detail = store.issue(1).await.unwrap().unwrap();
+        assert_eq!(detail.latest_event.event_id, "b".repeat(32));
+        // An event id stored before the conversion is still a duplicate.
+        let again = beacon_store::EventRecord {
+            project_id: 1,
+            received_at: chrono::Utc::now(),
+            event: beacon_wire::sentry::StoredEvent {
+                event_id: "a".repeat(32),
+                ..Default::default()
+            },
+            event_json: event(&"a".repeat(32)),
+            group_hash: "h".into(),
+            title: "t".into(),
+            culprit: None,
+            server_id: None,
+        };
+        let out = store
+            .write_batch(vec![WriteOp::Event(Box::new(again))].into())
+            .await
+            .unwrap();
+        assert_eq!(out, vec![WriteOutcome::Duplicate]);
+
+        // Retention drops the expired days whole: on 2026-03-04, one day kept.
+        let policy = beacon_store::retention::RetentionPolicy {
+            checks_days: 1,
+            events_days: 1,
+            trace_events_days: 1,
+            ..beacon_store::retention::RetentionPolicy::FOREVER
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+        let run = store.apply_retention(&policy, today, false).await.unwrap();
+        let removed: Vec<u64> = run.channels.iter().map(|c| c.removed).collect();
+        assert_eq!(removed, vec![200, 2, 48, 0, 0]);
+        assert_eq!(run.issues_removed, 1);
+        assert_eq!(
+            pg.count("SELECT count(*) FROM pg_class WHERE relname IN ('checks_p20260301', 'checks_p20260302', 'events_p20260302')"),
+            0
+        );
+        assert_eq!(pg.count("SELECT count(*) FROM checks_p20260303"), 100);
+        assert_eq!(pg.count("SELECT count(*) FROM event_ids"), 0);
+    }
 }

@@ -214,7 +214,7 @@ async fn trace_events_on(client: &Client, limit: u32) -> Result<Vec<StoredTrace>
     let rows = client
         .query(
             "SELECT e.ts, e.trace, e.dur, c.device_hash, c.info::text FROM trace_events e \
-             JOIN perf_contexts c ON c.id = e.context ORDER BY e.ctid DESC LIMIT $1",
+             JOIN perf_contexts c ON c.id = e.context ORDER BY e.ts DESC LIMIT $1",
             &[&i64::from(limit)],
         )
         .await

@@ -15,14 +15,14 @@ pub(crate) async fn write_event(
 ) -> std::result::Result<WriteOutcome, tokio_postgres::Error> {
     let e = &r.event;
     let level = e.level.as_str();
-    // The event row first: a repeat (same project and event id) changes nothing.
-    let payload = &r.event_json;
+    // Its key first: a repeat (same project and event id, on any day) changes nothing. The key
+    // lives in `event_ids`, not in `events`, whose unique keys would have to include the day it is
+    // partitioned by.
     let inserted = tx
         .execute(
-            "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \
-             environment, server_id, payload) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO event_ids (project_id, event_id, received_at) VALUES ($1, $2, $3) \
              ON CONFLICT (project_id, event_id) DO NOTHING",
-            &[&r.project_id, &e.event_id, &r.received_at, &e.timestamp, &level, &e.release, &e.environment, &r.server_id, &payload],
+            &[&r.project_id, &e.event_id, &r.received_at],
         )
         .await?;
     if inserted == 0 {
@@ -39,9 +39,11 @@ pub(crate) async fn write_event(
         )
         .await?
         .get(0);
+    let payload = &r.event_json;
     tx.execute(
-        "UPDATE events SET issue_id = $3 WHERE project_id = $1 AND event_id = $2",
-        &[&r.project_id, &e.event_id, &issue_id],
+        "INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, release, \
+         environment, server_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[&r.project_id, &e.event_id, &issue_id, &r.received_at, &e.timestamp, &level, &e.release, &e.environment, &r.server_id, &payload],
     )
     .await?;
     tx.execute(

@@ -14,6 +14,7 @@ mod forget;
 mod keys;
 mod migrations;
 mod mobile;
+mod retention;
 mod security;
 mod sentry;
 mod ui;
@@ -84,6 +85,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
         let in_use = backup::lock_shared(path)?;
+        retention::ensure_incremental_vacuum(&writer)?;
         migrations::apply(&mut writer)?;
         mobile::recover(&mut writer)?;
         let reader = connect(path)?;
@@ -526,5 +528,20 @@ impl Store for SqliteStore {
 
     async fn trace_events(&self, limit: u32) -> Result<Vec<StoredTrace>> {
         mobile::trace_events(self, limit).await
+    }
+
+    // --- Retention.
+
+    async fn retention_status(&self) -> Result<Vec<beacon_store::retention::RetentionStatus>> {
+        retention::status(self).await
+    }
+
+    async fn apply_retention(
+        &self,
+        policy: &beacon_store::retention::RetentionPolicy,
+        today: NaiveDate,
+        dry_run: bool,
+    ) -> Result<beacon_store::retention::RetentionRun> {
+        retention::apply(self, policy, today, dry_run).await
     }
 }

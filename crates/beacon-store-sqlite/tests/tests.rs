@@ -2,3 +2,4 @@
 
 mod conformance;
 mod perf_recovery;
+mod retention;

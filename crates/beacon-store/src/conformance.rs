@@ -58,6 +58,14 @@ macro_rules! conformance_suite {
             release_health_latest_check_and_error_window,
             release_health_report_folds_small_releases,
         );
+        // Retention (issue 14).
+        $crate::conformance_suite!(@cases $make;
+            retention_removes_only_expired_days,
+            retention_keeps_every_trace_event_in_the_sketches,
+        );
+        $crate::conformance_suite!(@pairs $make, $reopen;
+            retention_under_load_loses_nothing_young,
+        );
     };
     (@pairs $make:expr, $reopen:path; $($case:ident),* $(,)?) => {
         $(
@@ -2153,19 +2161,395 @@ pub async fn release_health_report_folds_small_releases(store: &dyn Store) {
     assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
 }
 
+// --- Retention (issue 14): cases over `Store::apply_retention` and `Store::retention_status`.
+
+use crate::retention::{RetentionChannel, RetentionPolicy, RetentionRun};
+
+/// Trace events counted by the sketches of `[from, to]` (every device, emulators included).
+async fn sketched_events(store: &dyn Store, from: u64, to: u64) -> u64 {
+    let q = crate::mobile::PerfQuery {
+        trace: TraceName::ChannelSwitchLoaded,
+        from: day0() + Days::new(from),
+        to: day0() + Days::new(to),
+        by: None,
+        include_emulators: true,
+        min_group_size: 1,
+    };
+    crate::mobile::percentiles(store, &q)
+        .await
+        .unwrap()
+        .groups
+        .iter()
+        .map(|g| g.count)
+        .sum()
+}
+
+fn removed(run: &RetentionRun, channel: RetentionChannel) -> u64 {
+    run.channels
+        .iter()
+        .find(|c| c.channel == channel)
+        .expect("every channel is in a run")
+        .removed
+}
+
+async fn status_of(
+    store: &dyn Store,
+    channel: RetentionChannel,
+) -> crate::retention::RetentionStatus {
+    store
+        .retention_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.channel == channel)
+        .expect("every channel has a status")
+}
+
+/// A dead letter received on `day`.
+fn letter(day: u64, n: usize) -> WriteOp {
+    WriteOp::DeadLetter(NewDeadLetter {
+        received_at: at(day, 3),
+        channel: "security".into(),
+        reason: format!("invalid:{n}"),
+        payload: format!("payload {n}"),
+    })
+}
+
+/// Ten days of every channel; a policy removes the days before each channel's cutoff and nothing of
+/// the cutoff day or later; a dry run counts exactly what the run then removes; issues go with their
+/// last event, the others keep their lifetime counts.
+pub async fn retention_removes_only_expired_days(store: &dyn Store) {
+    let today = day0() + Days::new(9);
+    // An empty run first: PostgreSQL makes the day partitions around `today`, so that this case
+    // covers both dropped partitions and rows deleted from the default partition.
+    let empty = store
+        .apply_retention(&RetentionPolicy::default(), today, false)
+        .await
+        .unwrap();
+    assert!(empty.channels.iter().all(|c| c.removed == 0), "{empty:?}");
+    let p = store
+        .create_project("backend", &"r".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    for day in 0..10u64 {
+        put(
+            store,
+            day,
+            vec![check(1, "5.37.0", 10), check(2, "5.37.0", 10)],
+        )
+        .await;
+        let n = day as u32;
+        let mut ops = vec![
+            event_op(p, 100 + n, "h1", "1.0", "prod", Some("s1"), day),
+            trace_batch(
+                day,
+                "1.0.0",
+                n,
+                false,
+                TraceName::ChannelSwitchLoaded,
+                &[1_000; 10],
+            ),
+            letter(day, day as usize),
+        ];
+        if day < 3 {
+            ops.push(event_op(p, 200 + n, "h2", "1.0", "prod", None, day));
+        }
+        store.write_batch(ops.into()).await.unwrap();
+    }
+    store.compact_perf().await.unwrap();
+    assert_eq!(sketched_events(store, 0, 9).await, 100);
+    let policy = RetentionPolicy {
+        checks_days: 5,
+        events_days: 5,
+        trace_events_days: 3,
+        sketches_days: 7,
+        dead_letters_days: 1,
+    };
+    let sketch_rows = status_of(store, RetentionChannel::Sketches).await.rows;
+
+    let dry = store.apply_retention(&policy, today, true).await.unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(removed(&dry, RetentionChannel::Checks), 8, "days 0-3");
+    assert_eq!(removed(&dry, RetentionChannel::Events), 7, "days 0-3");
+    assert_eq!(removed(&dry, RetentionChannel::TraceEvents), 60, "days 0-5");
+    assert_eq!(removed(&dry, RetentionChannel::DeadLetters), 8, "days 0-7");
+    assert!(removed(&dry, RetentionChannel::Sketches) > 0, "days 0-1");
+    assert_eq!(dry.issues_removed, 1, "h2's events are all on days 0-2");
+    let cutoff = |c| dry.channels.iter().find(|o| o.channel == c).unwrap().cutoff;
+    assert_eq!(
+        cutoff(RetentionChannel::Checks),
+        Some(day0() + Days::new(4))
+    );
+    assert_eq!(
+        cutoff(RetentionChannel::Sketches),
+        Some(day0() + Days::new(2))
+    );
+    // A dry run removes nothing.
+    assert_eq!(store.count_checks().await.unwrap(), 20);
+    assert_eq!(store.count_trace_events().await.unwrap(), 100);
+    assert_eq!(
+        status_of(store, RetentionChannel::Sketches).await.rows,
+        sketch_rows
+    );
+
+    let run = store.apply_retention(&policy, today, false).await.unwrap();
+    assert!(!run.dry_run);
+    assert_eq!(run.today, today);
+    assert_eq!(
+        run.channels, dry.channels,
+        "the dry run counted what the run removed"
+    );
+    assert_eq!(run.issues_removed, 1);
+
+    // What is left starts exactly at each cutoff.
+    for (channel, rows, oldest) in [
+        (RetentionChannel::Checks, 12, 4),
+        (RetentionChannel::Events, 6, 4),
+        (RetentionChannel::TraceEvents, 40, 6),
+        (RetentionChannel::DeadLetters, 2, 8),
+    ] {
+        let s = status_of(store, channel).await;
+        assert_eq!(s.rows, rows, "{channel}");
+        assert_eq!(s.oldest_day, Some(day0() + Days::new(oldest)), "{channel}");
+    }
+    let sketches = status_of(store, RetentionChannel::Sketches).await;
+    assert_eq!(sketches.oldest_day, Some(day0() + Days::new(2)));
+    assert_eq!(
+        sketches.rows,
+        sketch_rows - removed(&run, RetentionChannel::Sketches)
+    );
+    assert_eq!(store.count_checks().await.unwrap(), 12);
+    assert_eq!(store.count_trace_events().await.unwrap(), 40);
+    // Sketches outlive the raw events they were made from.
+    assert_eq!(sketched_events(store, 0, 1).await, 0);
+    assert_eq!(sketched_events(store, 2, 9).await, 80);
+    let letters = store.dead_letters(None, 100).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|d| d.received_at >= at(8, 0)));
+
+    // h1 keeps its lifetime count and first seen; h2, all of whose events expired, is gone.
+    let issues = store
+        .issues(&IssueFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let h1 = &issues[0];
+    assert_eq!((h1.title.as_str(), h1.count), ("title h1", 10));
+    assert_eq!(h1.first_seen, at(0, 3) + chrono::Duration::seconds(100));
+    let detail = store.issue(h1.id).await.unwrap().unwrap();
+    assert_eq!(detail.latest_event.event_id, format!("{:032x}", 109));
+    assert_eq!(detail.by_day.iter().map(|c| c.count).sum::<u64>(), 10);
+    // An event id stays a duplicate while its event is kept, on any later day.
+    let again = store
+        .write_batch(vec![event_op(p, 104, "h1", "1.0", "prod", None, 9)].into())
+        .await
+        .unwrap();
+    assert_eq!(again, vec![WriteOutcome::Duplicate]);
+
+    // A second run finds nothing; keeping forever removes nothing.
+    let second = store.apply_retention(&policy, today, false).await.unwrap();
+    assert!(second.channels.iter().all(|c| c.removed == 0), "{second:?}");
+    assert_eq!(second.issues_removed, 0);
+    let forever = store
+        .apply_retention(&RetentionPolicy::FOREVER, today + Days::new(3650), false)
+        .await
+        .unwrap();
+    assert!(
+        forever
+            .channels
+            .iter()
+            .all(|c| c.removed == 0 && c.cutoff.is_none())
+    );
+    assert_eq!(store.count_checks().await.unwrap(), 12);
+}
+
+/// Raw trace events whose cells are not in the sketches yet are never lost to retention: reports
+/// count them before and after; once folded, they expire like the others, and events written
+/// afterwards are counted.
+pub async fn retention_keeps_every_trace_event_in_the_sketches(store: &dyn Store) {
+    let today = day0() + Days::new(9);
+    let ops: Vec<WriteOp> = (0..4u32)
+        .map(|d| {
+            trace_batch(
+                0,
+                "1.0.0",
+                d,
+                false,
+                TraceName::ChannelSwitchLoaded,
+                &[2_000; 25],
+            )
+        })
+        .collect();
+    store.write_batch(ops.into()).await.unwrap();
+    let policy = RetentionPolicy {
+        trace_events_days: 1,
+        ..RetentionPolicy::FOREVER
+    };
+    store.apply_retention(&policy, today, false).await.unwrap();
+    assert_eq!(sketched_events(store, 0, 9).await, 100);
+    store.compact_perf().await.unwrap();
+    assert_eq!(sketched_events(store, 0, 9).await, 100);
+    store.apply_retention(&policy, today, false).await.unwrap();
+    assert_eq!(store.count_trace_events().await.unwrap(), 0);
+    assert_eq!(sketched_events(store, 0, 9).await, 100);
+    // New events after the table was emptied: counted once, folded or not.
+    store
+        .write_batch(
+            vec![trace_batch(
+                9,
+                "1.0.0",
+                7,
+                false,
+                TraceName::ChannelSwitchLoaded,
+                &[3_000; 10],
+            )]
+            .into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sketched_events(store, 9, 9).await, 10);
+    store.compact_perf().await.unwrap();
+    assert_eq!(sketched_events(store, 9, 9).await, 10);
+    assert_eq!(store.count_trace_events().await.unwrap(), 10);
+}
+
+/// A purge of several batches while another collector writes today's data: every item younger
+/// than its retention is still there afterwards, and two collectors applying retention at once
+/// either both succeed or one is told another holds it.
+pub async fn retention_under_load_loses_nothing_young(store: &dyn Store, other: &dyn Store) {
+    let today = day0() + Days::new(9);
+    store
+        .apply_retention(&RetentionPolicy::default(), today, false)
+        .await
+        .unwrap();
+    let p = store
+        .create_project("load", &"l".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    // Old data: 6,000 checks, 1,500 events, 6,000 trace events on days 0-2.
+    for round in 0..6u32 {
+        let day = u64::from(round % 3);
+        let checks: Vec<WriteOp> = (0..1000u32)
+            .map(|i| {
+                WriteOp::Check(CheckRecord {
+                    received_at: at(day, 1),
+                    check: check(round * 1000 + i, "5.37.0", 1),
+                })
+            })
+            .collect();
+        store.write_batch(checks.into()).await.unwrap();
+        let mut ops: Vec<WriteOp> = (0..250u32)
+            .map(|i| event_op(p, 10_000 + round * 250 + i, "old", "1.0", "prod", None, day))
+            .collect();
+        ops.push(trace_batch(
+            day,
+            "1.0.0",
+            round,
+            false,
+            TraceName::ChannelSwitchLoaded,
+            &[1_000; 1000],
+        ));
+        store.write_batch(ops.into()).await.unwrap();
+    }
+    store.compact_perf().await.unwrap();
+    let policy = RetentionPolicy {
+        checks_days: 1,
+        events_days: 1,
+        trace_events_days: 1,
+        sketches_days: 0,
+        dead_letters_days: 1,
+    };
+    // Today's data, written by the other collector while both purge.
+    let write = async {
+        for round in 0..20u32 {
+            let mut ops: Vec<WriteOp> = (0..20u32)
+                .map(|i| {
+                    WriteOp::Check(CheckRecord {
+                        received_at: at(9, 1),
+                        check: check(100_000 + round * 20 + i, "5.37.0", 1),
+                    })
+                })
+                .collect();
+            ops.extend(
+                (0..5u32)
+                    .map(|i| event_op(p, 50_000 + round * 5 + i, "new", "1.0", "prod", None, 9)),
+            );
+            ops.push(trace_batch(
+                9,
+                "1.0.0",
+                100 + round,
+                false,
+                TraceName::ChannelSwitchLoaded,
+                &[1_000; 50],
+            ));
+            other.write_batch(ops.into()).await.unwrap();
+        }
+    };
+    let (_, a, b) = tokio::join!(
+        write,
+        store.apply_retention(&policy, today, false),
+        other.apply_retention(&policy, today, false)
+    );
+    for r in [&a, &b] {
+        assert!(
+            matches!(r, Ok(_) | Err(StoreError::Conflict(_))),
+            "a run fails only because another holds it: {r:?}"
+        );
+    }
+    // Whatever ran concurrently, one more run removes the rest of the old data.
+    store.apply_retention(&policy, today, false).await.unwrap();
+    other.compact_perf().await.unwrap();
+    store.compact_perf().await.unwrap();
+    assert_eq!(store.count_checks().await.unwrap(), 400);
+    assert_eq!(status_of(store, RetentionChannel::Events).await.rows, 100);
+    assert_eq!(store.count_trace_events().await.unwrap(), 1000);
+    assert_eq!(sketched_events(store, 9, 9).await, 1000);
+    // Sketches are kept forever here: the old days' are whole.
+    assert_eq!(sketched_events(store, 0, 2).await, 6000);
+    let issues = store
+        .issues(&IssueFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        (issues[0].title.as_str(), issues[0].count),
+        ("title new", 100)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     /// The case names listed in [`conformance_suite!`](crate::conformance_suite), in order: the
     /// one-store cases, then the cases over two stores on one database.
     fn listed(src: &str) -> Vec<&str> {
+        // Every list opening with `opening` in the macro (the suite has a block of cases per theme).
+        let src = &src[..src
+            .find("pub trait Available")
+            .expect("the end of the macro")];
         let list = |opening: &str| {
-            let start = src.find(opening).expect("the suite's lists of cases") + opening.len();
-            let end = start + src[start..].find(");").expect("the end of the list");
-            src[start..end]
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
+            let mut names = Vec::new();
+            let mut rest = src;
+            while let Some(at) = rest.find(opening) {
+                let start = at + opening.len();
+                let end = start + rest[start..].find(");").expect("the end of the list");
+                names.extend(
+                    rest[start..end]
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty()),
+                );
+                rest = &rest[end..];
+            }
+            assert!(!names.is_empty(), "the suite's lists of cases");
+            names
         };
         let mut all = list("(@cases $make;");
         all.extend(list("(@pairs $make, $reopen;"));

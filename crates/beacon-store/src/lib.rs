@@ -12,6 +12,7 @@
 //!   [`WriteOutcome::Accepted`], every later one [`WriteOutcome::Duplicate`], across batches and processes.
 
 pub mod mobile;
+pub mod retention;
 pub mod security;
 pub mod ui;
 
@@ -388,4 +389,22 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps only the newest `keep` dead letters of each channel (a ring); returns how many were
     /// removed, per channel (channels with none removed are left out).
     async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>>;
+
+    // --- Retention (see [`retention`]): what each channel holds, and removing what expired.
+
+    /// Per channel of [`retention::RetentionChannel::ALL`], in that order: its oldest day, rows and
+    /// bytes on disk (`retention_days` left 0: the store does not know the policy).
+    async fn retention_status(&self) -> Result<Vec<retention::RetentionStatus>>;
+
+    /// Removes every row older than `policy` allows on `today` (see [`retention::RetentionPolicy::cutoff`])
+    /// in small transactions, so that writes commit between them; never a row of the cutoff day or
+    /// later. With `dry_run`, counts what it would remove and removes nothing. An issue goes with its
+    /// last event. [`StoreError::Conflict`] when another collector is applying retention on the same
+    /// database (one at a time).
+    async fn apply_retention(
+        &self,
+        policy: &retention::RetentionPolicy,
+        today: NaiveDate,
+        dry_run: bool,
+    ) -> Result<retention::RetentionRun>;
 }

@@ -471,3 +471,86 @@ pub struct ForgetRecord {
     pub trace_events: u64,
     pub dead_letters: u64,
 }
+
+// --- Retention (`[retention]`, `GET /admin/v1/retention`, `POST /admin/v1/retention/apply`).
+
+/// A kind of stored data with a retention period of its own (`[retention] <channel>_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionChannel {
+    /// Security update checks, one row per server and day.
+    Checks,
+    /// Error events (and, with their last event, their issues).
+    Events,
+    /// Raw mobile trace events (reports read the sketches, not these).
+    TraceEvents,
+    /// Aggregates: mobile sketch rows, per UTC day.
+    Sketches,
+    /// Rejected items kept for inspection.
+    DeadLetters,
+}
+
+impl RetentionChannel {
+    pub const ALL: [RetentionChannel; 5] = [
+        RetentionChannel::Checks,
+        RetentionChannel::Events,
+        RetentionChannel::TraceEvents,
+        RetentionChannel::Sketches,
+        RetentionChannel::DeadLetters,
+    ];
+
+    /// `checks`, `events`, `trace_events`, `sketches`, `dead_letters`: the JSON name and the prefix
+    /// of the channel's `[retention]` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionChannel::Checks => "checks",
+            RetentionChannel::Events => "events",
+            RetentionChannel::TraceEvents => "trace_events",
+            RetentionChannel::Sketches => "sketches",
+            RetentionChannel::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+impl std::fmt::Display for RetentionChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one channel holds now (`GET /admin/v1/retention`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionStatus {
+    pub channel: RetentionChannel,
+    /// Days kept after the day data belongs to; `0` keeps it forever.
+    pub retention_days: u32,
+    /// The oldest UTC day holding data of the channel; `None` when it holds none.
+    pub oldest_day: Option<NaiveDate>,
+    pub rows: u64,
+    /// Space on disk of the channel's tables and their indexes (SQLite: the pages they use;
+    /// PostgreSQL: `pg_total_relation_size` of the tables and every partition).
+    pub bytes: u64,
+}
+
+/// What a retention run removed from one channel, or would remove (a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionOutcome {
+    pub channel: RetentionChannel,
+    pub retention_days: u32,
+    /// The first day kept: data of earlier days expired. `None` when the channel is kept forever.
+    pub cutoff: Option<NaiveDate>,
+    /// Rows removed (a dry run: rows that would be).
+    pub removed: u64,
+}
+
+/// `POST /admin/v1/retention/apply`: one run of the retention job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRun {
+    /// True when nothing was removed, only counted.
+    pub dry_run: bool,
+    /// The UTC day the run judged ages by.
+    pub today: NaiveDate,
+    pub channels: Vec<RetentionOutcome>,
+    /// Issues removed with their last event (a dry run: that would be), with their counts.
+    pub issues_removed: u64,
+}

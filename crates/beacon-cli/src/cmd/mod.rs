@@ -13,6 +13,7 @@ pub mod key;
 pub mod perf;
 pub mod project;
 pub mod report;
+pub mod retention;
 pub mod serve;
 pub mod sim;
 pub mod token;
