@@ -271,7 +271,7 @@ fn event_envelope(j: u32, issue: &Issue, n: u64, day: u32, days: u32, server: u3
         "platform": "python",
         "level": issue.level,
         "release": release,
-        "environment": if j % 5 == 0 { "staging" } else { "production" },
+        "environment": if j.is_multiple_of(5) { "staging" } else { "production" },
         "exception": {"values": [{
             "type": EXCEPTIONS[j_us % EXCEPTIONS.len()],
             "value": format!("{} failed for item {}", MODULES[j_us % MODULES.len()], j),
