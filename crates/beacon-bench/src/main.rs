@@ -207,6 +207,9 @@ enum Cmd {
         /// Also on PostgreSQL: an admin URL where the bench may create (and drops) a database.
         #[arg(long)]
         postgres: Option<String>,
+        /// Measure PostgreSQL alone.
+        #[arg(long)]
+        no_sqlite: bool,
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
@@ -386,6 +389,7 @@ fn main() -> Result<()> {
             connections,
             baseline,
             postgres,
+            no_sqlite,
             beacon,
         } => {
             retention::run(retention::Options {
@@ -393,6 +397,7 @@ fn main() -> Result<()> {
                 connections: connections.max(1),
                 baseline: Duration::from_secs(baseline.max(1)),
                 postgres,
+                no_sqlite,
                 beacon,
             })?;
             print!("{}", report::markdown(""));

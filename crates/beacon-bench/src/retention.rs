@@ -20,6 +20,8 @@ pub struct Options {
     pub connections: usize,
     pub baseline: Duration,
     pub postgres: Option<String>,
+    /// Leave SQLite out (measure PostgreSQL alone).
+    pub no_sqlite: bool,
     pub beacon: Option<PathBuf>,
 }
 
@@ -62,7 +64,9 @@ pub fn run(o: Options) -> Result<()> {
         o.rows,
         o.baseline.as_secs()
     );
-    measure("sqlite", &beacon, None, &o)?;
+    if !o.no_sqlite {
+        measure("sqlite", &beacon, None, &o)?;
+    }
     if let Some(admin) = &o.postgres {
         let db = super::BenchDb::create(admin)?;
         measure("postgres", &beacon, Some(&db.url), &o)?;
@@ -260,10 +264,10 @@ fn fill_postgres(url: &str, f: &Fill) -> Result<()> {
         ] {
             for d in 0..days {
                 client
-                    .execute(
-                        "SELECT beacon_day_partition($1, $2)",
-                        &[&table, &(from + Days::new(d))],
-                    )
+                    .batch_execute(&format!(
+                        "SELECT beacon_day_partition('{table}', DATE '{}')",
+                        from + Days::new(d)
+                    ))
                     .await?;
             }
         }
@@ -275,12 +279,12 @@ fn fill_postgres(url: &str, f: &Fill) -> Result<()> {
                  SELECT DATE '{checks_from}' + (i / {servers})::int, lpad((i % {servers})::text, 26, '0'),
                         (DATE '{checks_from}' + (i / {servers})::int)::timestamp AT TIME ZONE 'UTC' + interval '1 hour',
                         '9.5.0', false, 'linux', 'postgres', false
-                 FROM generate_series(0, {checks} - 1) i;
+                 FROM generate_series(0::bigint, {checks} - 1) i;
                  INSERT INTO projects (id, name, created_at) VALUES (1, 'bench', now());
                  INSERT INTO issues (id, project_id, group_hash, title, level, first_seen, last_seen, count)
                  SELECT i + 1, 1, lpad(to_hex(i), 32, '0'), 'bench', 'error', DATE '{events_from}'::timestamp AT TIME ZONE 'UTC',
                         (DATE '{events_from}' + 100)::timestamp AT TIME ZONE 'UTC', {per_issue}
-                 FROM generate_series(0, 99) i;
+                 FROM generate_series(0::bigint, 99) i;
                  SELECT setval(pg_get_serial_sequence('issues', 'id'), 100);
                  SELECT setval(pg_get_serial_sequence('projects', 'id'), 1);
                  INSERT INTO events (project_id, event_id, issue_id, received_at, timestamp, level, payload)
@@ -288,14 +292,14 @@ fn fill_postgres(url: &str, f: &Fill) -> Result<()> {
                         (DATE '{events_from}' + (i * 100 / {events})::int)::timestamp AT TIME ZONE 'UTC' + interval '2 hours',
                         (DATE '{events_from}' + (i * 100 / {events})::int)::timestamp AT TIME ZONE 'UTC', 'error',
                         '{{\"event_id\":\"' || lpad(to_hex(i), 32, '0') || '\",\"message\":\"' || md5(i::text) || repeat('x', 360) || '\"}}'
-                 FROM generate_series(0, {events} - 1) i;
+                 FROM generate_series(0::bigint, {events} - 1) i;
                  INSERT INTO event_ids (project_id, event_id, received_at)
                  SELECT project_id, event_id, received_at FROM events;
                  INSERT INTO perf_contexts (id, device_hash, info, first_seen) VALUES (1, NULL, '{{}}', now())
                  ON CONFLICT DO NOTHING;
                  INSERT INTO trace_events (ts, trace, dur, context)
                  SELECT {traces_from_us} + i * {trace_step_us}, 1, 1000 + i % 5000, 1
-                 FROM generate_series(0, {traces} - 1) i;
+                 FROM generate_series(0::bigint, {traces} - 1) i;
                  ANALYZE;",
                 checks_from = f.checks_from,
                 servers = f.servers.max(1),

@@ -183,44 +183,40 @@ async fn apply_locked(
     })
 }
 
-/// Makes the day partitions from [`BEHIND_DAYS`] before `today` to [`AHEAD_DAYS`] after it, where
-/// missing. A day whose rows already sit in the default partition, or whose table lock is not
-/// granted in time, is left (its rows stay in, or go to, the default partition); logged, never an
-/// error: writes never depend on it.
+/// Makes the missing day partitions from a day before `today` ([`BEHIND_DAYS`] for trace events,
+/// whose timestamps may be a week old on arrival) to [`AHEAD_DAYS`] after it. A day whose rows already
+/// sit in the default partition, or whose table lock is not granted in time, is left (its rows stay
+/// in, or go to, the default partition); logged, never an error: writes never depend on it.
 pub(crate) async fn ensure_partitions(client: &Client, today: NaiveDate) {
-    let first = today
-        .checked_sub_days(Days::new(BEHIND_DAYS))
-        .unwrap_or(today);
     let last = today
         .checked_add_days(Days::new(AHEAD_DAYS))
         .unwrap_or(today);
     for table in PARTITIONED {
-        let exists: bool = match client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass($1))",
-                &[&table],
-            )
-            .await
-        {
-            Ok(r) => r.get(0),
+        let behind = if table == "trace_events" {
+            BEHIND_DAYS
+        } else {
+            1
+        };
+        let first = today.checked_sub_days(Days::new(behind)).unwrap_or(today);
+        let existing = match day_partitions(client, table).await {
+            Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list partitioned tables");
+                tracing::warn!(table, error = %e, "cannot list the day partitions");
                 return;
             }
         };
-        if !exists {
-            continue;
-        }
         let mut day = first;
         loop {
-            let made = ddl(
-                client,
-                "SELECT beacon_day_partition($1, $2)",
-                &[&table, &day],
-            )
-            .await;
-            if let Err(e) = made {
-                tracing::debug!(table, %day, error = %e, "day partition not made now");
+            if !existing.iter().any(|(_, d)| *d == day) {
+                let made = ddl(
+                    client,
+                    "SELECT beacon_day_partition($1, $2)",
+                    &[&table, &day],
+                )
+                .await;
+                if let Err(e) = made {
+                    tracing::debug!(table, %day, error = %e, "day partition not made now");
+                }
             }
             match day.succ_opt() {
                 Some(next) if next <= last => day = next,
