@@ -29,6 +29,43 @@ async fn vacuum(s: &PgStore, tables: &str) {
     }
 }
 
+/// Removes the dead letters whose payload contains `id` and logs the deletion, in `tx`; returns how
+/// many dead letters went.
+async fn finish(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: &str,
+    record: &ForgetRecord,
+) -> Result<u64> {
+    let letters = tx
+        .execute(
+            "DELETE FROM dead_letters WHERE strpos(payload, $1) > 0",
+            &[&id],
+        )
+        .await
+        .map_err(map_err)?;
+    let logged = ForgetRecord {
+        dead_letters: letters,
+        ..record.clone()
+    };
+    let [checks, events, traces, letters_n] = counts(&logged);
+    tx.execute(
+        LOG_INSERT,
+        &[
+            &logged.at,
+            &logged.by,
+            &logged.channel,
+            &logged.id_hash,
+            &checks,
+            &events,
+            &traces,
+            &letters_n,
+        ],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(letters)
+}
+
 pub(crate) async fn forget_server(
     s: &PgStore,
     server_id: &str,
@@ -96,29 +133,7 @@ pub(crate) async fn forget_server(
     tx.execute("DELETE FROM servers WHERE server_id = $1", &[&server_id])
         .await
         .map_err(map_err)?;
-    record.dead_letters = tx
-        .execute(
-            "DELETE FROM dead_letters WHERE strpos(payload, $1) > 0",
-            &[&server_id],
-        )
-        .await
-        .map_err(map_err)?;
-    let [checks, events, traces, letters] = counts(&record);
-    tx.execute(
-        LOG_INSERT,
-        &[
-            &record.at,
-            &record.by,
-            &record.channel,
-            &record.id_hash,
-            &checks,
-            &events,
-            &traces,
-            &letters,
-        ],
-    )
-    .await
-    .map_err(map_err)?;
+    record.dead_letters = finish(&tx, server_id, &record).await?;
     tx.commit().await.map_err(map_err)?;
     drop(client);
     vacuum(
@@ -150,29 +165,7 @@ pub(crate) async fn forget_device(
     )
     .await
     .map_err(map_err)?;
-    record.dead_letters = tx
-        .execute(
-            "DELETE FROM dead_letters WHERE strpos(payload, $1) > 0",
-            &[&device_hash],
-        )
-        .await
-        .map_err(map_err)?;
-    let [checks, events, traces, letters] = counts(&record);
-    tx.execute(
-        LOG_INSERT,
-        &[
-            &record.at,
-            &record.by,
-            &record.channel,
-            &record.id_hash,
-            &checks,
-            &events,
-            &traces,
-            &letters,
-        ],
-    )
-    .await
-    .map_err(map_err)?;
+    record.dead_letters = finish(&tx, device_hash, &record).await?;
     tx.commit().await.map_err(map_err)?;
     drop(client);
     vacuum(s, "trace_events, perf_contexts, dead_letters").await;
