@@ -36,8 +36,7 @@ async fn token_label(s: &AppState, headers: &HeaderMap) -> Result<String, ApiErr
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim_start().split_once(' '))
-        .map(|(_, t)| t.trim())
+        .and_then(crate::admin::bearer_token)
         .unwrap_or_default();
     Ok(s.store
         .admin_token_label(&crate::keys::hash(token))

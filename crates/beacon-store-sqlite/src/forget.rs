@@ -141,7 +141,6 @@ pub(crate) async fn forget_server(
             }
             tx.execute("DELETE FROM issue_servers WHERE server_id = ?1", [&id])
                 .map_err(map_err)?;
-            // Checks: keyed by (day, server_id), so one point delete per day of the server's life.
             let span: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT first_day, last_day FROM servers WHERE server_id = ?1",
@@ -150,8 +149,10 @@ pub(crate) async fn forget_server(
                 )
                 .optional()
                 .map_err(map_err)?;
+            // Checks are keyed by (day, server_id): one point delete per day of the server's rolled-up
+            // life, then the days since the last rollup; without a rollup, a scan.
             let mut checks = 0u64;
-            match span {
+            let newest = match span {
                 Some((first, last)) => {
                     let mut del = tx
                         .prepare_cached("DELETE FROM checks WHERE day = ?1 AND server_id = ?2")
@@ -159,24 +160,16 @@ pub(crate) async fn forget_server(
                     for day in first..=last {
                         checks += del.execute(params![day, &id]).map_err(map_err)? as u64;
                     }
+                    last
                 }
-                // No rollup yet (checks not rolled up): a scan.
-                None => {
-                    checks += tx
-                        .execute("DELETE FROM checks WHERE server_id = ?1", [&id])
-                        .map_err(map_err)? as u64;
-                }
-            }
-            // Checks outside the rolled-up span (received since the last rollup).
-            if span.is_some() {
-                let newest = span.map_or(0, |(_, last)| last);
-                checks += tx
-                    .execute(
-                        "DELETE FROM checks WHERE day > ?1 AND server_id = ?2",
-                        params![newest, &id],
-                    )
-                    .map_err(map_err)? as u64;
-            }
+                None => i64::MIN,
+            };
+            checks += tx
+                .execute(
+                    "DELETE FROM checks WHERE day > ?1 AND server_id = ?2",
+                    params![newest, &id],
+                )
+                .map_err(map_err)? as u64;
             record.checks = checks;
             tx.execute("DELETE FROM servers WHERE server_id = ?1", [&id])
                 .map_err(map_err)?;
