@@ -5,6 +5,7 @@
 
 use crate::{PgStore, map_err};
 use beacon_store::Result;
+use beacon_store::security::rollup::{DayContribution, RollupDelta};
 use beacon_wire::admin::ForgetRecord;
 use chrono::NaiveDate;
 
@@ -126,19 +127,39 @@ pub(crate) async fn forget_server(
     )
     .await
     .map_err(map_err)?;
-    record.checks = tx
-        .execute("DELETE FROM checks WHERE server_id = $1", &[&server_id])
+    let removed = tx
+        .query(
+            "DELETE FROM checks WHERE server_id = $1 \
+             RETURNING day, version, unit_tests, activated_users",
+            &[&server_id],
+        )
         .await
         .map_err(map_err)?;
-    tx.execute("DELETE FROM servers WHERE server_id = $1", &[&server_id])
+    record.checks = removed.len() as u64;
+    let mut delta = RollupDelta::default();
+    for r in &removed {
+        delta.removed(&DayContribution {
+            day: r.get(0),
+            version: r.get(1),
+            unit_tests: r.get(2),
+            activated_users: r.get(3),
+        });
+    }
+    crate::security::apply_rollup(&tx, &delta)
         .await
         .map_err(map_err)?;
+    tx.execute(
+        "DELETE FROM server_latest WHERE server_id = $1",
+        &[&server_id],
+    )
+    .await
+    .map_err(map_err)?;
     record.dead_letters = finish(&tx, server_id, &record).await?;
     tx.commit().await.map_err(map_err)?;
     drop(client);
     vacuum(
         s,
-        "events, issue_counts, issue_servers, issues, checks, servers, dead_letters",
+        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, dead_letters",
     )
     .await;
     Ok(record)

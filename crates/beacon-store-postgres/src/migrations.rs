@@ -275,6 +275,49 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE checks_unpartitioned;
     DROP TABLE events_unpartitioned;
     DROP TABLE trace_events_unpartitioned;"#,
+    // 10: report rollups kept by every write to `checks` (see `beacon_store::security::rollup`):
+    // servers and capped activated users per (day, version, test install), and each server's latest
+    // check with its first day — which replaces `servers`, rolled up when a report asked. Filled from
+    // the checks (and the first days) already stored.
+    "CREATE TABLE check_days (
+        day DATE NOT NULL,
+        version TEXT NOT NULL,
+        unit_tests BOOLEAN NOT NULL,
+        servers BIGINT NOT NULL,
+        activated_users BIGINT NOT NULL,    -- sum of activated_users capped at 10^9, NULL as 0
+        PRIMARY KEY (day, version, unit_tests)
+    );
+    INSERT INTO check_days
+        SELECT day, version, unit_tests, count(*),
+        coalesce(sum(CASE WHEN activated_users > 1000000000 THEN 1000000000 ELSE activated_users END), 0)
+        FROM checks GROUP BY day, version, unit_tests;
+    CREATE TABLE server_latest (
+        server_id TEXT PRIMARY KEY,
+        first_day DATE NOT NULL,
+        day DATE NOT NULL,                  -- the day of the latest check; its columns follow
+        version TEXT NOT NULL,
+        enterprise BOOLEAN NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT,
+        teams BIGINT,
+        users BIGINT,
+        activated_users BIGINT,
+        unit_tests BOOLEAN NOT NULL
+    );
+    INSERT INTO server_latest
+        SELECT DISTINCT ON (c.server_id) c.server_id, least(m.first_day, s.first_day), c.day,
+        c.version, c.enterprise, c.os, c.db, c.db_version, c.teams, c.users, c.activated_users,
+        c.unit_tests
+        FROM checks c
+        JOIN (SELECT server_id, min(day) AS first_day FROM checks GROUP BY server_id) m
+          ON c.server_id = m.server_id
+        LEFT JOIN servers s ON s.server_id = c.server_id
+        ORDER BY c.server_id, c.day DESC;
+    CREATE INDEX server_latest_day ON server_latest (day);
+    CREATE INDEX server_latest_first_day ON server_latest (first_day);
+    DROP TABLE servers;
+    DELETE FROM meta WHERE key = 'servers_rollup_day';",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;
@@ -337,8 +380,9 @@ mod tests {
     use beacon_store::{Store, WriteOp, WriteOutcome};
     use beacon_testkit::TestPg;
 
-    /// A database filled by schema 6 (unpartitioned tables) is converted in place by step 7: every
-    /// row is kept, in a partition per day, events stay de-duplicated, and retention drops days.
+    /// A database filled by schema 6 (unpartitioned tables) is converted in place by step 9: every
+    /// row is kept, in a partition per day, events stay de-duplicated, and retention drops days;
+    /// step 10 fills the report rollups from the checks.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_version_6_database_is_partitioned_in_place() {
         let Some(pg) = TestPg::from_env() else {
@@ -425,6 +469,12 @@ mod tests {
         );
         assert_eq!(store.count_checks().await.unwrap(), 300);
         assert_eq!(pg.count("SELECT count(*) FROM checks_p20260302"), 100);
+        // Step 10 filled the report rollups from the checks.
+        assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 300);
+        assert_eq!(
+            pg.count("SELECT count(*) FROM check_days WHERE servers = 100 AND version = '9.5.0'"),
+            3
+        );
         assert_eq!(store.count_trace_events().await.unwrap(), 48);
         assert_eq!(pg.count("SELECT count(*) FROM trace_events_default"), 0);
         assert_eq!(pg.count("SELECT count(*) FROM events_p20260302"), 1);
@@ -467,6 +517,8 @@ mod tests {
             0
         );
         assert_eq!(pg.count("SELECT count(*) FROM checks_p20260303"), 100);
+        assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 100);
+        assert_eq!(pg.count("SELECT count(*) FROM check_days"), 1);
         assert_eq!(pg.count("SELECT count(*) FROM event_ids"), 0);
     }
 }

@@ -163,6 +163,19 @@ async fn apply_locked(
             None => 0,
             Some(cut) => purge(client, channel, cut, dry_run).await?,
         };
+        if channel == RetentionChannel::Checks
+            && let Some(cut) = cutoff
+            && !dry_run
+        {
+            // The rollups of expired checks: their days, and the servers whose latest check
+            // expired. First days of the servers that stay are kept ("new" means first seen ever).
+            for sql in [
+                "DELETE FROM check_days WHERE day < $1",
+                "DELETE FROM server_latest WHERE day < $1",
+            ] {
+                client.execute(sql, &[&cut]).await.map_err(map_err)?;
+            }
+        }
         if channel == RetentionChannel::Events
             && let Some(cut) = cutoff
         {

@@ -2,6 +2,7 @@
 //! raw queries of the reports.
 
 use crate::{PgStore, map_err};
+use beacon_store::security::rollup::{DayContribution, RollupDelta};
 use beacon_store::security::{
     self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
     VersionDayCount,
@@ -10,23 +11,90 @@ use beacon_store::{Result, StoreError, WriteOutcome};
 use beacon_wire::admin::{FleetDimension, GroupCounts};
 use beacon_wire::bulletin::{Bulletin, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-const INSERT_CHECKS: &str = "INSERT INTO checks (day, server_id, received_at, version, build, \
-    enterprise, os, db, db_version, teams, users, activated_users, unit_tests, last_check_ms) \
-    SELECT * FROM unnest($1::date[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-    $6::bool[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], \
-    $13::bool[], $14::int8[]) \
-    ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
-    version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
-    os = excluded.os, db = excluded.db, db_version = excluded.db_version, teams = excluded.teams, \
-    users = excluded.users, activated_users = excluded.activated_users, \
-    unit_tests = excluded.unit_tests, last_check_ms = excluded.last_check_ms, \
-    checks_that_day = checks.checks_that_day + 1 \
-    RETURNING day, server_id, checks_that_day";
+/// The 14 columns of checks as arrays, `$1`…`$14`, named `n.*`.
+const CHECK_ROWS: &str = "unnest($1::date[], $2::text[], $3::timestamptz[], $4::text[], \
+    $5::text[], $6::bool[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], \
+    $12::int8[], $13::bool[], $14::int8[]) AS n (day, server_id, received_at, version, build, \
+    enterprise, os, db, db_version, teams, users, activated_users, unit_tests, last_check_ms)";
 
-/// Upserts checks. PostgreSQL refuses to touch one row twice in one statement, so repeats of a key
-/// within the batch go into later statements ("rounds"), which keeps them in order.
+/// Stores the checks that are the first of their (day, server); returns their keys.
+static INSERT_CHECKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO checks (day, server_id, received_at, version, build, enterprise, os, db, \
+         db_version, teams, users, activated_users, unit_tests, last_check_ms) \
+         SELECT * FROM {CHECK_ROWS} ON CONFLICT (day, server_id) DO NOTHING \
+         RETURNING day, server_id"
+    )
+});
+
+/// Locks the stored checks the others replace (in key order) and reads what they count for.
+const LOCK_REPLACED: &str = "SELECT c.day, c.server_id, c.version, c.unit_tests, c.activated_users \
+    FROM checks c JOIN unnest($1::date[], $2::text[]) AS k (day, server_id) \
+    ON c.day = k.day AND c.server_id = k.server_id ORDER BY c.day, c.server_id FOR UPDATE OF c";
+
+static REPLACE_CHECKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE checks c SET received_at = n.received_at, version = n.version, build = n.build, \
+         enterprise = n.enterprise, os = n.os, db = n.db, db_version = n.db_version, \
+         teams = n.teams, users = n.users, activated_users = n.activated_users, \
+         unit_tests = n.unit_tests, last_check_ms = n.last_check_ms, \
+         checks_that_day = c.checks_that_day + 1 \
+         FROM {CHECK_ROWS} WHERE c.day = n.day AND c.server_id = n.server_id"
+    )
+});
+
+/// Runs one of the statements over [`CHECK_ROWS`] for `rows`.
+async fn with_check_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    rows: &[&CheckRecord],
+) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let col =
+        |f: &dyn Fn(&CheckRecord) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let days: Vec<NaiveDate> = rows.iter().map(|r| r.day()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.check.server_id.as_str()).collect();
+    let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.received_at).collect();
+    let versions: Vec<String> = rows.iter().map(|r| r.check.version.to_string()).collect();
+    let builds: Vec<Option<&str>> = rows.iter().map(|r| r.check.build.as_deref()).collect();
+    let enterprise: Vec<bool> = rows.iter().map(|r| r.check.enterprise).collect();
+    let os: Vec<&str> = rows.iter().map(|r| r.check.os.as_str()).collect();
+    let db: Vec<&str> = rows.iter().map(|r| r.check.db.as_str()).collect();
+    let dbv: Vec<Option<&str>> = rows.iter().map(|r| r.check.db_version.as_deref()).collect();
+    let teams = col(&|r| r.check.teams);
+    let users = col(&|r| r.check.users);
+    let activated = col(&|r| r.check.activated_users);
+    let ut: Vec<bool> = rows.iter().map(|r| r.check.unit_tests).collect();
+    let lc = col(&|r| r.check.last_check_ms);
+    tx.query(
+        sql,
+        &[
+            &days,
+            &ids,
+            &received,
+            &versions,
+            &builds,
+            &enterprise,
+            &os,
+            &db,
+            &dbv,
+            &teams,
+            &users,
+            &activated,
+            &ut,
+            &lc,
+        ],
+    )
+    .await
+}
+
+/// Stores checks: each is the first of its (day, server) — accepted — or replaces the stored one
+/// (a duplicate, which still updates the stored check: the latest check of a day wins); keeps the
+/// report rollups in step ([`rollup`]). PostgreSQL refuses to touch one row twice in one statement,
+/// so repeats of a key within the batch go into later statements ("rounds"), which keeps them in
+/// order. A check another collector inserted meanwhile makes ours wait for its commit, then
+/// replace it: counted once.
 pub(crate) async fn write_checks(
     tx: &tokio_postgres::Transaction<'_>,
     recs: &[&CheckRecord],
@@ -44,6 +112,7 @@ pub(crate) async fn write_checks(
         rounds[*n].push(i);
         *n += 1;
     }
+    let mut delta = RollupDelta::default();
     for mut round in rounds {
         // One lock order for every collector: no deadlocks between concurrent batches.
         round.sort_by(|a, b| {
@@ -51,56 +120,136 @@ pub(crate) async fn write_checks(
                 .cmp(&(recs[*b].day(), &recs[*b].check.server_id))
         });
         let rows: Vec<&CheckRecord> = round.iter().map(|i| recs[*i]).collect();
-        let col =
-            |f: &dyn Fn(&CheckRecord) -> Option<i64>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let inserted: HashSet<(NaiveDate, String)> = with_check_rows(tx, &INSERT_CHECKS, &rows)
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let (new, replacing): (Vec<usize>, Vec<usize>) = round
+            .into_iter()
+            .partition(|i| inserted.contains(&(recs[*i].day(), recs[*i].check.server_id.clone())));
+        for i in new {
+            delta.inserted(recs[i]);
+        }
+        if replacing.is_empty() {
+            continue;
+        }
+        let rows: Vec<&CheckRecord> = replacing.iter().map(|i| recs[*i]).collect();
         let days: Vec<NaiveDate> = rows.iter().map(|r| r.day()).collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.check.server_id.as_str()).collect();
-        let received: Vec<DateTime<Utc>> = rows.iter().map(|r| r.received_at).collect();
-        let versions: Vec<String> = rows.iter().map(|r| r.check.version.to_string()).collect();
-        let builds: Vec<Option<&str>> = rows.iter().map(|r| r.check.build.as_deref()).collect();
-        let enterprise: Vec<bool> = rows.iter().map(|r| r.check.enterprise).collect();
-        let os: Vec<&str> = rows.iter().map(|r| r.check.os.as_str()).collect();
-        let db: Vec<&str> = rows.iter().map(|r| r.check.db.as_str()).collect();
-        let dbv: Vec<Option<&str>> = rows.iter().map(|r| r.check.db_version.as_deref()).collect();
-        let teams = col(&|r| r.check.teams);
-        let users = col(&|r| r.check.users);
-        let activated = col(&|r| r.check.activated_users);
-        let ut: Vec<bool> = rows.iter().map(|r| r.check.unit_tests).collect();
-        let lc = col(&|r| r.check.last_check_ms);
-        let returned = tx
-            .query(
-                INSERT_CHECKS,
-                &[
-                    &days,
-                    &ids,
-                    &received,
-                    &versions,
-                    &builds,
-                    &enterprise,
-                    &os,
-                    &db,
-                    &dbv,
-                    &teams,
-                    &users,
-                    &activated,
-                    &ut,
-                    &lc,
-                ],
-            )
-            .await?;
-        let counts: HashMap<(NaiveDate, String), i32> = returned
+        let old: HashMap<(NaiveDate, String), DayContribution> = tx
+            .query(LOCK_REPLACED, &[&days, &ids])
+            .await?
             .iter()
-            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .map(|row| {
+                (
+                    (row.get(0), row.get(1)),
+                    DayContribution {
+                        day: row.get(0),
+                        version: row.get(2),
+                        unit_tests: row.get(3),
+                        activated_users: row.get(4),
+                    },
+                )
+            })
             .collect();
-        for i in round {
-            let key = (recs[i].day(), recs[i].check.server_id.clone());
-            out[i] = match counts.get(&key) {
-                Some(1) => WriteOutcome::Accepted,
-                _ => WriteOutcome::Duplicate,
-            };
+        with_check_rows(tx, &REPLACE_CHECKS, &rows).await?;
+        for i in replacing {
+            let r = recs[i];
+            match old.get(&(r.day(), r.check.server_id.clone())) {
+                Some(o) => delta.replaced(o, r),
+                // Not stored, yet not inserted: cannot happen under the primary key; counted as new.
+                None => delta.inserted(r),
+            }
+            out[i] = WriteOutcome::Duplicate;
         }
     }
+    apply_rollup(tx, &delta).await?;
     Ok(out)
+}
+
+/// Applies a [`RollupDelta`] (in its key order: one lock order for every collector) in the
+/// transaction that changed `checks`.
+pub(crate) async fn apply_rollup(
+    tx: &tokio_postgres::Transaction<'_>,
+    delta: &RollupDelta,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (mut days, mut versions, mut ut, mut servers, mut activated) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (k, d) in delta.days() {
+        days.push(k.day);
+        versions.push(k.version.as_str());
+        ut.push(k.unit_tests);
+        servers.push(d.servers);
+        activated.push(d.activated_users);
+    }
+    if !days.is_empty() {
+        tx.execute(
+            "INSERT INTO check_days AS t (day, version, unit_tests, servers, activated_users) \
+             SELECT * FROM unnest($1::date[], $2::text[], $3::bool[], $4::int8[], $5::int8[]) \
+             ON CONFLICT (day, version, unit_tests) DO UPDATE SET \
+             servers = t.servers + excluded.servers, \
+             activated_users = t.activated_users + excluded.activated_users",
+            &[&days, &versions, &ut, &servers, &activated],
+        )
+        .await?;
+        if servers.iter().any(|n| *n < 0) {
+            tx.execute(
+                "DELETE FROM check_days t USING unnest($1::date[], $2::text[], $3::bool[]) \
+                 AS k (day, version, unit_tests) WHERE t.day = k.day AND t.version = k.version \
+                 AND t.unit_tests = k.unit_tests AND t.servers <= 0",
+                &[&days, &versions, &ut],
+            )
+            .await?;
+        }
+    }
+    let latest: Vec<_> = delta.latest().collect();
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let snap = |f: &dyn Fn(&ServerSnapshot) -> Option<i64>| {
+        latest.iter().map(|l| f(&l.snapshot)).collect::<Vec<_>>()
+    };
+    let ids: Vec<&str> = latest
+        .iter()
+        .map(|l| l.snapshot.server_id.as_str())
+        .collect();
+    let first: Vec<NaiveDate> = latest.iter().map(|l| l.first_day).collect();
+    let day: Vec<NaiveDate> = latest.iter().map(|l| l.snapshot.day).collect();
+    let version: Vec<&str> = latest.iter().map(|l| l.snapshot.version.as_str()).collect();
+    let enterprise: Vec<bool> = latest.iter().map(|l| l.snapshot.enterprise).collect();
+    let os: Vec<&str> = latest.iter().map(|l| l.snapshot.os.as_str()).collect();
+    let db: Vec<&str> = latest.iter().map(|l| l.snapshot.db.as_str()).collect();
+    let dbv: Vec<Option<&str>> = latest
+        .iter()
+        .map(|l| l.snapshot.db_version.as_deref())
+        .collect();
+    let teams = snap(&|s| s.teams);
+    let users = snap(&|s| s.users);
+    let act = snap(&|s| s.activated_users);
+    let ut: Vec<bool> = latest.iter().map(|l| l.snapshot.unit_tests).collect();
+    tx.execute(
+        "INSERT INTO server_latest AS t (server_id, first_day, day, version, enterprise, os, db, \
+         db_version, teams, users, activated_users, unit_tests) \
+         SELECT * FROM unnest($1::text[], $2::date[], $3::date[], $4::text[], $5::bool[], \
+         $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bool[]) \
+         ON CONFLICT (server_id) DO UPDATE SET first_day = least(t.first_day, excluded.first_day), \
+         version = CASE WHEN excluded.day >= t.day THEN excluded.version ELSE t.version END, \
+         enterprise = CASE WHEN excluded.day >= t.day THEN excluded.enterprise ELSE t.enterprise END, \
+         os = CASE WHEN excluded.day >= t.day THEN excluded.os ELSE t.os END, \
+         db = CASE WHEN excluded.day >= t.day THEN excluded.db ELSE t.db END, \
+         db_version = CASE WHEN excluded.day >= t.day THEN excluded.db_version ELSE t.db_version END, \
+         teams = CASE WHEN excluded.day >= t.day THEN excluded.teams ELSE t.teams END, \
+         users = CASE WHEN excluded.day >= t.day THEN excluded.users ELSE t.users END, \
+         activated_users = CASE WHEN excluded.day >= t.day THEN excluded.activated_users ELSE t.activated_users END, \
+         unit_tests = CASE WHEN excluded.day >= t.day THEN excluded.unit_tests ELSE t.unit_tests END, \
+         day = greatest(t.day, excluded.day)",
+        &[
+            &ids, &first, &day, &version, &enterprise, &os, &db, &dbv, &teams, &users, &act, &ut,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 const BULLETIN_COLUMNS: &str =
@@ -129,59 +278,6 @@ fn day_counts(rows: Vec<tokio_postgres::Row>) -> Vec<DayCount> {
             count: r.get::<_, i64>(1) as u64,
         })
         .collect()
-}
-
-/// Brings the `servers` rollup up to date with `checks` (see the SQLite backend: same rule).
-async fn roll_up_servers(s: &PgStore) -> Result<()> {
-    let mut client = s.client().await?;
-    let tx = client.transaction().await.map_err(map_err)?;
-    let watermark: Option<i64> = tx
-        .query_opt(
-            "SELECT value FROM meta WHERE key = 'servers_rollup_day'",
-            &[],
-        )
-        .await
-        .map_err(map_err)?
-        .map(|r| r.get(0));
-    let max_day: Option<NaiveDate> = tx
-        .query_one("SELECT max(day) FROM checks", &[])
-        .await
-        .map_err(map_err)?
-        .get(0);
-    let Some(max_day) = max_day else {
-        return Ok(());
-    };
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let from = watermark
-        .map(|w| epoch + chrono::Days::new(w.max(1) as u64 - 1))
-        .unwrap_or(epoch);
-    tx.execute(
-        "INSERT INTO servers (server_id, first_day, last_day, unit_tests) \
-         SELECT server_id, min(day), max(day), false FROM checks WHERE day >= $1 \
-         GROUP BY server_id ORDER BY server_id \
-         ON CONFLICT (server_id) DO UPDATE SET \
-         first_day = least(servers.first_day, excluded.first_day), \
-         last_day = greatest(servers.last_day, excluded.last_day)",
-        &[&from],
-    )
-    .await
-    .map_err(map_err)?;
-    tx.execute(
-        "UPDATE servers s SET unit_tests = c.unit_tests FROM checks c \
-         WHERE c.day = s.last_day AND c.server_id = s.server_id AND s.last_day >= $1",
-        &[&from],
-    )
-    .await
-    .map_err(map_err)?;
-    let max_num = (max_day - epoch).num_days();
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('servers_rollup_day', $1) \
-         ON CONFLICT (key) DO UPDATE SET value = greatest(meta.value, excluded.value)",
-        &[&max_num],
-    )
-    .await
-    .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)
 }
 
 pub(crate) async fn count_checks(s: &PgStore) -> Result<u64> {
@@ -291,6 +387,30 @@ pub(crate) async fn latest_per_server(
         .collect())
 }
 
+/// Whether `server_latest` answers "each server's latest check in `[from, to]`": when no stored check
+/// is newer than `to`, a server's latest check in the range is its latest check.
+async fn latest_covers(client: &tokio_postgres::Client, to: NaiveDate) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(max(day) <= $1, true) FROM server_latest",
+            &[&to],
+        )
+        .await
+        .map_err(map_err)?
+        .get(0))
+}
+
+/// Each server's latest check in days `$1..=$2` as rows aliased `c` (test installs left out unless
+/// `$3`): from `server_latest` when it covers the range, else from the raw checks.
+fn latest_in_range(covered: bool) -> &'static str {
+    if covered {
+        "FROM server_latest c WHERE c.day BETWEEN $1 AND $2 AND ($3 OR NOT c.unit_tests)"
+    } else {
+        "FROM (SELECT DISTINCT ON (server_id) * FROM checks WHERE day BETWEEN $1 AND $2 \
+         ORDER BY server_id, day DESC) c WHERE $3 OR NOT c.unit_tests"
+    }
+}
+
 pub(crate) async fn fleet_cells(
     s: &PgStore,
     from: NaiveDate,
@@ -299,16 +419,14 @@ pub(crate) async fn fleet_cells(
     include_test: bool,
 ) -> Result<Vec<FleetCell>> {
     let (select, group) = report::fleet_cells_sql(by);
+    let client = s.client().await?;
     // Sums of int8 are numeric here and the buckets int4: both back to int8 (the capped sums fit).
     let sql = format!(
         "SELECT k, ub::int8, ab::int8, tb::int8, n, su::int8, sa::int8, st::int8 FROM ({select} \
-         FROM (SELECT DISTINCT ON (server_id) * FROM checks WHERE day BETWEEN $1 AND $2 \
-         ORDER BY server_id, day DESC) c WHERE $3 OR NOT c.unit_tests {group}) \
-         AS cells (k, ub, ab, tb, n, su, sa, st)"
+         {} {group}) AS cells (k, ub, ab, tb, n, su, sa, st)",
+        latest_in_range(latest_covers(&client, to).await?)
     );
-    let rows = s
-        .client()
-        .await?
+    let rows = client
         .query(sql.as_str(), &[&from, &to, &include_test])
         .await
         .map_err(map_err)?;
@@ -340,15 +458,12 @@ pub(crate) async fn release_health(
         "($1::date::timestamp AT TIME ZONE 'UTC')",
         "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
     );
+    let client = s.client().await?;
     let sql = format!(
-        "SELECT v, n, w::int8 FROM ({select} \
-         FROM (SELECT DISTINCT ON (server_id) server_id, version, unit_tests FROM checks \
-         WHERE day BETWEEN $1 AND $2 ORDER BY server_id, day DESC) c \
-         WHERE $3 OR NOT c.unit_tests {group}) AS rows (v, n, w) ORDER BY v COLLATE \"C\""
+        "SELECT v, n, w::int8 FROM ({select} {} {group}) AS rows (v, n, w) ORDER BY v COLLATE \"C\"",
+        latest_in_range(latest_covers(&client, to).await?)
     );
-    let rows = s
-        .client()
-        .await?
+    let rows = client
         .query(sql.as_str(), &[&from, &to, &include_test])
         .await
         .map_err(map_err)?;
@@ -372,13 +487,9 @@ pub(crate) async fn version_day_counts(
         .client()
         .await?
         .query(
-            format!(
-                "SELECT day, version, count(*), coalesce(sum({}), 0)::int8 FROM checks \
-                 WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) \
-                 GROUP BY day, version ORDER BY day, version",
-                report::capped_sql("activated_users")
-            )
-            .as_str(),
+            "SELECT day, version, sum(servers)::int8, sum(activated_users)::int8 FROM check_days \
+             WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) \
+             GROUP BY day, version HAVING sum(servers) > 0 ORDER BY day, version",
             &[&from, &to, &include_test],
         )
         .await
@@ -401,7 +512,6 @@ pub(crate) async fn growth_raw(
     last_from: NaiveDate,
     include_test: bool,
 ) -> Result<GrowthRaw> {
-    roll_up_servers(s).await?;
     let client = s.client().await?;
     let q = |sql: &'static str, a: NaiveDate| {
         let client = &client;
@@ -415,17 +525,20 @@ pub(crate) async fn growth_raw(
     };
     Ok(GrowthRaw {
         servers: q(
-            "SELECT day, count(*) FROM checks WHERE day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY day",
+            "SELECT day, sum(servers)::int8 FROM check_days WHERE day BETWEEN $1 AND $2 \
+             AND ($3 OR NOT unit_tests) GROUP BY day HAVING sum(servers) > 0",
             from,
         )
         .await?,
         first_seen: q(
-            "SELECT first_day, count(*) FROM servers WHERE first_day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY first_day",
+            "SELECT first_day, count(*) FROM server_latest WHERE first_day BETWEEN $1 AND $2 \
+             AND ($3 OR NOT unit_tests) GROUP BY first_day",
             from,
         )
         .await?,
         last_seen: q(
-            "SELECT last_day, count(*) FROM servers WHERE last_day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests) GROUP BY last_day",
+            "SELECT day, count(*) FROM server_latest WHERE day BETWEEN $1 AND $2 \
+             AND ($3 OR NOT unit_tests) GROUP BY day",
             last_from,
         )
         .await?,

@@ -6,8 +6,9 @@
 //! too: the id cannot be read back from `beacon.db` or `beacon.db-wal` afterwards. Backups taken
 //! before still hold it.
 
-use crate::{SqliteStore, map_err, ms, run, time_from};
+use crate::{SqliteStore, day_from, map_err, ms, run, time_from};
 use beacon_store::Result;
+use beacon_store::security::rollup::{DayContribution, RollupDelta};
 use beacon_wire::admin::ForgetRecord;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -143,35 +144,53 @@ pub(crate) async fn forget_server(
                 .map_err(map_err)?;
             let span: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT first_day, last_day FROM servers WHERE server_id = ?1",
+                    "SELECT first_day, day FROM server_latest WHERE server_id = ?1",
                     [&id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(map_err)?;
-            // Checks are keyed by (day, server_id): one point delete per day of the server's rolled-up
-            // life, then the days since the last rollup; without a rollup, a scan.
+            // Checks are keyed by (day, server_id): one point delete per day of the server's life
+            // (`server_latest` knows its first and last day); without it, a scan.
+            let mut delta = RollupDelta::default();
+            let mut removed = |rows: &mut rusqlite::Rows<'_>| -> Result<u64> {
+                let mut n = 0;
+                while let Some(r) = rows.next().map_err(map_err)? {
+                    delta.removed(&DayContribution {
+                        day: day_from(r.get(0).map_err(map_err)?),
+                        version: r.get(1).map_err(map_err)?,
+                        unit_tests: r.get(2).map_err(map_err)?,
+                        activated_users: r.get(3).map_err(map_err)?,
+                    });
+                    n += 1;
+                }
+                Ok(n)
+            };
+            const RETURNING: &str = "RETURNING day, version, unit_tests, activated_users";
             let mut checks = 0u64;
-            let newest = match span {
+            match span {
                 Some((first, last)) => {
                     let mut del = tx
-                        .prepare_cached("DELETE FROM checks WHERE day = ?1 AND server_id = ?2")
+                        .prepare_cached(&format!(
+                            "DELETE FROM checks WHERE day = ?1 AND server_id = ?2 {RETURNING}"
+                        ))
                         .map_err(map_err)?;
                     for day in first..=last {
-                        checks += del.execute(params![day, &id]).map_err(map_err)? as u64;
+                        checks += removed(&mut del.query(params![day, &id]).map_err(map_err)?)?;
                     }
-                    last
                 }
-                None => i64::MIN,
-            };
-            checks += tx
-                .execute(
-                    "DELETE FROM checks WHERE day > ?1 AND server_id = ?2",
-                    params![newest, &id],
-                )
-                .map_err(map_err)? as u64;
+                None => {
+                    let mut del = tx
+                        .prepare(&format!(
+                            "DELETE FROM checks WHERE server_id = ?1 {RETURNING}"
+                        ))
+                        .map_err(map_err)?;
+                    checks += removed(&mut del.query([&id]).map_err(map_err)?)?;
+                }
+            }
             record.checks = checks;
-            tx.execute("DELETE FROM servers WHERE server_id = ?1", [&id])
+            crate::security::apply_rollup(&tx, &delta)?;
+            tx.execute("DELETE FROM server_latest WHERE server_id = ?1", [&id])
                 .map_err(map_err)?;
             record.dead_letters = dead_letters_naming(&tx, &id)?;
             log(&tx, &record)?;

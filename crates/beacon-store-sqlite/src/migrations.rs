@@ -180,6 +180,47 @@ const MIGRATIONS: &[&str] = &[
         trace_events INTEGER NOT NULL,
         dead_letters INTEGER NOT NULL
     );",
+    // 9: report rollups kept by every write to `checks` (see `beacon_store::security::rollup`):
+    // servers and capped activated users per (day, version, test install), and each server's latest
+    // check with its first day — which replaces `servers`, rolled up when a report asked. Filled from
+    // the checks (and the first days) already stored.
+    "CREATE TABLE check_days (
+        day INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        unit_tests INTEGER NOT NULL,
+        servers INTEGER NOT NULL,
+        activated_users INTEGER NOT NULL,   -- sum of activated_users capped at 10^9, NULL as 0
+        PRIMARY KEY (day, version, unit_tests)
+    ) WITHOUT ROWID;
+    INSERT INTO check_days
+        SELECT day, version, unit_tests, count(*),
+        coalesce(sum(CASE WHEN activated_users > 1000000000 THEN 1000000000 ELSE activated_users END), 0)
+        FROM checks GROUP BY day, version, unit_tests;
+    CREATE TABLE server_latest (
+        server_id TEXT PRIMARY KEY,
+        first_day INTEGER NOT NULL,
+        day INTEGER NOT NULL,               -- the day of the latest check; its columns follow
+        version TEXT NOT NULL,
+        enterprise INTEGER NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT,
+        teams INTEGER,
+        users INTEGER,
+        activated_users INTEGER,
+        unit_tests INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO server_latest
+        SELECT c.server_id, min(m.first_day, coalesce(s.first_day, m.first_day)), c.day, c.version,
+        c.enterprise, c.os, c.db, c.db_version, c.teams, c.users, c.activated_users, c.unit_tests
+        FROM checks c
+        JOIN (SELECT server_id, min(day) AS first_day, max(day) AS day FROM checks GROUP BY server_id) m
+          ON c.server_id = m.server_id AND c.day = m.day
+        LEFT JOIN servers s ON s.server_id = c.server_id;
+    CREATE INDEX server_latest_day ON server_latest (day);
+    CREATE INDEX server_latest_first_day ON server_latest (first_day);
+    DROP TABLE servers;
+    DELETE FROM meta WHERE key = 'servers_rollup_day';",
 ];
 
 /// The schema version this build writes.
@@ -249,5 +290,82 @@ mod tests {
         assert_eq!(left, 0, "the session went with its token");
         // Applying again changes nothing.
         apply(&mut conn).unwrap();
+    }
+
+    /// A version-8 database (checks and the old `servers` rollup) upgrades with its report rollups
+    /// filled: each server's latest check and first day (the earlier of its checks' and the old
+    /// rollup's), and servers per (day, version, test install) with capped activated users.
+    #[test]
+    fn a_version_8_database_gets_its_report_rollups() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..8] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO checks (server_id, day, received_at, version, enterprise, os, db, \
+             activated_users, unit_tests) VALUES \
+             ('a', 10, 0, '1.0.0', 0, 'linux', 'postgres', 5, 0), \
+             ('a', 12, 0, '1.1.0', 1, 'linux', 'postgres', 7, 0), \
+             ('b', 12, 0, '1.1.0', 0, 'windows', 'mysql', 3000000000, 1), \
+             ('c', 11, 0, '1.0.0', 0, 'linux', 'postgres', NULL, 0);
+             INSERT INTO servers VALUES ('a', 3, 12, 0), ('b', 12, 12, 1);
+             INSERT INTO meta VALUES ('servers_rollup_day', 12);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let latest: Vec<(String, i64, i64, String, bool, i64)> = conn
+            .prepare(
+                "SELECT server_id, first_day, day, version, enterprise, unit_tests \
+                 FROM server_latest ORDER BY server_id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            latest,
+            vec![
+                ("a".into(), 3, 12, "1.1.0".into(), true, 0),
+                ("b".into(), 12, 12, "1.1.0".into(), false, 1),
+                ("c".into(), 11, 11, "1.0.0".into(), false, 0),
+            ]
+        );
+        let days: Vec<(i64, String, i64, i64, i64)> = conn
+            .prepare("SELECT * FROM check_days ORDER BY day, version, unit_tests")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            days,
+            vec![
+                (10, "1.0.0".into(), 0, 1, 5),
+                (11, "1.0.0".into(), 0, 1, 0),
+                (12, "1.1.0".into(), 0, 1, 7),
+                (12, "1.1.0".into(), 1, 1, 1_000_000_000),
+            ]
+        );
+        let old: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'servers'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the old rollup is gone");
     }
 }

@@ -130,6 +130,12 @@ pub(crate) async fn apply(
             Some(cut) if dry_run => run(&s.reader, move |c| count_expired(c, channel, cut)).await?,
             Some(cut) => purge(s, channel, cut).await?,
         };
+        if channel == RetentionChannel::Checks
+            && let Some(cut) = cutoff
+            && !dry_run
+        {
+            purge_check_rollups(s, cut).await?;
+        }
         if channel == RetentionChannel::Events
             && let Some(cut) = cutoff
         {
@@ -164,6 +170,23 @@ pub(crate) async fn apply(
         channels,
         issues_removed,
     })
+}
+
+/// Removes the report rollups of expired checks: the `check_days` rows of their days, and the
+/// servers whose latest check expired (they have no check left). First days of the servers that stay
+/// are kept: "new" in the growth report means first seen ever.
+async fn purge_check_rollups(s: &SqliteStore, cut: NaiveDate) -> Result<()> {
+    run(&s.writer, move |c| {
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM check_days WHERE day < ?1", [day_num(cut)])
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM server_latest WHERE day < ?1", [day_num(cut)])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    })
+    .await
 }
 
 /// What one batch did: rows removed, and where the next batch starts (`None`: the channel is done).

@@ -2,6 +2,7 @@
 //! queries of the reports.
 
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
+use beacon_store::security::rollup::{DayContribution, RollupDelta};
 use beacon_store::security::{
     self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
     VersionDayCount,
@@ -11,13 +12,15 @@ use beacon_wire::admin::{FleetDimension, GroupCounts};
 use beacon_wire::bulletin::{Bulletin, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
 
 /// Rows per multi-row `INSERT` (14 parameters each, well under SQLite's limit of 32766).
 const CHECK_CHUNK: usize = 64;
 
 const CHECK_COLUMNS: usize = 14;
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT … RETURNING` for 1 to `CHECK_CHUNK` rows.
+/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING` for 1 to `CHECK_CHUNK` rows: the
+/// rows it returns are the first of their (day, server); the others replace a stored check.
 static INSERT_CHECKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (1..=CHECK_CHUNK)
         .map(|rows| {
@@ -32,132 +35,192 @@ static INSERT_CHECKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::ne
             format!(
                 "INSERT INTO checks (server_id, day, received_at, version, build, enterprise, os, db, \
                  db_version, teams, users, activated_users, unit_tests, last_check_ms) VALUES {} \
-                 ON CONFLICT (day, server_id) DO UPDATE SET received_at = excluded.received_at, \
-                 version = excluded.version, build = excluded.build, enterprise = excluded.enterprise, \
-                 os = excluded.os, db = excluded.db, db_version = excluded.db_version, \
-                 teams = excluded.teams, users = excluded.users, \
-                 activated_users = excluded.activated_users, unit_tests = excluded.unit_tests, \
-                 last_check_ms = excluded.last_check_ms, checks_that_day = checks.checks_that_day + 1 \
-                 RETURNING day, server_id, checks_that_day",
+                 ON CONFLICT (day, server_id) DO NOTHING RETURNING day, server_id",
                 values.join(", ")
             )
         })
         .collect()
 });
 
-/// Upserts checks, many rows per statement, and tells for each whether it was the first of its
-/// (day, server) — `checks_that_day` is 1 — or a repeat. Rows of one statement are applied in order,
-/// so repeats of one key within a chunk return 1, 2, 3 … in the order they were given.
+/// A check's 14 columns in the order of [`INSERT_CHECKS`] and [`REPLACE_CHECK`].
+fn check_params<'a>(
+    rec: &'a CheckRecord,
+    day: &'a i64,
+    derived: &'a (i64, String),
+) -> [&'a dyn rusqlite::ToSql; CHECK_COLUMNS] {
+    let c = &rec.check;
+    [
+        &c.server_id,
+        day,
+        &derived.0,
+        &derived.1,
+        &c.build,
+        &c.enterprise,
+        &c.os,
+        &c.db,
+        &c.db_version,
+        &c.teams,
+        &c.users,
+        &c.activated_users,
+        &c.unit_tests,
+        &c.last_check_ms,
+    ]
+}
+
+const REPLACE_CHECK: &str = "UPDATE checks SET received_at = ?3, version = ?4, build = ?5, \
+    enterprise = ?6, os = ?7, db = ?8, db_version = ?9, teams = ?10, users = ?11, \
+    activated_users = ?12, unit_tests = ?13, last_check_ms = ?14, \
+    checks_that_day = checks_that_day + 1 WHERE server_id = ?1 AND day = ?2";
+
+/// Stores checks, many rows per statement, and tells for each whether it was the first of its
+/// (day, server) or replaced the stored one (a duplicate, which still updates the stored check: the
+/// latest check of a day wins); keeps the report rollups in step ([`rollup`]).
 pub(crate) fn write_checks(
     tx: &rusqlite::Transaction<'_>,
     recs: &[&CheckRecord],
 ) -> Result<Vec<WriteOutcome>> {
-    use rusqlite::ToSql;
     let mut out = Vec::with_capacity(recs.len());
+    let mut delta = RollupDelta::default();
     for chunk in recs.chunks(CHECK_CHUNK) {
-        let keys: Vec<(i64, &str)> = chunk
-            .iter()
-            .map(|r| (day_num(r.day()), r.check.server_id.as_str()))
-            .collect();
+        let days: Vec<i64> = chunk.iter().map(|r| day_num(r.day())).collect();
         let derived: Vec<(i64, String)> = chunk
             .iter()
             .map(|r| (ms(r.received_at), r.check.version.to_string()))
             .collect();
-        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * CHECK_COLUMNS);
-        for ((rec, (day, _)), (received, version)) in chunk.iter().zip(&keys).zip(&derived) {
-            let c = &rec.check;
-            params.extend_from_slice(&[
-                &c.server_id as &dyn ToSql,
-                day,
-                received,
-                version,
-                &c.build,
-                &c.enterprise,
-                &c.os,
-                &c.db,
-                &c.db_version,
-                &c.teams,
-                &c.users,
-                &c.activated_users,
-                &c.unit_tests,
-                &c.last_check_ms,
-            ]);
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * CHECK_COLUMNS);
+        for ((rec, day), d) in chunk.iter().zip(&days).zip(&derived) {
+            params.extend_from_slice(&check_params(rec, day, d));
         }
         let mut stmt = tx
             .prepare_cached(&INSERT_CHECKS[chunk.len() - 1])
             .map_err(map_err)?;
-        let mut rows = stmt.query(params.as_slice()).map_err(map_err)?;
-        let mut returned: std::collections::HashMap<(i64, String), Vec<i64>> =
-            std::collections::HashMap::with_capacity(chunk.len());
-        while let Some(row) = rows.next().map_err(map_err)? {
-            let key = (row.get(0).map_err(map_err)?, row.get(1).map_err(map_err)?);
-            returned
-                .entry(key)
-                .or_default()
-                .push(row.get(2).map_err(map_err)?);
-        }
-        for counts in returned.values_mut() {
-            counts.sort_unstable_by(|a, b| b.cmp(a)); // smallest last, popped first
-        }
-        for (day, id) in keys {
-            let n = returned
-                .get_mut(&(day, id.to_string()))
-                .and_then(Vec::pop)
-                .ok_or_else(|| StoreError::Corrupt(format!("no RETURNING row for check {id}")))?;
-            out.push(if n == 1 {
-                WriteOutcome::Accepted
-            } else {
-                WriteOutcome::Duplicate
-            });
+        let mut inserted: HashSet<(i64, String)> = stmt
+            .query_map(params.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)?;
+        // Rows are inserted in order: of repeats within the chunk, the first was inserted.
+        for ((rec, day), d) in chunk.iter().zip(&days).zip(&derived) {
+            if inserted.remove(&(*day, rec.check.server_id.clone())) {
+                delta.inserted(rec);
+                out.push(WriteOutcome::Accepted);
+                continue;
+            }
+            let old = tx
+                .prepare_cached(
+                    "SELECT version, unit_tests, activated_users FROM checks \
+                     WHERE day = ?1 AND server_id = ?2",
+                )
+                .map_err(map_err)?
+                .query_row(params![day, rec.check.server_id], |r| {
+                    Ok(DayContribution {
+                        day: rec.day(),
+                        version: r.get(0)?,
+                        unit_tests: r.get(1)?,
+                        activated_users: r.get(2)?,
+                    })
+                })
+                .map_err(map_err)?;
+            tx.prepare_cached(REPLACE_CHECK)
+                .map_err(map_err)?
+                .execute(check_params(rec, day, d).as_slice())
+                .map_err(map_err)?;
+            delta.replaced(&old, rec);
+            out.push(WriteOutcome::Duplicate);
         }
     }
+    apply_rollup(tx, &delta)?;
     Ok(out)
 }
 
-/// Brings the `servers` rollup (first and last day of every server) up to date with `checks`.
-/// Kept off the write path: only the days since the last rollup (and the one before, for late rows)
-/// are scanned, when a report needs it.
-fn roll_up_servers(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction().map_err(map_err)?;
-    let watermark: i64 = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'servers_rollup_day'",
-            [],
-            |r| r.get(0),
+/// Applies a [`RollupDelta`] (in its key order) in the transaction that changed `checks`.
+pub(crate) fn apply_rollup(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) -> Result<()> {
+    for (k, d) in delta.days() {
+        tx.prepare_cached(
+            "INSERT INTO check_days (day, version, unit_tests, servers, activated_users) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (day, version, unit_tests) DO UPDATE SET \
+             servers = servers + excluded.servers, \
+             activated_users = activated_users + excluded.activated_users",
         )
-        .optional()
         .map_err(map_err)?
-        .unwrap_or(i64::MIN);
-    let Some(max_day) = tx
-        .query_row("SELECT max(day) FROM checks", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
+        .execute(params![
+            day_num(k.day),
+            k.version,
+            k.unit_tests,
+            d.servers,
+            d.activated_users
+        ])
+        .map_err(map_err)?;
+        if d.servers < 0 {
+            tx.prepare_cached(
+                "DELETE FROM check_days WHERE day = ?1 AND version = ?2 AND unit_tests = ?3 \
+                 AND servers <= 0",
+            )
+            .map_err(map_err)?
+            .execute(params![day_num(k.day), k.version, k.unit_tests])
+            .map_err(map_err)?;
+        }
+    }
+    for l in delta.latest() {
+        let s = &l.snapshot;
+        tx.prepare_cached(
+            "INSERT INTO server_latest (server_id, first_day, day, version, enterprise, os, db, \
+             db_version, teams, users, activated_users, unit_tests) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
+             version = iif(excluded.day >= day, excluded.version, version), \
+             enterprise = iif(excluded.day >= day, excluded.enterprise, enterprise), \
+             os = iif(excluded.day >= day, excluded.os, os), \
+             db = iif(excluded.day >= day, excluded.db, db), \
+             db_version = iif(excluded.day >= day, excluded.db_version, db_version), \
+             teams = iif(excluded.day >= day, excluded.teams, teams), \
+             users = iif(excluded.day >= day, excluded.users, users), \
+             activated_users = iif(excluded.day >= day, excluded.activated_users, activated_users), \
+             unit_tests = iif(excluded.day >= day, excluded.unit_tests, unit_tests), \
+             day = max(day, excluded.day)",
+        )
         .map_err(map_err)?
-    else {
-        return Ok(());
-    };
-    let from = watermark.saturating_sub(1);
-    tx.execute(
-        "INSERT INTO servers (server_id, first_day, last_day, unit_tests) \
-         SELECT server_id, min(day), max(day), 0 FROM checks WHERE day >= ?1 GROUP BY server_id \
-         ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
-         last_day = max(last_day, excluded.last_day)",
-        [from],
+        .execute(params![
+            s.server_id,
+            day_num(l.first_day),
+            day_num(s.day),
+            s.version,
+            s.enterprise,
+            s.os,
+            s.db,
+            s.db_version,
+            s.teams,
+            s.users,
+            s.activated_users,
+            s.unit_tests
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Whether `server_latest` answers "each server's latest check in `[from, to]`": when no stored check
+/// is newer than `to`, a server's latest check in the range is its latest check.
+fn latest_covers(c: &Connection, to: i64) -> Result<bool> {
+    c.query_row(
+        "SELECT coalesce(max(day) <= ?1, 1) FROM server_latest",
+        [to],
+        |r| r.get(0),
     )
-    .map_err(map_err)?;
-    tx.execute(
-        "UPDATE servers SET unit_tests = (SELECT c.unit_tests FROM checks c \
-         WHERE c.day = servers.last_day AND c.server_id = servers.server_id) WHERE last_day >= ?1",
-        [from],
-    )
-    .map_err(map_err)?;
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('servers_rollup_day', ?1) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [max_day],
-    )
-    .map_err(map_err)?;
-    tx.commit().map_err(map_err)
+    .map_err(map_err)
+}
+
+/// Each server's latest check in days `?1..=?2` (as rows aliased `c`), test installs left out unless
+/// `?3`: from `server_latest` when it covers the range, else from the raw checks.
+fn latest_in_range(covered: bool) -> &'static str {
+    if covered {
+        "FROM server_latest c WHERE c.day BETWEEN ?1 AND ?2 AND (?3 OR c.unit_tests = 0)"
+    } else {
+        "FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
+         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
+         ON c.server_id = m.server_id AND c.day = m.day \
+         WHERE ?3 OR c.unit_tests = 0"
+    }
 }
 
 const BULLETIN_COLUMNS: &str =
@@ -351,14 +414,13 @@ pub(crate) async fn fleet_cells(
     include_test: bool,
 ) -> Result<Vec<FleetCell>> {
     let (select, group) = report::fleet_cells_sql(by);
-    let sql = format!(
-        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
-         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
-         ON c.server_id = m.server_id AND c.day = m.day \
-         WHERE ?3 OR c.unit_tests = 0 {group}"
-    );
     run(&s.reader, move |c| {
-        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let tx = c.transaction().map_err(map_err)?;
+        let sql = format!(
+            "{select} {} {group}",
+            latest_in_range(latest_covers(&tx, day_num(to))?)
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
         let rows = stmt
             .query_map(params![day_num(from), day_num(to), include_test], |r| {
                 Ok(FleetCell {
@@ -381,13 +443,11 @@ pub(crate) async fn fleet_cells(
 }
 
 /// Parameters: first and last day, include_test, and the events' bounds in unix ms.
-fn release_health_query() -> String {
+fn release_health_query(covered: bool) -> String {
     let (select, group) = report::release_health_sql("?4", "?5");
     format!(
-        "{select} FROM checks c JOIN (SELECT server_id, max(day) AS day FROM checks \
-         WHERE day BETWEEN ?1 AND ?2 GROUP BY server_id) m \
-         ON c.server_id = m.server_id AND c.day = m.day \
-         WHERE ?3 OR c.unit_tests = 0 {group} ORDER BY c.version"
+        "{select} {} {group} ORDER BY c.version",
+        latest_in_range(covered)
     )
 }
 
@@ -398,11 +458,12 @@ pub(crate) async fn release_health(
     include_test: bool,
 ) -> Result<Vec<ReleaseHealth>> {
     const DAY_MS: i64 = 86_400_000;
-    let sql = release_health_query();
     // Events' received_at is in unix ms: [first ms of `from`, first ms of the day after `to`).
     let (lower, upper) = (day_num(from) * DAY_MS, (day_num(to) + 1) * DAY_MS);
     run(&s.reader, move |c| {
-        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let tx = c.transaction().map_err(map_err)?;
+        let sql = release_health_query(latest_covers(&tx, day_num(to))?);
+        let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
         let rows = stmt
             .query_map(
                 params![day_num(from), day_num(to), include_test, lower, upper],
@@ -426,14 +487,14 @@ pub(crate) async fn version_day_counts(
     to: NaiveDate,
     include_test: bool,
 ) -> Result<Vec<VersionDayCount>> {
-    let sql = format!(
-        "SELECT day, version, count(*), coalesce(sum({}), 0) FROM checks \
-         WHERE day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0) \
-         GROUP BY day, version ORDER BY day, version",
-        report::capped_sql("activated_users")
-    );
     run(&s.reader, move |c| {
-        let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT day, version, sum(servers), sum(activated_users) FROM check_days \
+                 WHERE day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0) \
+                 GROUP BY day, version HAVING sum(servers) > 0 ORDER BY day, version",
+            )
+            .map_err(map_err)?;
         let rows = stmt
             .query_map(params![day_num(from), day_num(to), include_test], |r| {
                 Ok(VersionDayCount {
@@ -456,29 +517,29 @@ pub(crate) async fn growth_raw(
     last_from: NaiveDate,
     include_test: bool,
 ) -> Result<GrowthRaw> {
-    run(&s.writer, move |c| {
-        roll_up_servers(c)?;
+    run(&s.reader, move |c| {
+        let tx = c.transaction().map_err(map_err)?;
         Ok(GrowthRaw {
             servers: day_counts(
-                c,
-                "SELECT day, count(*) FROM checks WHERE day BETWEEN ?1 AND ?2 \
-                 AND (?3 OR unit_tests = 0) GROUP BY day",
+                &tx,
+                "SELECT day, sum(servers) FROM check_days WHERE day BETWEEN ?1 AND ?2 \
+                 AND (?3 OR unit_tests = 0) GROUP BY day HAVING sum(servers) > 0",
                 from,
                 to,
                 include_test,
             )?,
             first_seen: day_counts(
-                c,
-                "SELECT first_day, count(*) FROM servers WHERE first_day BETWEEN ?1 AND ?2 \
+                &tx,
+                "SELECT first_day, count(*) FROM server_latest WHERE first_day BETWEEN ?1 AND ?2 \
                  AND (?3 OR unit_tests = 0) GROUP BY first_day",
                 from,
                 to,
                 include_test,
             )?,
             last_seen: day_counts(
-                c,
-                "SELECT last_day, count(*) FROM servers WHERE last_day BETWEEN ?1 AND ?2 \
-                 AND (?3 OR unit_tests = 0) GROUP BY last_day",
+                &tx,
+                "SELECT day, count(*) FROM server_latest WHERE day BETWEEN ?1 AND ?2 \
+                 AND (?3 OR unit_tests = 0) GROUP BY day",
                 last_from,
                 to,
                 include_test,
@@ -491,29 +552,31 @@ pub(crate) async fn growth_raw(
 #[cfg(test)]
 mod tests {
     /// Release health probes each server's events through `events_by_server` (an index seek, not a
-    /// scan of the events table), and finds each server's latest check by primary key.
+    /// scan of the events table), over the raw checks and over `server_latest`.
     #[test]
     fn release_health_seeks_the_events_index() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::migrations::apply(&mut conn).unwrap();
-        let mut stmt = conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN {}",
-                super::release_health_query()
-            ))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
-        assert!(
-            !events.is_empty()
-                && events.iter().all(|l| {
-                    l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
-                }),
-            "{plan:#?}"
-        );
+        for covered in [false, true] {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    super::release_health_query(covered)
+                ))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
+            assert!(
+                !events.is_empty()
+                    && events.iter().all(|l| {
+                        l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
+                    }),
+                "{plan:#?}"
+            );
+        }
     }
 }

@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             admin_tokens_listed_and_revoked,
             release_health_latest_check_and_error_window,
             release_health_report_folds_small_releases,
+            report_rollups_match_the_raw_checks,
         );
         // Retention (issue 14).
         $crate::conformance_suite!(@cases $make;
@@ -468,6 +469,64 @@ fn dimension_key(s: &security::ServerSnapshot, by: FleetDimension) -> String {
     }
 }
 
+/// A fleet cell's key: (dimension key, bucket labels of users, activated users, teams).
+type CellKey = (String, &'static str, &'static str, &'static str);
+/// Servers, users, activated users, teams.
+type CellSums = (u64, i64, i64, i64);
+
+/// Fleet cells computed in Rust from each server's latest check.
+fn cells_of_servers(
+    servers: &[security::ServerSnapshot],
+    by: FleetDimension,
+) -> std::collections::BTreeMap<CellKey, CellSums> {
+    let cap = |v: Option<i64>| v.unwrap_or(0).min(security::COUNT_CAP);
+    let mut want: std::collections::BTreeMap<CellKey, CellSums> = Default::default();
+    for s in servers {
+        let e = want
+            .entry((
+                dimension_key(s, by),
+                security::bucket_of(s.users),
+                security::bucket_of(s.activated_users),
+                security::bucket_of(s.teams),
+            ))
+            .or_default();
+        e.0 += 1;
+        e.1 += cap(s.users);
+        e.2 += cap(s.activated_users);
+        e.3 += cap(s.teams);
+    }
+    want
+}
+
+/// Fleet cells as the store computes them.
+async fn cells_of_store(
+    store: &dyn Store,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: FleetDimension,
+    include_test: bool,
+) -> std::collections::BTreeMap<CellKey, CellSums> {
+    let mut got: std::collections::BTreeMap<CellKey, CellSums> = Default::default();
+    for c in store.fleet_cells(from, to, by, include_test).await.unwrap() {
+        let old = got.insert(
+            (
+                c.key,
+                security::bucket_of(c.users_bucket),
+                security::bucket_of(c.activated_users_bucket),
+                security::bucket_of(c.teams_bucket),
+            ),
+            (
+                c.counts.servers,
+                c.counts.users,
+                c.counts.activated_users,
+                c.counts.teams,
+            ),
+        );
+        assert!(old.is_none(), "one cell per key and buckets");
+    }
+    got
+}
+
 pub async fn fleet_cells_agree_with_each_server(store: &dyn Store) {
     // Every bucket boundary, in every count, over servers that differ in every dimension; some
     // servers check in again the next day with other values (their latest check counts).
@@ -510,7 +569,6 @@ pub async fn fleet_cells_agree_with_each_server(store: &dyn Store) {
     put(store, 0, day0_batch).await;
     put(store, 1, day1_batch).await;
     let (from, to) = (day0(), day0() + Days::new(1));
-    let cap = |v: Option<i64>| v.unwrap_or(0).min(security::COUNT_CAP);
     for include_test in [false, true] {
         let servers = store
             .latest_per_server(from, to, include_test)
@@ -524,43 +582,8 @@ pub async fn fleet_cells_agree_with_each_server(store: &dyn Store) {
             FleetDimension::Db,
             FleetDimension::Dbv,
         ] {
-            // (key, bucket labels) → (servers, users, activated users, teams), per server…
-            type Key = (String, &'static str, &'static str, &'static str);
-            let mut want: std::collections::BTreeMap<Key, (u64, i64, i64, i64)> =
-                Default::default();
-            for s in &servers {
-                let e = want
-                    .entry((
-                        dimension_key(s, by),
-                        security::bucket_of(s.users),
-                        security::bucket_of(s.activated_users),
-                        security::bucket_of(s.teams),
-                    ))
-                    .or_default();
-                e.0 += 1;
-                e.1 += cap(s.users);
-                e.2 += cap(s.activated_users);
-                e.3 += cap(s.teams);
-            }
-            // … and per cell, as the database computed them.
-            let mut got: std::collections::BTreeMap<Key, (u64, i64, i64, i64)> = Default::default();
-            for c in store.fleet_cells(from, to, by, include_test).await.unwrap() {
-                let old = got.insert(
-                    (
-                        c.key,
-                        security::bucket_of(c.users_bucket),
-                        security::bucket_of(c.activated_users_bucket),
-                        security::bucket_of(c.teams_bucket),
-                    ),
-                    (
-                        c.counts.servers,
-                        c.counts.users,
-                        c.counts.activated_users,
-                        c.counts.teams,
-                    ),
-                );
-                assert!(old.is_none(), "one cell per key and buckets");
-            }
+            let want = cells_of_servers(&servers, by);
+            let got = cells_of_store(store, from, to, by, include_test).await;
             assert_eq!(got, want, "{by:?}, include_test={include_test}");
         }
     }
@@ -2159,6 +2182,219 @@ pub async fn release_health_report_folds_small_releases(store: &dyn Store) {
     assert_eq!(back, r);
     let bad = security::release_health_report(store, day0() + Days::new(1), day0(), false, 1).await;
     assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
+}
+
+// --- Report rollups (issue 13): every report the rollups answer equals the raw checks' answer.
+
+/// The checks table as a test knows it: the stored check of each (day, server) — the latest written —
+/// and the first day each server was ever seen.
+#[derive(Default)]
+struct ChecksModel {
+    rows: std::collections::BTreeMap<(NaiveDate, String), SecurityCheck>,
+    first_seen: std::collections::BTreeMap<String, NaiveDate>,
+}
+
+impl ChecksModel {
+    fn write(&mut self, day: NaiveDate, c: &SecurityCheck) {
+        let first = self.first_seen.entry(c.server_id.clone()).or_insert(day);
+        *first = (*first).min(day);
+        self.rows.insert((day, c.server_id.clone()), c.clone());
+    }
+
+    /// Each server's latest check in `[from, to]` (all servers' when `include_test`).
+    fn latest(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        include_test: bool,
+    ) -> Vec<security::ServerSnapshot> {
+        let mut latest: std::collections::BTreeMap<&str, (NaiveDate, &SecurityCheck)> =
+            Default::default();
+        for ((day, id), c) in self.rows.range((from, String::new())..) {
+            if *day > to {
+                break;
+            }
+            latest.insert(id, (*day, c));
+        }
+        latest
+            .into_values()
+            .filter(|(_, c)| include_test || !c.unit_tests)
+            .map(|(day, c)| security::ServerSnapshot {
+                server_id: c.server_id.clone(),
+                day,
+                version: c.version.to_string(),
+                enterprise: c.enterprise,
+                os: c.os.clone(),
+                db: c.db.clone(),
+                db_version: c.db_version.clone(),
+                teams: c.teams,
+                users: c.users,
+                activated_users: c.activated_users,
+                unit_tests: c.unit_tests,
+            })
+            .collect()
+    }
+
+    async fn assert_reports(&self, store: &dyn Store, from: NaiveDate, to: NaiveDate, what: &str) {
+        let all = self.latest(NaiveDate::MIN, NaiveDate::MAX, true);
+        for include_test in [false, true] {
+            let latest = self.latest(from, to, include_test);
+            for by in [
+                FleetDimension::Version,
+                FleetDimension::Edition,
+                FleetDimension::Os,
+                FleetDimension::Db,
+                FleetDimension::Dbv,
+            ] {
+                assert_eq!(
+                    cells_of_store(store, from, to, by, include_test).await,
+                    cells_of_servers(&latest, by),
+                    "fleet by {by:?} over {from}..{to}, include_test={include_test}: {what}"
+                );
+            }
+            // Release health (no error events here): servers per version at their latest check.
+            let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+            for s in &latest {
+                *want.entry(s.version.clone()).or_default() += 1;
+            }
+            let got: std::collections::BTreeMap<String, u64> = store
+                .release_health(from, to, include_test)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.version, r.servers))
+                .collect();
+            assert_eq!(got, want, "release health over {from}..{to}: {what}");
+            // Servers and activated users per (day, version).
+            let mut want: std::collections::BTreeMap<(NaiveDate, String), (u64, i64)> =
+                Default::default();
+            for ((day, _), c) in &self.rows {
+                if *day >= from && *day <= to && (include_test || !c.unit_tests) {
+                    let e = want.entry((*day, c.version.to_string())).or_default();
+                    e.0 += 1;
+                    e.1 += security::rollup::capped(c.activated_users);
+                }
+            }
+            let got: std::collections::BTreeMap<(NaiveDate, String), (u64, i64)> = store
+                .version_day_counts(from, to, include_test)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| ((v.day, v.version), (v.servers, v.activated_users)))
+                .collect();
+            assert_eq!(got, want, "version day counts over {from}..{to}: {what}");
+            // Growth: servers per day, first and last day seen (test installs by their latest check).
+            let last_from = from - Days::new(2);
+            let raw = store
+                .growth_raw(from, to, last_from, include_test)
+                .await
+                .unwrap();
+            let counts = |v: &[security::DayCount]| -> std::collections::BTreeMap<NaiveDate, u64> {
+                v.iter().map(|d| (d.day, d.count)).collect()
+            };
+            let mut servers: std::collections::BTreeMap<NaiveDate, u64> = Default::default();
+            for ((day, _), c) in &self.rows {
+                if *day >= from && *day <= to && (include_test || !c.unit_tests) {
+                    *servers.entry(*day).or_default() += 1;
+                }
+            }
+            let (mut first, mut last): (
+                std::collections::BTreeMap<NaiveDate, u64>,
+                std::collections::BTreeMap<NaiveDate, u64>,
+            ) = Default::default();
+            for s in all.iter().filter(|s| include_test || !s.unit_tests) {
+                let f = self.first_seen[&s.server_id];
+                if f >= from && f <= to {
+                    *first.entry(f).or_default() += 1;
+                }
+                if s.day >= last_from && s.day <= to {
+                    *last.entry(s.day).or_default() += 1;
+                }
+            }
+            assert_eq!(counts(&raw.servers), servers, "servers per day: {what}");
+            assert_eq!(counts(&raw.first_seen), first, "first seen: {what}");
+            assert_eq!(counts(&raw.last_seen), last, "last seen: {what}");
+        }
+    }
+}
+
+pub async fn report_rollups_match_the_raw_checks(store: &dyn Store) {
+    let mut model = ChecksModel::default();
+    let versions = ["5.37.0", "5.38.1", "10.0.0", "10.1.0"];
+    let variant = |n: u32, day: u64, k: usize| {
+        let mut c = check(
+            n,
+            versions[(n as usize + day as usize + k) % 4],
+            (n + k as u32) as i64,
+        );
+        c.unit_tests = (n + k as u32).is_multiple_of(7);
+        c.os = ["linux", "windows"][(day as usize + k) % 2].into();
+        c.activated_users = [None, Some(3), Some(security::COUNT_CAP + 5)][(n as usize + k) % 3];
+        c
+    };
+    // Seven days of 30 servers, each on most days; in every batch some check again the same day
+    // with other values (version, test install, counts), once in the same batch and once later.
+    let mut order = Vec::new();
+    for day in 0..7u64 {
+        order.push(day);
+    }
+    order.push(2); // a late batch for day 2, after day 6
+    for (pass, day) in order.into_iter().enumerate() {
+        let mut batch = Vec::new();
+        for n in 0..30u32 {
+            if (n as u64 + day) % 5 == 4 && pass < 7 {
+                continue; // not every server every day
+            }
+            batch.push(variant(n, day, pass));
+            if n % 6 == 0 {
+                batch.push(variant(n, day, pass + 1)); // the same day again, same batch
+            }
+        }
+        for c in &batch {
+            model.write(day0() + Days::new(day), c);
+        }
+        let outcomes = put(store, day, batch).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, WriteOutcome::Accepted | WriteOutcome::Duplicate))
+        );
+    }
+    let d = |n: u64| day0() + Days::new(n);
+    // Ranges ending at the newest day (the rollups answer) and before it (the raw checks do).
+    let ranges = [(0, 6), (3, 6), (6, 6), (0, 4), (2, 2), (5, 8)];
+    for (from, to) in ranges {
+        model
+            .assert_reports(store, d(from), d(to), "after the writes")
+            .await;
+    }
+    // A forgotten server leaves every report.
+    store
+        .forget_server(&server_id(6), forget_record("server", &server_id(6)))
+        .await
+        .unwrap();
+    model.rows.retain(|(_, id), _| *id != server_id(6));
+    model.first_seen.remove(&server_id(6));
+    for (from, to) in ranges {
+        model
+            .assert_reports(store, d(from), d(to), "after forget")
+            .await;
+    }
+    // Retention: days 0-2 expire; servers seen only then leave, the others keep their first day.
+    let policy = RetentionPolicy {
+        checks_days: 4,
+        ..RetentionPolicy::FOREVER
+    };
+    store.apply_retention(&policy, d(7), false).await.unwrap();
+    model.rows.retain(|(day, _), _| *day >= d(3));
+    let left: std::collections::BTreeSet<String> =
+        model.rows.keys().map(|(_, id)| id.clone()).collect();
+    model.first_seen.retain(|id, _| left.contains(id));
+    for (from, to) in ranges {
+        model
+            .assert_reports(store, d(from), d(to), "after retention")
+            .await;
+    }
 }
 
 // --- Retention (issue 14): cases over `Store::apply_retention` and `Store::retention_status`.

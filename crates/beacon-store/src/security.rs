@@ -14,6 +14,8 @@ use beacon_wire::security::SecurityCheck;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
 
+pub mod rollup;
+
 /// A validated check and when it was received. The UTC day of `received_at` is its de-duplication day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRecord {

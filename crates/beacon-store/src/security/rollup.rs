@@ -1,0 +1,254 @@
+//! The report rollups every backend keeps beside `checks`, in the transaction that changes `checks`,
+//! so that no report reads the raw checks of a whole range:
+//!
+//! * `check_days`: per (day, version, test install), the servers that checked in that day and the sum of
+//!   their capped activated users ([`capped`]) — the exposure timeline and the growth report's
+//!   servers per day;
+//! * `server_latest`: each server's latest check and the first day it was seen — the fleet, exposure
+//!   and release-health reports over a range that ends at or after the newest stored day, and the
+//!   growth report's new and gone servers.
+//!
+//! A backend writes checks, learns which were new (first of their day and server) and which replaced
+//! a stored one (with the stored one's [`DayContribution`]), and applies the [`RollupDelta`] built
+//! here, in key order (one lock order for every writer). Deletions (forget, retention) subtract what
+//! they removed the same way. The conformance suite compares every report with one computed from
+//! the raw checks.
+
+use super::{COUNT_CAP, CheckRecord, ServerSnapshot};
+use chrono::NaiveDate;
+use std::collections::BTreeMap;
+
+/// An activated-user count as the rollups and reports sum it: capped at [`COUNT_CAP`], `None` as 0
+/// (the rule of [`super::capped_sql`] under `coalesce(sum(…), 0)`).
+pub fn capped(v: Option<i64>) -> i64 {
+    v.map_or(0, |v| v.min(COUNT_CAP))
+}
+
+/// What one stored check counts for in `check_days`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayContribution {
+    pub day: NaiveDate,
+    pub version: String,
+    pub unit_tests: bool,
+    pub activated_users: Option<i64>,
+}
+
+impl DayContribution {
+    pub fn of(rec: &CheckRecord) -> Self {
+        DayContribution {
+            day: rec.day(),
+            version: rec.check.version.to_string(),
+            unit_tests: rec.check.unit_tests,
+            activated_users: rec.check.activated_users,
+        }
+    }
+}
+
+/// The key of a `check_days` row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DayKey {
+    pub day: NaiveDate,
+    pub version: String,
+    pub unit_tests: bool,
+}
+
+/// A change to one `check_days` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayDelta {
+    pub servers: i64,
+    pub activated_users: i64,
+}
+
+/// A server's newest check among those written, and the earliest day among them: what
+/// `server_latest` takes when `snapshot.day` is at least its stored day (and `first_day` when
+/// earlier than its stored one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestCheck {
+    pub first_day: NaiveDate,
+    pub snapshot: ServerSnapshot,
+}
+
+/// The changes one write or deletion makes to the rollups, in key order.
+#[derive(Debug, Default)]
+pub struct RollupDelta {
+    days: BTreeMap<DayKey, DayDelta>,
+    latest: BTreeMap<String, LatestCheck>,
+}
+
+impl RollupDelta {
+    /// A check stored as the first of its day and server.
+    pub fn inserted(&mut self, rec: &CheckRecord) {
+        self.count(&DayContribution::of(rec), 1);
+        self.seen(rec);
+    }
+
+    /// A check that replaced the stored check `old` of its day and server.
+    pub fn replaced(&mut self, old: &DayContribution, rec: &CheckRecord) {
+        self.count(old, -1);
+        self.count(&DayContribution::of(rec), 1);
+        self.seen(rec);
+    }
+
+    /// A stored check removed (the server's `server_latest` row is the deleter's business).
+    pub fn removed(&mut self, old: &DayContribution) {
+        self.count(old, -1);
+    }
+
+    fn count(&mut self, c: &DayContribution, sign: i64) {
+        let d = self
+            .days
+            .entry(DayKey {
+                day: c.day,
+                version: c.version.clone(),
+                unit_tests: c.unit_tests,
+            })
+            .or_default();
+        d.servers += sign;
+        d.activated_users += sign * capped(c.activated_users);
+    }
+
+    /// Checks are given in the order they were written: of two on one day, the later wins, as it
+    /// does in `checks`.
+    fn seen(&mut self, rec: &CheckRecord) {
+        let day = rec.day();
+        let c = &rec.check;
+        let snapshot = || ServerSnapshot {
+            server_id: c.server_id.clone(),
+            day,
+            version: c.version.to_string(),
+            enterprise: c.enterprise,
+            os: c.os.clone(),
+            db: c.db.clone(),
+            db_version: c.db_version.clone(),
+            teams: c.teams,
+            users: c.users,
+            activated_users: c.activated_users,
+            unit_tests: c.unit_tests,
+        };
+        match self.latest.get_mut(&c.server_id) {
+            Some(l) => {
+                l.first_day = l.first_day.min(day);
+                if day >= l.snapshot.day {
+                    l.snapshot = snapshot();
+                }
+            }
+            None => {
+                self.latest.insert(
+                    c.server_id.clone(),
+                    LatestCheck {
+                        first_day: day,
+                        snapshot: snapshot(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The `check_days` changes that change something, in key order.
+    pub fn days(&self) -> impl Iterator<Item = (&DayKey, &DayDelta)> {
+        self.days.iter().filter(|(_, d)| **d != DayDelta::default())
+    }
+
+    /// The `server_latest` upserts, in server id order.
+    pub fn latest(&self) -> impl Iterator<Item = &LatestCheck> {
+        self.latest.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.days().next().is_none() && self.latest.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_wire::security::SecurityCheck;
+    use chrono::{TimeZone, Utc};
+
+    fn rec(id: &str, day: u32, version: &str, activated: Option<i64>, ut: bool) -> CheckRecord {
+        CheckRecord {
+            received_at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+            check: SecurityCheck {
+                server_id: id.into(),
+                version: version.parse().unwrap(),
+                build: None,
+                enterprise: false,
+                os: "linux".into(),
+                db: "postgres".into(),
+                db_version: None,
+                teams: None,
+                users: None,
+                activated_users: activated,
+                unit_tests: ut,
+                last_check_ms: None,
+            },
+        }
+    }
+
+    fn key(day: u32, version: &str, ut: bool) -> DayKey {
+        DayKey {
+            day: NaiveDate::from_ymd_opt(2026, 11, day).unwrap(),
+            version: version.into(),
+            unit_tests: ut,
+        }
+    }
+
+    #[test]
+    fn a_replaced_check_moves_its_count_and_the_newest_day_wins() {
+        let mut d = RollupDelta::default();
+        let first = rec("a", 2, "9.0.0", Some(5), false);
+        d.inserted(&first);
+        d.replaced(
+            &DayContribution::of(&first),
+            &rec("a", 2, "9.1.0", Some(2_000_000_000), false),
+        );
+        d.inserted(&rec("a", 1, "8.0.0", None, true));
+        let days: Vec<_> = d.days().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(
+            days,
+            vec![
+                (
+                    key(1, "8.0.0", true),
+                    DayDelta {
+                        servers: 1,
+                        activated_users: 0
+                    }
+                ),
+                (
+                    key(2, "9.1.0", false),
+                    DayDelta {
+                        servers: 1,
+                        activated_users: COUNT_CAP
+                    }
+                ),
+            ],
+            "9.0.0 went to zero and is left out; the count is capped"
+        );
+        let latest: Vec<_> = d.latest().collect();
+        assert_eq!(latest.len(), 1);
+        assert_eq!(
+            latest[0].snapshot.version, "9.1.0",
+            "day 2 is newer than day 1"
+        );
+        assert_eq!(latest[0].first_day, key(1, "", false).day);
+    }
+
+    #[test]
+    fn a_removal_subtracts() {
+        let mut d = RollupDelta::default();
+        d.removed(&DayContribution::of(&rec("a", 3, "1.2.3", Some(7), false)));
+        let days: Vec<_> = d.days().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(
+            days,
+            vec![(
+                key(3, "1.2.3", false),
+                DayDelta {
+                    servers: -1,
+                    activated_users: -7
+                }
+            )]
+        );
+        assert!(d.latest().next().is_none());
+        assert!(!d.is_empty());
+    }
+}
