@@ -5,7 +5,7 @@
 
 use crate::{PgStore, map_err};
 use beacon_store::Result;
-use beacon_store::security::rollup::{DayContribution, RollupDelta};
+use beacon_store::security::rollup::{CellMoves, DayContribution, RollupDelta};
 use beacon_wire::admin::ForgetRecord;
 use chrono::NaiveDate;
 
@@ -148,18 +148,29 @@ pub(crate) async fn forget_server(
     crate::security::apply_rollup(&tx, &delta)
         .await
         .map_err(map_err)?;
-    tx.execute(
-        "DELETE FROM server_latest WHERE server_id = $1",
-        &[&server_id],
-    )
-    .await
-    .map_err(map_err)?;
+    let latest = tx
+        .query_opt(
+            &format!(
+                "DELETE FROM server_latest WHERE server_id = $1 RETURNING {}",
+                crate::security::SNAPSHOT_COLUMNS
+            ),
+            &[&server_id],
+        )
+        .await
+        .map_err(map_err)?;
+    if let Some(row) = latest {
+        let mut cells = CellMoves::default();
+        cells.removed(&crate::security::snapshot_from(&row, 0));
+        crate::security::apply_cells(&tx, &cells)
+            .await
+            .map_err(map_err)?;
+    }
     record.dead_letters = finish(&tx, server_id, &record).await?;
     tx.commit().await.map_err(map_err)?;
     drop(client);
     vacuum(
         s,
-        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, dead_letters",
+        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, latest_cells, dead_letters",
     )
     .await;
     Ok(record)

@@ -314,6 +314,33 @@ const MIGRATIONS: &[&str] = &[
           ON c.server_id = m.server_id
         LEFT JOIN servers s ON s.server_id = c.server_id
         ORDER BY c.server_id, c.day DESC;
+    -- The servers of server_latest per day of their latest check and every fleet dimension and size
+    -- bucket (NULL stored as chr(1) / -1: key columns cannot be NULL), with capped sums.
+    CREATE TABLE latest_cells (
+        day DATE NOT NULL,
+        version TEXT NOT NULL,
+        enterprise BOOLEAN NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT NOT NULL,
+        users_bucket BIGINT NOT NULL,
+        activated_users_bucket BIGINT NOT NULL,
+        teams_bucket BIGINT NOT NULL,
+        unit_tests BOOLEAN NOT NULL,
+        servers BIGINT NOT NULL,
+        users BIGINT NOT NULL,
+        activated_users BIGINT NOT NULL,
+        teams BIGINT NOT NULL,
+        PRIMARY KEY (day, version, enterprise, os, db, db_version, users_bucket,
+                     activated_users_bucket, teams_bucket, unit_tests)
+    );
+    INSERT INTO latest_cells
+        SELECT day, version, enterprise, os, db, coalesce(db_version, chr(1)),
+        CASE WHEN users IS NULL THEN -1 WHEN users = 0 THEN 0 WHEN users BETWEEN 1 AND 10 THEN 1 WHEN users BETWEEN 11 AND 100 THEN 11 WHEN users BETWEEN 101 AND 1000 THEN 101 WHEN users BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        CASE WHEN activated_users IS NULL THEN -1 WHEN activated_users = 0 THEN 0 WHEN activated_users BETWEEN 1 AND 10 THEN 1 WHEN activated_users BETWEEN 11 AND 100 THEN 11 WHEN activated_users BETWEEN 101 AND 1000 THEN 101 WHEN activated_users BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        CASE WHEN teams IS NULL THEN -1 WHEN teams = 0 THEN 0 WHEN teams BETWEEN 1 AND 10 THEN 1 WHEN teams BETWEEN 11 AND 100 THEN 11 WHEN teams BETWEEN 101 AND 1000 THEN 101 WHEN teams BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        unit_tests, count(*), coalesce(sum(CASE WHEN users > 1000000000 THEN 1000000000 ELSE users END), 0), coalesce(sum(CASE WHEN activated_users > 1000000000 THEN 1000000000 ELSE activated_users END), 0), coalesce(sum(CASE WHEN teams > 1000000000 THEN 1000000000 ELSE teams END), 0)
+        FROM server_latest GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
     CREATE INDEX server_latest_day ON server_latest (day);
     CREATE INDEX server_latest_first_day ON server_latest (first_day);
     DROP TABLE servers;
@@ -471,6 +498,7 @@ mod tests {
         assert_eq!(pg.count("SELECT count(*) FROM checks_p20260302"), 100);
         // Step 10 filled the report rollups from the checks.
         assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 300);
+        assert_eq!(pg.count("SELECT sum(servers)::int8 FROM latest_cells"), 300);
         assert_eq!(
             pg.count("SELECT count(*) FROM check_days WHERE servers = 100 AND version = '9.5.0'"),
             3
@@ -518,6 +546,7 @@ mod tests {
         );
         assert_eq!(pg.count("SELECT count(*) FROM checks_p20260303"), 100);
         assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 100);
+        assert_eq!(pg.count("SELECT sum(servers)::int8 FROM latest_cells"), 100);
         assert_eq!(pg.count("SELECT count(*) FROM check_days"), 1);
         assert_eq!(pg.count("SELECT count(*) FROM event_ids"), 0);
     }

@@ -172,6 +172,7 @@ async fn apply_locked(
             for sql in [
                 "DELETE FROM check_days WHERE day < $1",
                 "DELETE FROM server_latest WHERE day < $1",
+                "DELETE FROM latest_cells WHERE day < $1",
             ] {
                 client.execute(sql, &[&cut]).await.map_err(map_err)?;
             }

@@ -2,7 +2,9 @@
 //! raw queries of the reports.
 
 use crate::{PgStore, map_err};
-use beacon_store::security::rollup::{DayContribution, RollupDelta};
+use beacon_store::security::rollup::{
+    self, CellMoves, DayContribution, LatestCellKey, LatestCheck, RollupDelta,
+};
 use beacon_store::security::{
     self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
     VersionDayCount,
@@ -203,52 +205,221 @@ pub(crate) async fn apply_rollup(
             .await?;
         }
     }
-    let latest: Vec<_> = delta.latest().collect();
+    let latest: Vec<&LatestCheck> = delta.latest().collect();
     if latest.is_empty() {
         return Ok(());
     }
+    let mut cells = CellMoves::default();
+    // New servers first: a server another collector is inserting makes this wait for its commit,
+    // then conflict, and it is updated below like any known server.
+    let rows: Vec<(NaiveDate, &ServerSnapshot)> =
+        latest.iter().map(|l| (l.first_day, &l.snapshot)).collect();
+    let inserted: HashSet<String> = with_latest_rows(
+        tx,
+        &format!(
+            "INSERT INTO server_latest (first_day, {SNAPSHOT_COLUMNS}) SELECT * FROM {LATEST_ROWS} \
+             ON CONFLICT (server_id) DO NOTHING RETURNING server_id"
+        ),
+        &rows,
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let mut known = Vec::new();
+    for l in latest {
+        if inserted.contains(&l.snapshot.server_id) {
+            cells.moved(None, &l.snapshot);
+        } else {
+            known.push(l);
+        }
+    }
+    if !known.is_empty() {
+        let ids: Vec<&str> = known
+            .iter()
+            .map(|l| l.snapshot.server_id.as_str())
+            .collect();
+        let old: HashMap<String, (NaiveDate, ServerSnapshot)> = tx
+            .query(
+                &format!(
+                    "SELECT first_day, {SNAPSHOT_COLUMNS} FROM server_latest \
+                     WHERE server_id = ANY($1) ORDER BY server_id FOR UPDATE"
+                ),
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let s = snapshot_from(r, 1);
+                (s.server_id.clone(), (r.get(0), s))
+            })
+            .collect();
+        let merged: Vec<(NaiveDate, ServerSnapshot)> = known
+            .iter()
+            .map(|l| {
+                let o = old.get(&l.snapshot.server_id);
+                let (first, new) = rollup::merged(o, l);
+                cells.moved(o.map(|(_, s)| s), &new);
+                (first, new)
+            })
+            .collect();
+        let rows: Vec<(NaiveDate, &ServerSnapshot)> = merged.iter().map(|(f, s)| (*f, s)).collect();
+        with_latest_rows(
+            tx,
+            &format!(
+                "UPDATE server_latest t SET first_day = n.first_day, day = n.day, \
+                 version = n.version, enterprise = n.enterprise, os = n.os, db = n.db, \
+                 db_version = n.db_version, teams = n.teams, users = n.users, \
+                 activated_users = n.activated_users, unit_tests = n.unit_tests \
+                 FROM {LATEST_ROWS} WHERE t.server_id = n.server_id"
+            ),
+            &rows,
+        )
+        .await?;
+    }
+    apply_cells(tx, &cells).await
+}
+
+/// The columns of a [`ServerSnapshot`] in `server_latest` (and `checks`), in its field order.
+pub(crate) const SNAPSHOT_COLUMNS: &str = "server_id, day, version, enterprise, os, db, db_version, \
+    teams, users, activated_users, unit_tests";
+
+/// `server_latest` rows as arrays `$1`…`$12` (first day, then [`SNAPSHOT_COLUMNS`]), named `n.*`.
+const LATEST_ROWS: &str = "unnest($1::date[], $2::text[], $3::date[], $4::text[], $5::bool[], \
+    $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bool[]) \
+    AS n (first_day, server_id, day, version, enterprise, os, db, db_version, teams, users, \
+    activated_users, unit_tests)";
+
+async fn with_latest_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    rows: &[(NaiveDate, &ServerSnapshot)],
+) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
     let snap = |f: &dyn Fn(&ServerSnapshot) -> Option<i64>| {
-        latest.iter().map(|l| f(&l.snapshot)).collect::<Vec<_>>()
+        rows.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()
     };
-    let ids: Vec<&str> = latest
-        .iter()
-        .map(|l| l.snapshot.server_id.as_str())
-        .collect();
-    let first: Vec<NaiveDate> = latest.iter().map(|l| l.first_day).collect();
-    let day: Vec<NaiveDate> = latest.iter().map(|l| l.snapshot.day).collect();
-    let version: Vec<&str> = latest.iter().map(|l| l.snapshot.version.as_str()).collect();
-    let enterprise: Vec<bool> = latest.iter().map(|l| l.snapshot.enterprise).collect();
-    let os: Vec<&str> = latest.iter().map(|l| l.snapshot.os.as_str()).collect();
-    let db: Vec<&str> = latest.iter().map(|l| l.snapshot.db.as_str()).collect();
-    let dbv: Vec<Option<&str>> = latest
-        .iter()
-        .map(|l| l.snapshot.db_version.as_deref())
-        .collect();
+    let first: Vec<NaiveDate> = rows.iter().map(|(f, _)| *f).collect();
+    let ids: Vec<&str> = rows.iter().map(|(_, s)| s.server_id.as_str()).collect();
+    let day: Vec<NaiveDate> = rows.iter().map(|(_, s)| s.day).collect();
+    let version: Vec<&str> = rows.iter().map(|(_, s)| s.version.as_str()).collect();
+    let enterprise: Vec<bool> = rows.iter().map(|(_, s)| s.enterprise).collect();
+    let os: Vec<&str> = rows.iter().map(|(_, s)| s.os.as_str()).collect();
+    let db: Vec<&str> = rows.iter().map(|(_, s)| s.db.as_str()).collect();
+    let dbv: Vec<Option<&str>> = rows.iter().map(|(_, s)| s.db_version.as_deref()).collect();
     let teams = snap(&|s| s.teams);
     let users = snap(&|s| s.users);
     let act = snap(&|s| s.activated_users);
-    let ut: Vec<bool> = latest.iter().map(|l| l.snapshot.unit_tests).collect();
-    tx.execute(
-        "INSERT INTO server_latest AS t (server_id, first_day, day, version, enterprise, os, db, \
-         db_version, teams, users, activated_users, unit_tests) \
-         SELECT * FROM unnest($1::text[], $2::date[], $3::date[], $4::text[], $5::bool[], \
-         $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::bool[]) \
-         ON CONFLICT (server_id) DO UPDATE SET first_day = least(t.first_day, excluded.first_day), \
-         version = CASE WHEN excluded.day >= t.day THEN excluded.version ELSE t.version END, \
-         enterprise = CASE WHEN excluded.day >= t.day THEN excluded.enterprise ELSE t.enterprise END, \
-         os = CASE WHEN excluded.day >= t.day THEN excluded.os ELSE t.os END, \
-         db = CASE WHEN excluded.day >= t.day THEN excluded.db ELSE t.db END, \
-         db_version = CASE WHEN excluded.day >= t.day THEN excluded.db_version ELSE t.db_version END, \
-         teams = CASE WHEN excluded.day >= t.day THEN excluded.teams ELSE t.teams END, \
-         users = CASE WHEN excluded.day >= t.day THEN excluded.users ELSE t.users END, \
-         activated_users = CASE WHEN excluded.day >= t.day THEN excluded.activated_users ELSE t.activated_users END, \
-         unit_tests = CASE WHEN excluded.day >= t.day THEN excluded.unit_tests ELSE t.unit_tests END, \
-         day = greatest(t.day, excluded.day)",
+    let ut: Vec<bool> = rows.iter().map(|(_, s)| s.unit_tests).collect();
+    tx.query(
+        sql,
         &[
-            &ids, &first, &day, &version, &enterprise, &os, &db, &dbv, &teams, &users, &act, &ut,
+            &first,
+            &ids,
+            &day,
+            &version,
+            &enterprise,
+            &os,
+            &db,
+            &dbv,
+            &teams,
+            &users,
+            &act,
+            &ut,
+        ],
+    )
+    .await
+}
+
+/// A [`ServerSnapshot`] from the [`SNAPSHOT_COLUMNS`] of a row, from column `at` on.
+pub(crate) fn snapshot_from(r: &tokio_postgres::Row, at: usize) -> ServerSnapshot {
+    ServerSnapshot {
+        server_id: r.get(at),
+        day: r.get(at + 1),
+        version: r.get(at + 2),
+        enterprise: r.get(at + 3),
+        os: r.get(at + 4),
+        db: r.get(at + 5),
+        db_version: r.get(at + 6),
+        teams: r.get(at + 7),
+        users: r.get(at + 8),
+        activated_users: r.get(at + 9),
+        unit_tests: r.get(at + 10),
+    }
+}
+
+/// Applies `latest_cells` changes (in their key order: one lock order for every collector); a cell
+/// left with no server goes.
+pub(crate) async fn apply_cells(
+    tx: &tokio_postgres::Transaction<'_>,
+    cells: &CellMoves,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let changes: Vec<_> = cells.changes().collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let day: Vec<NaiveDate> = changes.iter().map(|(k, _)| k.day).collect();
+    let version: Vec<&str> = changes.iter().map(|(k, _)| k.version.as_str()).collect();
+    let enterprise: Vec<bool> = changes.iter().map(|(k, _)| k.enterprise).collect();
+    let os: Vec<&str> = changes.iter().map(|(k, _)| k.os.as_str()).collect();
+    let db: Vec<&str> = changes.iter().map(|(k, _)| k.db.as_str()).collect();
+    let dbv: Vec<&str> = changes.iter().map(|(k, _)| k.stored_db_version()).collect();
+    let bucket = |f: &dyn Fn(&LatestCellKey) -> Option<i64>| {
+        changes
+            .iter()
+            .map(|(k, _)| LatestCellKey::stored_bucket(f(k)))
+            .collect::<Vec<i64>>()
+    };
+    let ub = bucket(&|k| k.users_bucket);
+    let ab = bucket(&|k| k.activated_users_bucket);
+    let tb = bucket(&|k| k.teams_bucket);
+    let ut: Vec<bool> = changes.iter().map(|(k, _)| k.unit_tests).collect();
+    let servers: Vec<i64> = changes.iter().map(|(_, d)| d.servers).collect();
+    let users: Vec<i64> = changes.iter().map(|(_, d)| d.users).collect();
+    let act: Vec<i64> = changes.iter().map(|(_, d)| d.activated_users).collect();
+    let teams: Vec<i64> = changes.iter().map(|(_, d)| d.teams).collect();
+    const KEY: &str = "day, version, enterprise, os, db, db_version, users_bucket, \
+        activated_users_bucket, teams_bucket, unit_tests";
+    const KEY_ARRAYS: &str = "$1::date[], $2::text[], $3::bool[], $4::text[], $5::text[], \
+        $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::bool[]";
+    tx.execute(
+        &format!(
+            "INSERT INTO latest_cells AS t ({KEY}, servers, users, activated_users, teams) \
+             SELECT * FROM unnest({KEY_ARRAYS}, $11::int8[], $12::int8[], $13::int8[], $14::int8[]) \
+             ON CONFLICT ({KEY}) DO UPDATE SET servers = t.servers + excluded.servers, \
+             users = t.users + excluded.users, \
+             activated_users = t.activated_users + excluded.activated_users, \
+             teams = t.teams + excluded.teams"
+        ),
+        &[
+            &day, &version, &enterprise, &os, &db, &dbv, &ub, &ab, &tb, &ut, &servers, &users, &act,
+            &teams,
         ],
     )
     .await?;
+    if servers.iter().any(|n| *n < 0) {
+        tx.execute(
+            &format!(
+                "DELETE FROM latest_cells t USING unnest({KEY_ARRAYS}) AS k ({KEY}) \
+                 WHERE (t.day, t.version, t.enterprise, t.os, t.db, t.db_version, t.users_bucket, \
+                 t.activated_users_bucket, t.teams_bucket, t.unit_tests) = \
+                 (k.day, k.version, k.enterprise, k.os, k.db, k.db_version, k.users_bucket, \
+                 k.activated_users_bucket, k.teams_bucket, k.unit_tests) AND t.servers <= 0"
+            ),
+            &[
+                &day,
+                &version,
+                &enterprise,
+                &os,
+                &db,
+                &dbv,
+                &ub,
+                &ab,
+                &tb,
+                &ut,
+            ],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -420,11 +591,19 @@ pub(crate) async fn fleet_cells(
 ) -> Result<Vec<FleetCell>> {
     let (select, group) = report::fleet_cells_sql(by);
     let client = s.client().await?;
-    // Sums of int8 are numeric here and the buckets int4: both back to int8 (the capped sums fit).
+    let cells = if latest_covers(&client, to).await? {
+        report::latest_cells_sql(
+            by,
+            "day BETWEEN $1 AND $2 AND ($3 OR NOT unit_tests)",
+            "chr(1)",
+        )
+    } else {
+        format!("{select} {} {group}", latest_in_range(false))
+    };
+    // Sums of int8 are numeric here and the buckets int4: all back to int8 (the capped sums fit).
     let sql = format!(
-        "SELECT k, ub::int8, ab::int8, tb::int8, n, su::int8, sa::int8, st::int8 FROM ({select} \
-         {} {group}) AS cells (k, ub, ab, tb, n, su, sa, st)",
-        latest_in_range(latest_covers(&client, to).await?)
+        "SELECT k, ub::int8, ab::int8, tb::int8, n::int8, su::int8, sa::int8, st::int8 FROM ({cells}) \
+         AS cells (k, ub, ab, tb, n, su, sa, st)"
     );
     let rows = client
         .query(sql.as_str(), &[&from, &to, &include_test])

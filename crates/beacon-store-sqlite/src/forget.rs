@@ -8,7 +8,7 @@
 
 use crate::{SqliteStore, day_from, map_err, ms, run, time_from};
 use beacon_store::Result;
-use beacon_store::security::rollup::{DayContribution, RollupDelta};
+use beacon_store::security::rollup::{CellMoves, DayContribution, RollupDelta};
 use beacon_wire::admin::ForgetRecord;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -190,8 +190,22 @@ pub(crate) async fn forget_server(
             }
             record.checks = checks;
             crate::security::apply_rollup(&tx, &delta)?;
-            tx.execute("DELETE FROM server_latest WHERE server_id = ?1", [&id])
+            let latest = tx
+                .query_row(
+                    &format!(
+                        "DELETE FROM server_latest WHERE server_id = ?1 RETURNING {}",
+                        crate::security::SNAPSHOT_COLUMNS
+                    ),
+                    [&id],
+                    |r| crate::security::snapshot_from(r, 0),
+                )
+                .optional()
                 .map_err(map_err)?;
+            if let Some(latest) = latest {
+                let mut cells = CellMoves::default();
+                cells.removed(&latest);
+                crate::security::apply_cells(&tx, &cells)?;
+            }
             record.dead_letters = dead_letters_naming(&tx, &id)?;
             log(&tx, &record)?;
             tx.commit().map_err(map_err)?;

@@ -217,6 +217,33 @@ const MIGRATIONS: &[&str] = &[
         JOIN (SELECT server_id, min(day) AS first_day, max(day) AS day FROM checks GROUP BY server_id) m
           ON c.server_id = m.server_id AND c.day = m.day
         LEFT JOIN servers s ON s.server_id = c.server_id;
+    -- The servers of server_latest per day of their latest check and every fleet dimension and size
+    -- bucket (NULL stored as chr(1) / -1: key columns cannot be NULL), with capped sums.
+    CREATE TABLE latest_cells (
+        day INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        enterprise INTEGER NOT NULL,
+        os TEXT NOT NULL,
+        db TEXT NOT NULL,
+        db_version TEXT NOT NULL,
+        users_bucket INTEGER NOT NULL,
+        activated_users_bucket INTEGER NOT NULL,
+        teams_bucket INTEGER NOT NULL,
+        unit_tests INTEGER NOT NULL,
+        servers INTEGER NOT NULL,
+        users INTEGER NOT NULL,
+        activated_users INTEGER NOT NULL,
+        teams INTEGER NOT NULL,
+        PRIMARY KEY (day, version, enterprise, os, db, db_version, users_bucket,
+                     activated_users_bucket, teams_bucket, unit_tests)
+    ) WITHOUT ROWID;
+    INSERT INTO latest_cells
+        SELECT day, version, enterprise, os, db, coalesce(db_version, char(1)),
+        CASE WHEN users IS NULL THEN -1 WHEN users = 0 THEN 0 WHEN users BETWEEN 1 AND 10 THEN 1 WHEN users BETWEEN 11 AND 100 THEN 11 WHEN users BETWEEN 101 AND 1000 THEN 101 WHEN users BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        CASE WHEN activated_users IS NULL THEN -1 WHEN activated_users = 0 THEN 0 WHEN activated_users BETWEEN 1 AND 10 THEN 1 WHEN activated_users BETWEEN 11 AND 100 THEN 11 WHEN activated_users BETWEEN 101 AND 1000 THEN 101 WHEN activated_users BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        CASE WHEN teams IS NULL THEN -1 WHEN teams = 0 THEN 0 WHEN teams BETWEEN 1 AND 10 THEN 1 WHEN teams BETWEEN 11 AND 100 THEN 11 WHEN teams BETWEEN 101 AND 1000 THEN 101 WHEN teams BETWEEN 1001 AND 10000 THEN 1001 ELSE 10001 END,
+        unit_tests, count(*), coalesce(sum(CASE WHEN users > 1000000000 THEN 1000000000 ELSE users END), 0), coalesce(sum(CASE WHEN activated_users > 1000000000 THEN 1000000000 ELSE activated_users END), 0), coalesce(sum(CASE WHEN teams > 1000000000 THEN 1000000000 ELSE teams END), 0)
+        FROM server_latest GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
     CREATE INDEX server_latest_day ON server_latest (day);
     CREATE INDEX server_latest_first_day ON server_latest (first_day);
     DROP TABLE servers;
@@ -367,5 +394,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0, "the old rollup is gone");
+        let cells: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT sum(servers), count(*), sum(db_version = char(1)) FROM latest_cells",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            cells,
+            (3, 3, 3),
+            "one cell per server here, no database version known"
+        );
     }
 }

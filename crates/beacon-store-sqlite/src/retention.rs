@@ -184,6 +184,8 @@ async fn purge_check_rollups(s: &SqliteStore, cut: NaiveDate) -> Result<()> {
             .map_err(map_err)?;
         tx.execute("DELETE FROM server_latest WHERE day < ?1", [day_num(cut)])
             .map_err(map_err)?;
+        tx.execute("DELETE FROM latest_cells WHERE day < ?1", [day_num(cut)])
+            .map_err(map_err)?;
         tx.commit().map_err(map_err)
     })
     .await

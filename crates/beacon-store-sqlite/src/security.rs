@@ -2,7 +2,9 @@
 //! queries of the reports.
 
 use crate::{SqliteStore, day_from, day_num, map_err, ms, run, time_from};
-use beacon_store::security::rollup::{DayContribution, RollupDelta};
+use beacon_store::security::rollup::{
+    self, CellMoves, DayContribution, LatestCellKey, RollupDelta,
+};
 use beacon_store::security::{
     self as report, CheckRecord, DayCount, FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot,
     VersionDayCount,
@@ -161,40 +163,107 @@ pub(crate) fn apply_rollup(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) 
             .map_err(map_err)?;
         }
     }
+    let mut cells = CellMoves::default();
     for l in delta.latest() {
-        let s = &l.snapshot;
-        tx.prepare_cached(
-            "INSERT INTO server_latest (server_id, first_day, day, version, enterprise, os, db, \
-             db_version, teams, users, activated_users, unit_tests) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (server_id) DO UPDATE SET first_day = min(first_day, excluded.first_day), \
-             version = iif(excluded.day >= day, excluded.version, version), \
-             enterprise = iif(excluded.day >= day, excluded.enterprise, enterprise), \
-             os = iif(excluded.day >= day, excluded.os, os), \
-             db = iif(excluded.day >= day, excluded.db, db), \
-             db_version = iif(excluded.day >= day, excluded.db_version, db_version), \
-             teams = iif(excluded.day >= day, excluded.teams, teams), \
-             users = iif(excluded.day >= day, excluded.users, users), \
-             activated_users = iif(excluded.day >= day, excluded.activated_users, activated_users), \
-             unit_tests = iif(excluded.day >= day, excluded.unit_tests, unit_tests), \
-             day = max(day, excluded.day)",
-        )
+        let old = tx
+            .prepare_cached(&format!(
+                "SELECT first_day, {SNAPSHOT_COLUMNS} FROM server_latest WHERE server_id = ?1"
+            ))
+            .map_err(map_err)?
+            .query_row([&l.snapshot.server_id], |r| {
+                Ok((day_from(r.get(0)?), snapshot_from(r, 1)?))
+            })
+            .optional()
+            .map_err(map_err)?;
+        let (first_day, new) = rollup::merged(old.as_ref(), l);
+        cells.moved(old.as_ref().map(|(_, s)| s), &new);
+        tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO server_latest (first_day, {SNAPSHOT_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))
         .map_err(map_err)?
         .execute(params![
-            s.server_id,
-            day_num(l.first_day),
-            day_num(s.day),
-            s.version,
-            s.enterprise,
-            s.os,
-            s.db,
-            s.db_version,
-            s.teams,
-            s.users,
-            s.activated_users,
-            s.unit_tests
+            day_num(first_day),
+            new.server_id,
+            day_num(new.day),
+            new.version,
+            new.enterprise,
+            new.os,
+            new.db,
+            new.db_version,
+            new.teams,
+            new.users,
+            new.activated_users,
+            new.unit_tests
         ])
         .map_err(map_err)?;
+    }
+    apply_cells(tx, &cells)
+}
+
+/// The columns of a [`ServerSnapshot`] in `server_latest` (and `checks`), in its field order.
+pub(crate) const SNAPSHOT_COLUMNS: &str = "server_id, day, version, enterprise, os, db, db_version, \
+    teams, users, activated_users, unit_tests";
+
+/// A [`ServerSnapshot`] from the [`SNAPSHOT_COLUMNS`] of a row, from column `at` on.
+pub(crate) fn snapshot_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ServerSnapshot> {
+    Ok(ServerSnapshot {
+        server_id: r.get(at)?,
+        day: day_from(r.get(at + 1)?),
+        version: r.get(at + 2)?,
+        enterprise: r.get(at + 3)?,
+        os: r.get(at + 4)?,
+        db: r.get(at + 5)?,
+        db_version: r.get(at + 6)?,
+        teams: r.get(at + 7)?,
+        users: r.get(at + 8)?,
+        activated_users: r.get(at + 9)?,
+        unit_tests: r.get(at + 10)?,
+    })
+}
+
+/// Applies `latest_cells` changes (in their key order); a cell left with no server goes.
+pub(crate) fn apply_cells(tx: &rusqlite::Transaction<'_>, cells: &CellMoves) -> Result<()> {
+    const KEY: &str = "day, version, enterprise, os, db, db_version, users_bucket, \
+        activated_users_bucket, teams_bucket, unit_tests";
+    for (k, d) in cells.changes() {
+        let day = day_num(k.day);
+        let buckets = [k.users_bucket, k.activated_users_bucket, k.teams_bucket]
+            .map(LatestCellKey::stored_bucket);
+        let key: [&dyn rusqlite::ToSql; 10] = [
+            &day,
+            &k.version,
+            &k.enterprise,
+            &k.os,
+            &k.db,
+            &k.stored_db_version(),
+            &buckets[0],
+            &buckets[1],
+            &buckets[2],
+            &k.unit_tests,
+        ];
+        let mut values: Vec<&dyn rusqlite::ToSql> = key.to_vec();
+        values.extend_from_slice(&[&d.servers, &d.users, &d.activated_users, &d.teams]);
+        tx.prepare_cached(&format!(
+            "INSERT INTO latest_cells ({KEY}, servers, users, activated_users, teams) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT ({KEY}) DO UPDATE SET servers = servers + excluded.servers, \
+             users = users + excluded.users, \
+             activated_users = activated_users + excluded.activated_users, \
+             teams = teams + excluded.teams"
+        ))
+        .map_err(map_err)?
+        .execute(values.as_slice())
+        .map_err(map_err)?;
+        if d.servers < 0 {
+            tx.prepare_cached(&format!(
+                "DELETE FROM latest_cells WHERE ({KEY}) = \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) AND servers <= 0"
+            ))
+            .map_err(map_err)?
+            .execute(key.as_slice())
+            .map_err(map_err)?;
+        }
     }
     Ok(())
 }
@@ -416,10 +485,15 @@ pub(crate) async fn fleet_cells(
     let (select, group) = report::fleet_cells_sql(by);
     run(&s.reader, move |c| {
         let tx = c.transaction().map_err(map_err)?;
-        let sql = format!(
-            "{select} {} {group}",
-            latest_in_range(latest_covers(&tx, day_num(to))?)
-        );
+        let sql = if latest_covers(&tx, day_num(to))? {
+            report::latest_cells_sql(
+                by,
+                "day BETWEEN ?1 AND ?2 AND (?3 OR unit_tests = 0)",
+                "char(1)",
+            )
+        } else {
+            format!("{select} {} {group}", latest_in_range(false))
+        };
         let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
         let rows = stmt
             .query_map(params![day_num(from), day_num(to), include_test], |r| {

@@ -66,6 +66,7 @@ macro_rules! conformance_suite {
         );
         $crate::conformance_suite!(@pairs $make, $reopen;
             retention_under_load_loses_nothing_young,
+            report_rollups_hold_under_two_writers,
         );
     };
     (@pairs $make:expr, $reopen:path; $($case:ident),* $(,)?) => {
@@ -2315,6 +2316,65 @@ impl ChecksModel {
             assert_eq!(counts(&raw.first_seen), first, "first seen: {what}");
             assert_eq!(counts(&raw.last_seen), last, "last seen: {what}");
         }
+    }
+}
+
+/// Two collectors writing checks of the same servers and days at once (PostgreSQL: concurrent
+/// transactions on the same rows) leave rollups that agree with the checks they stored.
+pub async fn report_rollups_hold_under_two_writers(store: &dyn Store, other: &dyn Store) {
+    let versions = ["5.37.0", "5.38.1", "10.0.0"];
+    let batch = |writer: usize, round: usize, day: u64| -> std::sync::Arc<[WriteOp]> {
+        (0..40u32)
+            .map(|n| {
+                let mut c = check(
+                    n,
+                    versions[(n as usize + round + writer) % 3],
+                    (n + 1) as i64,
+                );
+                c.unit_tests = (n as usize + writer).is_multiple_of(9);
+                c.users = Some([5, 50, 500][(round + writer) % 3]);
+                WriteOp::Check(CheckRecord {
+                    received_at: at(day, 1)
+                        + chrono::Duration::seconds((round * 40 + n as usize) as i64),
+                    check: c,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into()
+    };
+    for round in 0..6usize {
+        let day = (round / 2) as u64;
+        let (a, b) = tokio::join!(
+            store.write_batch(batch(0, round, day)),
+            other.write_batch(batch(1, round, day))
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    // What the checks table holds, read back one day at a time.
+    let mut model = ChecksModel::default();
+    for day in 0..3u64 {
+        let d = day0() + Days::new(day);
+        for s in store.latest_per_server(d, d, true).await.unwrap() {
+            let mut c = check(0, &s.version, 0);
+            c.server_id = s.server_id.clone();
+            c.enterprise = s.enterprise;
+            c.os = s.os.clone();
+            c.db = s.db.clone();
+            c.db_version = s.db_version.clone();
+            c.teams = s.teams;
+            c.users = s.users;
+            c.activated_users = s.activated_users;
+            c.unit_tests = s.unit_tests;
+            model.write(d, &c);
+        }
+    }
+    assert_eq!(model.rows.len(), 120, "40 servers on 3 days");
+    let d = |n: u64| day0() + Days::new(n);
+    for (from, to) in [(0, 2), (1, 2), (2, 2), (0, 1)] {
+        model
+            .assert_reports(store, d(from), d(to), "two writers")
+            .await;
     }
 }
 

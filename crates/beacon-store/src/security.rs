@@ -114,6 +114,23 @@ pub fn fleet_cells_sql(by: FleetDimension) -> (String, &'static str) {
     (select, "GROUP BY 1, 2, 3, 4")
 }
 
+/// The query of [`FleetCell`]s from the `latest_cells` rollup ([`rollup`]) over the rows matching
+/// `filter` (the backend's `WHERE` text over its columns), given the backend's SQL for the text
+/// [`rollup::NO_DB_VERSION`]: key, three buckets, servers and three sums, as [`fleet_cells_sql`].
+pub fn latest_cells_sql(by: FleetDimension, filter: &str, no_db_version: &str) -> String {
+    format!(
+        "SELECT {key}, c.users_bucket, c.activated_users_bucket, c.teams_bucket, sum(c.servers), \
+         sum(c.users), sum(c.activated_users), sum(c.teams) FROM (SELECT version, enterprise, os, \
+         db, NULLIF(db_version, {no_db_version}) AS db_version, \
+         NULLIF(users_bucket, {nb}) AS users_bucket, \
+         NULLIF(activated_users_bucket, {nb}) AS activated_users_bucket, \
+         NULLIF(teams_bucket, {nb}) AS teams_bucket, servers, users, activated_users, teams \
+         FROM latest_cells WHERE {filter}) c GROUP BY 1, 2, 3, 4 HAVING sum(c.servers) > 0",
+        key = dimension_sql(by),
+        nb = rollup::NO_BUCKET,
+    )
+}
+
 /// Servers on one version at their latest check within a range of days, and how many of them sent
 /// error events in that range: a row of [`Store::release_health`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,13 @@
 //! * `check_days`: per (day, version, test install), the servers that checked in that day and the sum of
 //!   their capped activated users ([`capped`]) — the exposure timeline and the growth report's
 //!   servers per day;
-//! * `server_latest`: each server's latest check and the first day it was seen — the fleet, exposure
-//!   and release-health reports over a range that ends at or after the newest stored day, and the
-//!   growth report's new and gone servers.
+//! * `server_latest`: each server's latest check and the first day it was seen — release health over
+//!   a range that ends at or after the newest stored day, and the growth report's new and gone
+//!   servers;
+//! * `latest_cells`: the servers of `server_latest` counted per day of their latest check and
+//!   [`LatestCellKey`] (every fleet dimension and size bucket), with capped sums — the fleet and
+//!   exposure reports over a range that ends at or after the newest stored day, whose cost is then
+//!   the number of distinct cells, not of servers.
 //!
 //! A backend writes checks, learns which were new (first of their day and server) and which replaced
 //! a stored one (with the stored one's [`DayContribution`]), and applies the [`RollupDelta`] built
@@ -66,6 +70,122 @@ pub struct DayDelta {
 pub struct LatestCheck {
     pub first_day: NaiveDate,
     pub snapshot: ServerSnapshot,
+}
+
+/// A `latest_cells` row's key: the day of the servers' latest check and everything a fleet report
+/// groups by, counts as their [`bucket_rep`] representative.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LatestCellKey {
+    pub day: NaiveDate,
+    pub version: String,
+    pub enterprise: bool,
+    pub os: String,
+    pub db: String,
+    pub db_version: Option<String>,
+    pub users_bucket: Option<i64>,
+    pub activated_users_bucket: Option<i64>,
+    pub teams_bucket: Option<i64>,
+    pub unit_tests: bool,
+}
+
+/// How `latest_cells` stores a missing database version and a missing count's bucket (its key
+/// columns cannot be NULL): a control character no `dbv` may hold, and -1.
+pub const NO_DB_VERSION: &str = "\u{1}";
+pub const NO_BUCKET: i64 = -1;
+
+impl LatestCellKey {
+    pub fn stored_db_version(&self) -> &str {
+        self.db_version.as_deref().unwrap_or(NO_DB_VERSION)
+    }
+
+    pub fn stored_bucket(b: Option<i64>) -> i64 {
+        b.unwrap_or(NO_BUCKET)
+    }
+
+    pub fn of(s: &ServerSnapshot) -> Self {
+        LatestCellKey {
+            day: s.day,
+            version: s.version.clone(),
+            enterprise: s.enterprise,
+            os: s.os.clone(),
+            db: s.db.clone(),
+            db_version: s.db_version.clone(),
+            users_bucket: bucket_rep(s.users),
+            activated_users_bucket: bucket_rep(s.activated_users),
+            teams_bucket: bucket_rep(s.teams),
+            unit_tests: s.unit_tests,
+        }
+    }
+}
+
+/// A count's size bucket as the representative [`super::bucket_sql`] maps it to (the same rule).
+pub fn bucket_rep(v: Option<i64>) -> Option<i64> {
+    v.map(|v| match v {
+        0 => 0,
+        1..=10 => 1,
+        11..=100 => 11,
+        101..=1000 => 101,
+        1001..=10000 => 1001,
+        _ => 10001,
+    })
+}
+
+/// A change to one `latest_cells` row: servers and capped sums of users, activated users, teams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CellDelta {
+    pub servers: i64,
+    pub users: i64,
+    pub activated_users: i64,
+    pub teams: i64,
+}
+
+/// The `latest_cells` changes of servers whose latest check changed, in key order.
+#[derive(Debug, Default)]
+pub struct CellMoves {
+    cells: BTreeMap<LatestCellKey, CellDelta>,
+}
+
+impl CellMoves {
+    /// A server's latest check went from `old` (none: a new server) to `new`.
+    pub fn moved(&mut self, old: Option<&ServerSnapshot>, new: &ServerSnapshot) {
+        if let Some(old) = old {
+            self.count(old, -1);
+        }
+        self.count(new, 1);
+    }
+
+    /// A server left `server_latest`.
+    pub fn removed(&mut self, old: &ServerSnapshot) {
+        self.count(old, -1);
+    }
+
+    fn count(&mut self, s: &ServerSnapshot, sign: i64) {
+        let d = self.cells.entry(LatestCellKey::of(s)).or_default();
+        d.servers += sign;
+        d.users += sign * capped(s.users);
+        d.activated_users += sign * capped(s.activated_users);
+        d.teams += sign * capped(s.teams);
+    }
+
+    /// The changes that change something, in key order.
+    pub fn changes(&self) -> impl Iterator<Item = (&LatestCellKey, &CellDelta)> {
+        self.cells
+            .iter()
+            .filter(|(_, d)| **d != CellDelta::default())
+    }
+}
+
+/// What `server_latest` holds for a server after `l` is applied to its row `old`: the newer check
+/// (of one day, the one applied), and the earlier first day.
+pub fn merged(
+    old: Option<&(NaiveDate, ServerSnapshot)>,
+    l: &LatestCheck,
+) -> (NaiveDate, ServerSnapshot) {
+    match old {
+        Some((first, s)) if s.day > l.snapshot.day => ((*first).min(l.first_day), s.clone()),
+        Some((first, _)) => ((*first).min(l.first_day), l.snapshot.clone()),
+        None => (l.first_day, l.snapshot.clone()),
+    }
 }
 
 /// The changes one write or deletion makes to the rollups, in key order.
@@ -231,6 +351,53 @@ mod tests {
             "day 2 is newer than day 1"
         );
         assert_eq!(latest[0].first_day, key(1, "", false).day);
+    }
+
+    #[test]
+    fn a_server_moving_to_a_new_day_moves_its_cell() {
+        let mut d = RollupDelta::default();
+        d.inserted(&rec("a", 3, "1.2.3", Some(7), false));
+        let l = d.latest().next().unwrap().clone();
+        let mut old = l.snapshot.clone();
+        old.day = key(2, "", false).day;
+        old.version = "1.2.2".into();
+        // A newer check replaces the row; an older one keeps it (but not its first day).
+        let (first, new) = merged(Some(&(key(1, "", false).day, old.clone())), &l);
+        assert_eq!((first, &new), (key(1, "", false).day, &l.snapshot));
+        let mut late = l.clone();
+        late.snapshot.day = key(1, "", false).day;
+        late.first_day = late.snapshot.day;
+        let (_, kept) = merged(Some(&(key(2, "", false).day, old.clone())), &late);
+        assert_eq!(kept, old);
+        let mut cells = CellMoves::default();
+        cells.moved(Some(&old), &new);
+        cells.moved(Some(&new), &new); // no change: nothing to write
+        let changes: Vec<_> = cells
+            .changes()
+            .map(|(k, d)| (k.day, k.version.clone(), *d))
+            .collect();
+        let one = CellDelta {
+            servers: 1,
+            users: 0,
+            activated_users: 7,
+            teams: 0,
+        };
+        let minus = CellDelta {
+            servers: -1,
+            users: 0,
+            activated_users: -7,
+            teams: 0,
+        };
+        assert_eq!(
+            changes,
+            vec![
+                (old.day, "1.2.2".into(), minus),
+                (new.day, "1.2.3".into(), one)
+            ]
+        );
+        assert_eq!(bucket_rep(Some(7)), Some(1));
+        assert_eq!(bucket_rep(Some(10001)), Some(10001));
+        assert_eq!(bucket_rep(None), None);
     }
 
     #[test]
