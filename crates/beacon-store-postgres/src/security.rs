@@ -638,9 +638,18 @@ pub(crate) async fn release_health(
         "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
     );
     let client = s.client().await?;
+    let rows = if latest_covers(&client, to).await? {
+        let filter = |t: &str| format!("{t}.day BETWEEN $1 AND $2 AND ($3 OR NOT {t}.unit_tests)");
+        report::release_health_latest_sql(
+            &filter,
+            "($1::date::timestamp AT TIME ZONE 'UTC')",
+            "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
+        )
+    } else {
+        format!("{select} {} {group}", latest_in_range(false))
+    };
     let sql = format!(
-        "SELECT v, n, w::int8 FROM ({select} {} {group}) AS rows (v, n, w) ORDER BY v COLLATE \"C\"",
-        latest_in_range(latest_covers(&client, to).await?)
+        "SELECT v, n::int8, w::int8 FROM ({rows}) AS rows (v, n, w) ORDER BY v COLLATE \"C\""
     );
     let rows = client
         .query(sql.as_str(), &[&from, &to, &include_test])

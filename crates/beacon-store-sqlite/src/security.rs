@@ -518,11 +518,19 @@ pub(crate) async fn fleet_cells(
 
 /// Parameters: first and last day, include_test, and the events' bounds in unix ms.
 fn release_health_query(covered: bool) -> String {
-    let (select, group) = report::release_health_sql("?4", "?5");
-    format!(
-        "{select} {} {group} ORDER BY c.version",
-        latest_in_range(covered)
-    )
+    if covered {
+        let filter = |t: &str| format!("{t}.day BETWEEN ?1 AND ?2 AND (?3 OR {t}.unit_tests = 0)");
+        format!(
+            "{} ORDER BY v.version",
+            report::release_health_latest_sql(&filter, "?4", "?5")
+        )
+    } else {
+        let (select, group) = report::release_health_sql("?4", "?5");
+        format!(
+            "{select} {} {group} ORDER BY c.version",
+            latest_in_range(false)
+        )
+    }
 }
 
 pub(crate) async fn release_health(
@@ -625,32 +633,51 @@ pub(crate) async fn growth_raw(
 
 #[cfg(test)]
 mod tests {
-    /// Release health probes each server's events through `events_by_server` (an index seek, not a
-    /// scan of the events table), over the raw checks and over `server_latest`.
-    #[test]
-    fn release_health_seeks_the_events_index() {
+    fn plan(covered: bool) -> Vec<String> {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::migrations::apply(&mut conn).unwrap();
-        for covered in [false, true] {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "EXPLAIN QUERY PLAN {}",
-                    super::release_health_query(covered)
-                ))
-                .unwrap();
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
-            assert!(
-                !events.is_empty()
-                    && events.iter().all(|l| {
-                        l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
-                    }),
-                "{plan:#?}"
-            );
-        }
+        let mut stmt = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::release_health_query(covered)
+            ))
+            .unwrap();
+        stmt.query_map(rusqlite::params![0, 1, false, 0, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Over the raw checks, release health probes each server's events through `events_by_server`
+    /// (an index seek, not a scan of the events table).
+    #[test]
+    fn release_health_seeks_the_events_index() {
+        let plan = plan(false);
+        let events: Vec<_> = plan.iter().filter(|l| l.contains(" e ")).collect();
+        assert!(
+            !events.is_empty()
+                && events.iter().all(|l| {
+                    l.starts_with("SEARCH e USING COVERING INDEX events_by_server (server_id=?")
+                }),
+            "{plan:#?}"
+        );
+    }
+
+    /// Over the rollups, it reads the events' server ids from `events_by_server` alone and looks
+    /// each one up in `server_latest` by key: no table is scanned.
+    #[test]
+    fn release_health_over_the_rollups_scans_no_table() {
+        let plan = plan(true);
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("SEARCH e USING COVERING INDEX events_by_server"))
+                && plan
+                    .iter()
+                    .any(|l| l == "SEARCH l USING PRIMARY KEY (server_id=?)")
+                && !plan.iter().any(|l| l.starts_with("SCAN e")
+                    || l.starts_with("SCAN l")
+                    || l.starts_with("SCAN c")),
+            "{plan:#?}"
+        );
     }
 }
