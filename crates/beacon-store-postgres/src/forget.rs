@@ -151,7 +151,7 @@ pub(crate) async fn forget_server(
     let latest = tx
         .query_opt(
             &format!(
-                "DELETE FROM server_latest WHERE server_id = $1 RETURNING {}",
+                "DELETE FROM server_latest WHERE server_id = $1 RETURNING first_day, {}",
                 crate::security::SNAPSHOT_COLUMNS
             ),
             &[&server_id],
@@ -160,7 +160,7 @@ pub(crate) async fn forget_server(
         .map_err(map_err)?;
     if let Some(row) = latest {
         let mut cells = CellMoves::default();
-        cells.removed(&crate::security::snapshot_from(&row, 0));
+        cells.removed((row.get(0), &crate::security::snapshot_from(&row, 1)));
         crate::security::apply_cells(&tx, &cells)
             .await
             .map_err(map_err)?;
@@ -170,7 +170,7 @@ pub(crate) async fn forget_server(
     drop(client);
     vacuum(
         s,
-        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, latest_cells, dead_letters",
+        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, latest_cells, first_days, dead_letters",
     )
     .await;
     Ok(record)

@@ -345,6 +345,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX server_latest_first_day ON server_latest (first_day);
     DROP TABLE servers;
     DELETE FROM meta WHERE key = 'servers_rollup_day';",
+    // 11: servers per first day seen and test install (of their latest check): the growth
+    // report's new servers without reading `server_latest`. Filled from it.
+    "CREATE TABLE first_days (
+        day DATE NOT NULL,
+        unit_tests BOOLEAN NOT NULL,
+        servers BIGINT NOT NULL,
+        PRIMARY KEY (day, unit_tests)
+    );
+    INSERT INTO first_days SELECT first_day, unit_tests, count(*) FROM server_latest GROUP BY 1, 2;",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;
@@ -499,6 +508,7 @@ mod tests {
         // Step 10 filled the report rollups from the checks.
         assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 300);
         assert_eq!(pg.count("SELECT sum(servers)::int8 FROM latest_cells"), 300);
+        assert_eq!(pg.count("SELECT sum(servers)::int8 FROM first_days"), 300);
         assert_eq!(
             pg.count("SELECT count(*) FROM check_days WHERE servers = 100 AND version = '9.5.0'"),
             3
@@ -547,6 +557,7 @@ mod tests {
         assert_eq!(pg.count("SELECT count(*) FROM checks_p20260303"), 100);
         assert_eq!(pg.count("SELECT count(*) FROM server_latest"), 100);
         assert_eq!(pg.count("SELECT sum(servers)::int8 FROM latest_cells"), 100);
+        assert_eq!(pg.count("SELECT sum(servers)::int8 FROM first_days"), 100);
         assert_eq!(pg.count("SELECT count(*) FROM check_days"), 1);
         assert_eq!(pg.count("SELECT count(*) FROM event_ids"), 0);
     }

@@ -171,7 +171,14 @@ async fn apply_locked(
             // expired. First days of the servers that stay are kept ("new" means first seen ever).
             for sql in [
                 "DELETE FROM check_days WHERE day < $1",
-                "DELETE FROM server_latest WHERE day < $1",
+                // One statement: exactly the servers deleted leave `first_days` (a server that
+                // checks in meanwhile is locked by its writer, then no longer expired).
+                "WITH gone AS (DELETE FROM server_latest WHERE day < $1 \
+                 RETURNING first_day, unit_tests), \
+                 g AS (SELECT first_day, unit_tests, count(*) AS n FROM gone GROUP BY 1, 2) \
+                 UPDATE first_days f SET servers = f.servers - g.n FROM g \
+                 WHERE f.day = g.first_day AND f.unit_tests = g.unit_tests",
+                "DELETE FROM first_days WHERE servers <= 0 AND $1::date IS NOT NULL",
                 "DELETE FROM latest_cells WHERE day < $1",
             ] {
                 client.execute(sql, &[&cut]).await.map_err(map_err)?;

@@ -229,7 +229,7 @@ pub(crate) async fn apply_rollup(
     let mut known = Vec::new();
     for l in latest {
         if inserted.contains(&l.snapshot.server_id) {
-            cells.moved(None, &l.snapshot);
+            cells.moved(None, (l.first_day, &l.snapshot));
         } else {
             known.push(l);
         }
@@ -259,7 +259,7 @@ pub(crate) async fn apply_rollup(
             .map(|l| {
                 let o = old.get(&l.snapshot.server_id);
                 let (first, new) = rollup::merged(o, l);
-                cells.moved(o.map(|(_, s)| s), &new);
+                cells.moved(o.map(|(f, s)| (*f, s)), (first, &new));
                 (first, new)
             })
             .collect();
@@ -353,6 +353,27 @@ pub(crate) async fn apply_cells(
     tx: &tokio_postgres::Transaction<'_>,
     cells: &CellMoves,
 ) -> std::result::Result<(), tokio_postgres::Error> {
+    let firsts: Vec<_> = cells.first_changes().collect();
+    if !firsts.is_empty() {
+        let day: Vec<NaiveDate> = firsts.iter().map(|((d, _), _)| *d).collect();
+        let ut: Vec<bool> = firsts.iter().map(|((_, u), _)| *u).collect();
+        let n: Vec<i64> = firsts.iter().map(|(_, n)| **n).collect();
+        tx.execute(
+            "INSERT INTO first_days AS t (day, unit_tests, servers) \
+             SELECT * FROM unnest($1::date[], $2::bool[], $3::int8[]) \
+             ON CONFLICT (day, unit_tests) DO UPDATE SET servers = t.servers + excluded.servers",
+            &[&day, &ut, &n],
+        )
+        .await?;
+        if n.iter().any(|n| *n < 0) {
+            tx.execute(
+                "DELETE FROM first_days t USING unnest($1::date[], $2::bool[]) AS k (day, unit_tests) \
+                 WHERE t.day = k.day AND t.unit_tests = k.unit_tests AND t.servers <= 0",
+                &[&day, &ut],
+            )
+            .await?;
+        }
+    }
     let changes: Vec<_> = cells.changes().collect();
     if changes.is_empty() {
         return Ok(());
@@ -719,14 +740,14 @@ pub(crate) async fn growth_raw(
         )
         .await?,
         first_seen: q(
-            "SELECT first_day, count(*) FROM server_latest WHERE first_day BETWEEN $1 AND $2 \
-             AND ($3 OR NOT unit_tests) GROUP BY first_day",
+            "SELECT day, sum(servers)::int8 FROM first_days WHERE day BETWEEN $1 AND $2 \
+             AND ($3 OR NOT unit_tests) GROUP BY day HAVING sum(servers) > 0",
             from,
         )
         .await?,
         last_seen: q(
-            "SELECT day, count(*) FROM server_latest WHERE day BETWEEN $1 AND $2 \
-             AND ($3 OR NOT unit_tests) GROUP BY day",
+            "SELECT day, sum(servers)::int8 FROM latest_cells WHERE day BETWEEN $1 AND $2 \
+             AND ($3 OR NOT unit_tests) GROUP BY day HAVING sum(servers) > 0",
             last_from,
         )
         .await?,

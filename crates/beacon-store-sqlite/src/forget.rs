@@ -193,17 +193,17 @@ pub(crate) async fn forget_server(
             let latest = tx
                 .query_row(
                     &format!(
-                        "DELETE FROM server_latest WHERE server_id = ?1 RETURNING {}",
+                        "DELETE FROM server_latest WHERE server_id = ?1 RETURNING first_day, {}",
                         crate::security::SNAPSHOT_COLUMNS
                     ),
                     [&id],
-                    |r| crate::security::snapshot_from(r, 0),
+                    |r| Ok((day_from(r.get(0)?), crate::security::snapshot_from(r, 1)?)),
                 )
                 .optional()
                 .map_err(map_err)?;
-            if let Some(latest) = latest {
+            if let Some((first, latest)) = latest {
                 let mut cells = CellMoves::default();
-                cells.removed(&latest);
+                cells.removed((first, &latest));
                 crate::security::apply_cells(&tx, &cells)?;
             }
             record.dead_letters = dead_letters_naming(&tx, &id)?;

@@ -248,6 +248,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX server_latest_first_day ON server_latest (first_day);
     DROP TABLE servers;
     DELETE FROM meta WHERE key = 'servers_rollup_day';",
+    // 10: servers per first day seen and test install (of their latest check): the growth
+    // report's new servers without reading `server_latest`. Filled from it.
+    "CREATE TABLE first_days (
+        day INTEGER NOT NULL,
+        unit_tests INTEGER NOT NULL,
+        servers INTEGER NOT NULL,
+        PRIMARY KEY (day, unit_tests)
+    ) WITHOUT ROWID;
+    INSERT INTO first_days SELECT first_day, unit_tests, count(*) FROM server_latest GROUP BY 1, 2;",
 ];
 
 /// The schema version this build writes.

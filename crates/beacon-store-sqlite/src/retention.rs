@@ -182,6 +182,16 @@ async fn purge_check_rollups(s: &SqliteStore, cut: NaiveDate) -> Result<()> {
             .map_err(map_err)?;
         tx.execute("DELETE FROM check_days WHERE day < ?1", [day_num(cut)])
             .map_err(map_err)?;
+        tx.execute(
+            "UPDATE first_days SET servers = servers - g.n FROM \
+             (SELECT first_day, unit_tests, count(*) AS n FROM server_latest WHERE day < ?1 \
+              GROUP BY first_day, unit_tests) g \
+             WHERE first_days.day = g.first_day AND first_days.unit_tests = g.unit_tests",
+            [day_num(cut)],
+        )
+        .map_err(map_err)?;
+        tx.execute("DELETE FROM first_days WHERE servers <= 0", [])
+            .map_err(map_err)?;
         tx.execute("DELETE FROM server_latest WHERE day < ?1", [day_num(cut)])
             .map_err(map_err)?;
         tx.execute("DELETE FROM latest_cells WHERE day < ?1", [day_num(cut)])

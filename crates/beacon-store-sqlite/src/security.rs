@@ -176,7 +176,7 @@ pub(crate) fn apply_rollup(tx: &rusqlite::Transaction<'_>, delta: &RollupDelta) 
             .optional()
             .map_err(map_err)?;
         let (first_day, new) = rollup::merged(old.as_ref(), l);
-        cells.moved(old.as_ref().map(|(_, s)| s), &new);
+        cells.moved(old.as_ref().map(|(f, s)| (*f, s)), (first_day, &new));
         tx.prepare_cached(&format!(
             "INSERT OR REPLACE INTO server_latest (first_day, {SNAPSHOT_COLUMNS}) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
@@ -222,8 +222,26 @@ pub(crate) fn snapshot_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Resul
     })
 }
 
-/// Applies `latest_cells` changes (in their key order); a cell left with no server goes.
+/// Applies `first_days` and `latest_cells` changes (in their key order); a row left with no server
+/// goes.
 pub(crate) fn apply_cells(tx: &rusqlite::Transaction<'_>, cells: &CellMoves) -> Result<()> {
+    for ((day, ut), n) in cells.first_changes() {
+        tx.prepare_cached(
+            "INSERT INTO first_days (day, unit_tests, servers) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (day, unit_tests) DO UPDATE SET servers = servers + excluded.servers",
+        )
+        .map_err(map_err)?
+        .execute(params![day_num(*day), ut, n])
+        .map_err(map_err)?;
+        if *n < 0 {
+            tx.prepare_cached(
+                "DELETE FROM first_days WHERE day = ?1 AND unit_tests = ?2 AND servers <= 0",
+            )
+            .map_err(map_err)?
+            .execute(params![day_num(*day), ut])
+            .map_err(map_err)?;
+        }
+    }
     const KEY: &str = "day, version, enterprise, os, db, db_version, users_bucket, \
         activated_users_bucket, teams_bucket, unit_tests";
     for (k, d) in cells.changes() {
@@ -612,16 +630,16 @@ pub(crate) async fn growth_raw(
             )?,
             first_seen: day_counts(
                 &tx,
-                "SELECT first_day, count(*) FROM server_latest WHERE first_day BETWEEN ?1 AND ?2 \
-                 AND (?3 OR unit_tests = 0) GROUP BY first_day",
+                "SELECT day, sum(servers) FROM first_days WHERE day BETWEEN ?1 AND ?2 \
+                 AND (?3 OR unit_tests = 0) GROUP BY day HAVING sum(servers) > 0",
                 from,
                 to,
                 include_test,
             )?,
             last_seen: day_counts(
                 &tx,
-                "SELECT day, count(*) FROM server_latest WHERE day BETWEEN ?1 AND ?2 \
-                 AND (?3 OR unit_tests = 0) GROUP BY day",
+                "SELECT day, sum(servers) FROM latest_cells WHERE day BETWEEN ?1 AND ?2 \
+                 AND (?3 OR unit_tests = 0) GROUP BY day HAVING sum(servers) > 0",
                 last_from,
                 to,
                 include_test,

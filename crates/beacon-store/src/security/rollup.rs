@@ -10,7 +10,8 @@
 //! * `latest_cells`: the servers of `server_latest` counted per day of their latest check and
 //!   [`LatestCellKey`] (every fleet dimension and size bucket), with capped sums — the fleet and
 //!   exposure reports over a range that ends at or after the newest stored day, whose cost is then
-//!   the number of distinct cells, not of servers.
+//!   the number of distinct cells, not of servers; last seen of the growth report;
+//! * `first_days`: servers per first day seen and test install — new servers of the growth report.
 //!
 //! A backend writes checks, learns which were new (first of their day and server) and which replaced
 //! a stored one (with the stored one's [`DayContribution`]), and applies the [`RollupDelta`] built
@@ -139,15 +140,21 @@ pub struct CellDelta {
     pub teams: i64,
 }
 
-/// The `latest_cells` changes of servers whose latest check changed, in key order.
+/// The `latest_cells` and `first_days` changes of servers whose `server_latest` row changed, in key
+/// order. `first_days` counts servers per first day seen and test install (of their latest check).
 #[derive(Debug, Default)]
 pub struct CellMoves {
     cells: BTreeMap<LatestCellKey, CellDelta>,
+    firsts: BTreeMap<(NaiveDate, bool), i64>,
 }
 
 impl CellMoves {
-    /// A server's latest check went from `old` (none: a new server) to `new`.
-    pub fn moved(&mut self, old: Option<&ServerSnapshot>, new: &ServerSnapshot) {
+    /// A server's row went from `old` (none: a new server) to `new`, each (first day, latest check).
+    pub fn moved(
+        &mut self,
+        old: Option<(NaiveDate, &ServerSnapshot)>,
+        new: (NaiveDate, &ServerSnapshot),
+    ) {
         if let Some(old) = old {
             self.count(old, -1);
         }
@@ -155,23 +162,29 @@ impl CellMoves {
     }
 
     /// A server left `server_latest`.
-    pub fn removed(&mut self, old: &ServerSnapshot) {
+    pub fn removed(&mut self, old: (NaiveDate, &ServerSnapshot)) {
         self.count(old, -1);
     }
 
-    fn count(&mut self, s: &ServerSnapshot, sign: i64) {
+    fn count(&mut self, (first, s): (NaiveDate, &ServerSnapshot), sign: i64) {
         let d = self.cells.entry(LatestCellKey::of(s)).or_default();
         d.servers += sign;
         d.users += sign * capped(s.users);
         d.activated_users += sign * capped(s.activated_users);
         d.teams += sign * capped(s.teams);
+        *self.firsts.entry((first, s.unit_tests)).or_default() += sign;
     }
 
-    /// The changes that change something, in key order.
+    /// The `latest_cells` changes that change something, in key order.
     pub fn changes(&self) -> impl Iterator<Item = (&LatestCellKey, &CellDelta)> {
         self.cells
             .iter()
             .filter(|(_, d)| **d != CellDelta::default())
+    }
+
+    /// The `first_days` changes ((day, test install), servers) that change something, in key order.
+    pub fn first_changes(&self) -> impl Iterator<Item = (&(NaiveDate, bool), &i64)> {
+        self.firsts.iter().filter(|(_, n)| **n != 0)
     }
 }
 
@@ -370,8 +383,13 @@ mod tests {
         let (_, kept) = merged(Some(&(key(2, "", false).day, old.clone())), &late);
         assert_eq!(kept, old);
         let mut cells = CellMoves::default();
-        cells.moved(Some(&old), &new);
-        cells.moved(Some(&new), &new); // no change: nothing to write
+        cells.moved(Some((first, &old)), (first, &new));
+        cells.moved(Some((first, &new)), (first, &new)); // no change: nothing to write
+        assert_eq!(
+            cells.first_changes().count(),
+            0,
+            "the first day did not change"
+        );
         let changes: Vec<_> = cells
             .changes()
             .map(|(k, d)| (k.day, k.version.clone(), *d))
