@@ -2220,19 +2220,7 @@ impl ChecksModel {
         latest
             .into_values()
             .filter(|(_, c)| include_test || !c.unit_tests)
-            .map(|(day, c)| security::ServerSnapshot {
-                server_id: c.server_id.clone(),
-                day,
-                version: c.version.to_string(),
-                enterprise: c.enterprise,
-                os: c.os.clone(),
-                db: c.db.clone(),
-                db_version: c.db_version.clone(),
-                teams: c.teams,
-                users: c.users,
-                activated_users: c.activated_users,
-                unit_tests: c.unit_tests,
-            })
+            .map(|(day, c)| security::ServerSnapshot::of(day, c))
             .collect()
     }
 

@@ -46,6 +46,25 @@ pub struct ServerSnapshot {
     pub unit_tests: bool,
 }
 
+impl ServerSnapshot {
+    /// The snapshot of a check stored on `day`.
+    pub fn of(day: NaiveDate, c: &SecurityCheck) -> Self {
+        ServerSnapshot {
+            server_id: c.server_id.clone(),
+            day,
+            version: c.version.to_string(),
+            enterprise: c.enterprise,
+            os: c.os.clone(),
+            db: c.db.clone(),
+            db_version: c.db_version.clone(),
+            teams: c.teams,
+            users: c.users,
+            activated_users: c.activated_users,
+            unit_tests: c.unit_tests,
+        }
+    }
+}
+
 /// Servers at their latest check within a range of days, counted per key of one fleet dimension and
 /// size buckets: what the fleet and exposure reports are computed from. A backend computes the cells in
 /// the database, so a report holds one row per distinct (key, buckets), never one per server.

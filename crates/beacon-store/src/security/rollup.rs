@@ -245,19 +245,7 @@ impl RollupDelta {
     fn seen(&mut self, rec: &CheckRecord) {
         let day = rec.day();
         let c = &rec.check;
-        let snapshot = || ServerSnapshot {
-            server_id: c.server_id.clone(),
-            day,
-            version: c.version.to_string(),
-            enterprise: c.enterprise,
-            os: c.os.clone(),
-            db: c.db.clone(),
-            db_version: c.db_version.clone(),
-            teams: c.teams,
-            users: c.users,
-            activated_users: c.activated_users,
-            unit_tests: c.unit_tests,
-        };
+        let snapshot = || ServerSnapshot::of(day, c);
         match self.latest.get_mut(&c.server_id) {
             Some(l) => {
                 l.first_day = l.first_day.min(day);
