@@ -121,12 +121,12 @@ pub(crate) async fn forget_server(
             }
         }
     }
-    tx.execute(
+    for sql in [
         "DELETE FROM issue_servers WHERE server_id = $1",
-        &[&server_id],
-    )
-    .await
-    .map_err(map_err)?;
+        "DELETE FROM error_days WHERE server_id = $1",
+    ] {
+        tx.execute(sql, &[&server_id]).await.map_err(map_err)?;
+    }
     let removed = tx
         .query(
             "DELETE FROM checks WHERE server_id = $1 \
@@ -170,7 +170,7 @@ pub(crate) async fn forget_server(
     drop(client);
     vacuum(
         s,
-        "events, issue_counts, issue_servers, issues, checks, check_days, server_latest, latest_cells, first_days, dead_letters",
+        "events, issue_counts, issue_servers, error_days, issues, checks, check_days, server_latest, latest_cells, first_days, dead_letters",
     )
     .await;
     Ok(record)

@@ -187,6 +187,12 @@ async fn apply_locked(
         if channel == RetentionChannel::Events
             && let Some(cut) = cutoff
         {
+            if !dry_run {
+                client
+                    .execute("DELETE FROM error_days WHERE day < $1", &[&cut])
+                    .await
+                    .map_err(map_err)?;
+            }
             issues_removed = purge_issues(client, cut, dry_run).await?;
         }
         channels.push(RetentionOutcome {

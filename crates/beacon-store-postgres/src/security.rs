@@ -661,11 +661,7 @@ pub(crate) async fn release_health(
     let client = s.client().await?;
     let rows = if latest_covers(&client, to).await? {
         let filter = |t: &str| format!("{t}.day BETWEEN $1 AND $2 AND ($3 OR NOT {t}.unit_tests)");
-        report::release_health_latest_sql(
-            &filter,
-            "($1::date::timestamp AT TIME ZONE 'UTC')",
-            "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
-        )
+        report::release_health_latest_sql(&filter, "$1", "$2")
     } else {
         format!("{select} {} {group}", latest_in_range(false))
     };

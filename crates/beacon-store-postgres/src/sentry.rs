@@ -58,6 +58,12 @@ pub(crate) async fn write_event(
             &[&issue_id, server],
         )
         .await?;
+        // The days each server sent errors on: release health's erring servers.
+        tx.execute(
+            "INSERT INTO error_days (day, server_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&r.received_at.date_naive(), server],
+        )
+        .await?;
     }
     Ok(WriteOutcome::Accepted)
 }

@@ -177,22 +177,18 @@ pub fn release_health_sql(lower: &str, upper: &str) -> (String, &'static str) {
 
 /// Release health from the rollups, for a range that ends at or after the newest stored day
 /// ([`rollup`]): servers per version from `latest_cells`, and those of them with an error event in
-/// the range found from the events' side (the distinct `server_id`s of the range's events, each one
-/// lookup in `server_latest`), so the cost follows the events, not the fleet. `filter(alias)` is the
-/// backend's `WHERE` text over a rollup table so aliased (days of the range, test installs);
-/// `lower`/`upper` as in [`release_health_sql`]. Rows: version, servers, servers with errors.
-pub fn release_health_latest_sql(
-    filter: &dyn Fn(&str) -> String,
-    lower: &str,
-    upper: &str,
-) -> String {
+/// the range from `error_days` (the days each server sent errors on), each erring server one lookup
+/// in `server_latest`: the cost follows the erring servers, not the fleet or the events' rows.
+/// `filter(alias)` is the backend's `WHERE` text over a rollup table so aliased (days `from`..`to`,
+/// test installs); `from`/`to` are the backend's parameters of the range's days. Rows: version,
+/// servers, servers with errors.
+pub fn release_health_latest_sql(filter: &dyn Fn(&str) -> String, from: &str, to: &str) -> String {
     format!(
         "SELECT v.version, v.n, coalesce(w.n, 0) FROM \
          (SELECT c.version, sum(c.servers) AS n FROM latest_cells c WHERE {cells} \
           GROUP BY c.version HAVING sum(c.servers) > 0) v \
          LEFT JOIN (SELECT l.version, count(*) AS n FROM server_latest l WHERE l.server_id IN \
-          (SELECT e.server_id FROM events e WHERE e.server_id IS NOT NULL \
-           AND e.received_at >= {lower} AND e.received_at < {upper}) AND {latest} \
+          (SELECT d.server_id FROM error_days d WHERE d.day BETWEEN {from} AND {to}) AND {latest} \
           GROUP BY l.version) w ON w.version = v.version",
         cells = filter("c"),
         latest = filter("l"),
