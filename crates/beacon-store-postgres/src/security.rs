@@ -661,7 +661,11 @@ pub(crate) async fn release_health(
     let client = s.client().await?;
     let rows = if latest_covers(&client, to).await? {
         let filter = |t: &str| format!("{t}.day BETWEEN $1 AND $2 AND ($3 OR NOT {t}.unit_tests)");
-        report::release_health_latest_sql(&filter, "$1", "$2")
+        // `error_days`, narrow, not the events' rows (read whole: about 400 ms over 50 k events).
+        report::release_health_latest_sql(
+            &filter,
+            "SELECT d.server_id FROM error_days d WHERE d.day BETWEEN $1 AND $2",
+        )
     } else {
         format!("{select} {} {group}", latest_in_range(false))
     };

@@ -142,8 +142,6 @@ pub(crate) async fn forget_server(
             }
             tx.execute("DELETE FROM issue_servers WHERE server_id = ?1", [&id])
                 .map_err(map_err)?;
-            tx.execute("DELETE FROM error_days WHERE server_id = ?1", [&id])
-                .map_err(map_err)?;
             let span: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT first_day, day FROM server_latest WHERE server_id = ?1",

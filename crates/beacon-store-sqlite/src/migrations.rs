@@ -257,15 +257,6 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (day, unit_tests)
     ) WITHOUT ROWID;
     INSERT INTO first_days SELECT first_day, unit_tests, count(*) FROM server_latest GROUP BY 1, 2;",
-    // 11: the UTC days each server sent error events on (release health finds a range's erring
-    // servers here, not in the events' rows). Filled from the events stored.
-    "CREATE TABLE error_days (
-        day INTEGER NOT NULL,
-        server_id TEXT NOT NULL,
-        PRIMARY KEY (day, server_id)
-    ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO error_days
-        SELECT received_at / 86400000, server_id FROM events WHERE server_id IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

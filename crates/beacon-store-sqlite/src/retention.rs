@@ -138,17 +138,6 @@ pub(crate) async fn apply(
         }
         if channel == RetentionChannel::Events
             && let Some(cut) = cutoff
-            && !dry_run
-        {
-            run(&s.writer, move |c| {
-                c.execute("DELETE FROM error_days WHERE day < ?1", [day_num(cut)])
-                    .map(drop)
-                    .map_err(map_err)
-            })
-            .await?;
-        }
-        if channel == RetentionChannel::Events
-            && let Some(cut) = cutoff
         {
             issues_removed = if dry_run {
                 run(&s.reader, move |c| {

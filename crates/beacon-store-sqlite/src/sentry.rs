@@ -104,17 +104,10 @@ pub(crate) fn write_events(
                     e.environment.as_deref().unwrap_or(""),
                 ))
                 .or_default() += 1;
-            if let Some(s) = r.server_id.as_deref() {
-                if !servers.contains(&s) {
-                    servers.push(s);
-                }
-                // The days each server sent errors on: release health's erring servers.
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO error_days (day, server_id) VALUES (?1, ?2)",
-                )
-                .map_err(map_err)?
-                .execute(params![day_num(r.received_at.date_naive()), s])
-                .map_err(map_err)?;
+            if let Some(s) = r.server_id.as_deref()
+                && !servers.contains(&s)
+            {
+                servers.push(s);
             }
         }
         let mut count = tx

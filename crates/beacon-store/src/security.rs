@@ -177,19 +177,17 @@ pub fn release_health_sql(lower: &str, upper: &str) -> (String, &'static str) {
 
 /// Release health from the rollups, for a range that ends at or after the newest stored day
 /// ([`rollup`]): servers per version from `latest_cells`, and those of them with an error event in
-/// the range from `error_days` (the days each server sent errors on), each erring server one lookup
-/// in `server_latest`: the cost follows the erring servers, not the fleet or the events' rows.
-/// `filter(alias)` is the backend's `WHERE` text over a rollup table so aliased (days `from`..`to`,
-/// test installs); `from`/`to` are the backend's parameters of the range's days. Rows: version,
-/// servers, servers with errors.
-pub fn release_health_latest_sql(filter: &dyn Fn(&str) -> String, from: &str, to: &str) -> String {
+/// the range, each erring server one lookup in `server_latest`: the cost follows the erring servers,
+/// not the fleet. `filter(alias)` is the backend's `WHERE` text over a rollup table so aliased (the
+/// range's days, test installs); `erring` its query of the server ids with an error event in the
+/// range (repeats allowed). Rows: version, servers, servers with errors.
+pub fn release_health_latest_sql(filter: &dyn Fn(&str) -> String, erring: &str) -> String {
     format!(
         "SELECT v.version, v.n, coalesce(w.n, 0) FROM \
          (SELECT c.version, sum(c.servers) AS n FROM latest_cells c WHERE {cells} \
           GROUP BY c.version HAVING sum(c.servers) > 0) v \
          LEFT JOIN (SELECT l.version, count(*) AS n FROM server_latest l WHERE l.server_id IN \
-          (SELECT d.server_id FROM error_days d WHERE d.day BETWEEN {from} AND {to}) AND {latest} \
-          GROUP BY l.version) w ON w.version = v.version",
+          ({erring}) AND {latest} GROUP BY l.version) w ON w.version = v.version",
         cells = filter("c"),
         latest = filter("l"),
     )
