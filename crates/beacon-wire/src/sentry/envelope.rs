@@ -97,6 +97,9 @@ impl EnvelopeError {
     }
 }
 
+/// The most a payload's buffer is given before its bytes arrive.
+const PREALLOCATE_BYTES: u64 = 64 << 10;
+
 /// Most items in one envelope (SDKs send a handful: an event, its attachments, a client report).
 pub const MAX_ITEMS: usize = 100;
 /// Longest envelope header line, and longest item header line. An envelope header holds an event
@@ -206,7 +209,9 @@ impl<R: std::io::BufRead> Reader<R> {
         let payload = match h.length {
             Some(length) => {
                 let payload = if wanted && length <= max_payload as u64 {
-                    let mut p = Vec::with_capacity(length as usize);
+                    // Grown as bytes arrive, never sized by the declared length alone: a header
+                    // may claim terabytes over a body of a few bytes.
+                    let mut p = Vec::with_capacity(length.min(PREALLOCATE_BYTES) as usize);
                     let got = std::io::Read::read_to_end(
                         &mut std::io::Read::take(&mut self.r, length),
                         &mut p,
@@ -308,6 +313,22 @@ fn read_line(
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `envelope` fuzz target: an item header claiming 5.8 TB over a body of a few
+    /// bytes made `parse` allocate the claimed length up front and abort. Now it is truncated.
+    #[test]
+    fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
+        let body =
+            b"{\"eoib\":\"\"}\n\n{\"type\":\"\",\"length\":5847615847614}\n\n{\"\"4}\n\n{\"\"\"h";
+        assert!(matches!(
+            parse(body),
+            Err(EnvelopeError::Truncated {
+                length: 5_847_615_847_614,
+                ..
+            })
+        ));
+    }
+
     use super::*;
 
     #[test]
