@@ -116,7 +116,21 @@ pub fn parse_header(first_line: &[u8]) -> Result<EnvelopeHeader, EnvelopeError> 
     if head.len() > MAX_HEADER_BYTES {
         return Err(EnvelopeError::HeaderTooLong);
     }
-    serde_json::from_slice(head).map_err(|e| EnvelopeError::Header(e.to_string()))
+    header_of(head)
+}
+
+/// The envelope header of a line that holds only it.
+fn header_of(line: &[u8]) -> Result<EnvelopeHeader, EnvelopeError> {
+    if !is_object(line) {
+        return Err(EnvelopeError::Header("must be a JSON object".into()));
+    }
+    serde_json::from_slice(line).map_err(|e| EnvelopeError::Header(e.to_string()))
+}
+
+/// Whether a header line is a JSON object: serde would also read a struct from an array
+/// (`["event"]`), which no SDK sends and the envelope format does not allow.
+fn is_object(line: &[u8]) -> bool {
+    line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Parses a whole envelope held in memory, keeping every payload (tests and tools; the collector
@@ -148,8 +162,7 @@ impl<R: std::io::BufRead> Reader<R> {
         if n > MAX_HEADER_BYTES as u64 {
             return Err(EnvelopeError::HeaderTooLong);
         }
-        let header =
-            serde_json::from_slice(&head).map_err(|e| EnvelopeError::Header(e.to_string()))?;
+        let header = header_of(&head)?;
         Ok((
             header,
             Reader {
@@ -198,6 +211,12 @@ impl<R: std::io::BufRead> Reader<R> {
             return Err(EnvelopeError::ItemHeader {
                 index,
                 reason: format!("header line is longer than {MAX_HEADER_BYTES} bytes"),
+            });
+        }
+        if !is_object(&head) {
+            return Err(EnvelopeError::ItemHeader {
+                index,
+                reason: "must be a JSON object".into(),
             });
         }
         let h: ItemHeader =
@@ -313,6 +332,21 @@ fn read_line(
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the `envelope` fuzz target: `["event"]` was read as an item header (serde reads a
+    /// struct from an array too). Headers are JSON objects.
+    #[test]
+    fn headers_are_json_objects() {
+        assert!(matches!(
+            parse(b"{}\n[\"\"]\n\n[\"\"]\n\n[\"\"]"),
+            Err(EnvelopeError::ItemHeader { index: 0, .. })
+        ));
+        assert!(matches!(
+            parse(b"[\"id\"]\n{\"type\":\"event\",\"length\":2}\n{}\n"),
+            Err(EnvelopeError::Header(_))
+        ));
+        assert!(parse(b" {}\n{\"type\":\"event\",\"length\":2}\n{}\n").is_ok());
+    }
 
     /// Found by the `envelope` fuzz target: an item header claiming 5.8 TB over a body of a few
     /// bytes made `parse` allocate the claimed length up front and abort. Now it is truncated.
