@@ -4,6 +4,7 @@
 //! same run. Every loop is bounded by its deadline.
 
 mod agent;
+mod disk;
 mod durability;
 mod mobile;
 mod report;
@@ -213,6 +214,27 @@ enum Cmd {
         #[arg(long)]
         beacon: Option<PathBuf>,
     },
+    /// Bytes on disk per stored item of each channel, over a store filled through the endpoints,
+    /// and what a month of issue 14's fleet takes with and without the default retention.
+    Disk {
+        /// `/security` checks, each of a distinct server.
+        #[arg(long, default_value_t = 200_000)]
+        checks: u32,
+        /// Error events (the `envelopes` benchmark's 30-frame event), each with its own id.
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        /// Mobile trace events, in batches of 100 over six days.
+        #[arg(long, default_value_t = 5_000_000)]
+        trace_events: u64,
+        /// Also on PostgreSQL: an admin URL where the bench may create (and drops) a database.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Measure PostgreSQL alone.
+        #[arg(long)]
+        no_sqlite: bool,
+        #[arg(long)]
+        beacon: Option<PathBuf>,
+    },
     /// A bare hyper server answering `[]` to everything: the ceiling for an HTTP endpoint here.
     BareServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -403,6 +425,21 @@ fn main() -> Result<()> {
             print!("{}", report::markdown(""));
             Ok(())
         }
+        Cmd::Disk {
+            checks,
+            events,
+            trace_events,
+            postgres,
+            no_sqlite,
+            beacon,
+        } => disk::run(disk::Options {
+            checks,
+            events,
+            trace_events,
+            postgres,
+            no_sqlite,
+            beacon,
+        }),
         Cmd::Agent {
             checks,
             errors,

@@ -80,7 +80,7 @@ const DBS: [(&str, &str); 6] = [
 const DB_WEIGHTS: [u32; 6] = [10, 25, 30, 15, 15, 5];
 
 /// One server of the simulated fleet; days are indices into the filled range (0 = the first).
-struct Server {
+pub(crate) struct Server {
     first_day: u32,
     last_day: u32,
     version: usize,
@@ -108,7 +108,7 @@ fn weighted(rng: &mut StdRng, weights: &[u32]) -> usize {
 
 /// `n` servers over `days` days: most there from the first day to the last, a fifth joining later,
 /// a tenth going silent before the end, two in five upgrading once.
-fn fleet(n: u32, days: u32, rng: &mut StdRng) -> Vec<Server> {
+pub(crate) fn fleet(n: u32, days: u32, rng: &mut StdRng) -> Vec<Server> {
     (0..n)
         .map(|_| {
             let first_day = if days > 1 && rng.random_range(0..100) < 20 {
@@ -166,7 +166,7 @@ fn server_id(i: u32) -> String {
     format!("bench{i:0>21}")
 }
 
-fn check_query(s: &Server, i: u32, day: u32) -> String {
+pub(crate) fn check_query(s: &Server, i: u32, day: u32) -> String {
     let v = match s.upgrade_day {
         Some(u) if day >= u => s.version + 1,
         _ => s.version,
@@ -345,7 +345,7 @@ fn collector(
 }
 
 /// SIGTERM, then waits for the collector to finish what it accepted and exit.
-fn stop(mut p: Proc) -> Result<()> {
+pub(crate) fn stop(mut p: Proc) -> Result<()> {
     let pid = p.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status()?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -359,7 +359,7 @@ fn stop(mut p: Proc) -> Result<()> {
 }
 
 /// Sends requests `0..count` of `make` over `connections` connections; every one must get a 2xx.
-fn send_all(
+pub(crate) fn send_all(
     addr: &str,
     connections: usize,
     count: u64,
@@ -420,7 +420,7 @@ fn create_keys(url: &str) -> Result<Keys> {
 }
 
 /// The first microsecond of `day`.
-fn day_start_us(day: NaiveDate) -> i64 {
+pub(crate) fn day_start_us(day: NaiveDate) -> i64 {
     Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN))
         .timestamp_micros()
 }
