@@ -180,8 +180,12 @@ enum Cmd {
         requests: usize,
         /// On PostgreSQL instead of SQLite: an admin URL where the bench may create (and drops) a
         /// database.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "postgres_db")]
         postgres: Option<String>,
+        /// On PostgreSQL, in this existing database, which the bench neither creates nor drops (fill
+        /// it once, then measure it again with --no-fill).
+        #[arg(long)]
+        postgres_db: Option<String>,
         #[arg(long)]
         beacon: Option<PathBuf>,
         /// libfaketime's library; default: where Debian's `libfaketime` package puts it.
@@ -190,7 +194,7 @@ enum Cmd {
         /// Fill this directory (kept afterwards) instead of a temporary one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Measure the SQLite store already in --data-dir, without filling it.
+        /// Measure the store already in --data-dir (SQLite) or --postgres-db, without filling it.
         #[arg(long)]
         no_fill: bool,
     },
@@ -340,6 +344,7 @@ fn main() -> Result<()> {
             days,
             requests,
             postgres,
+            postgres_db,
             beacon,
             libfaketime,
             data_dir,
@@ -352,6 +357,7 @@ fn main() -> Result<()> {
                 days,
                 requests,
                 postgres,
+                postgres_db,
                 beacon,
                 libfaketime,
                 data_dir,

@@ -51,11 +51,13 @@ pub struct Options {
     pub days: u32,
     pub requests: usize,
     pub postgres: Option<String>,
+    /// An existing database, used as is and kept.
+    pub postgres_db: Option<String>,
     pub beacon: Option<PathBuf>,
     pub libfaketime: Option<PathBuf>,
     /// Fill this directory (and keep it) instead of a temporary one.
     pub data_dir: Option<PathBuf>,
-    /// Measure the store already in `data_dir` (SQLite) without filling it.
+    /// Measure the store already in `data_dir` (SQLite) or `postgres_db`, without filling it.
     pub no_fill: bool,
 }
 
@@ -502,7 +504,7 @@ fn fill_day(
 }
 
 /// Counts in the store: distinct servers, checks, issues, events, trace events.
-fn stored(dir: &Path, pg: Option<&BenchDb>) -> Result<[i64; 5]> {
+fn stored(dir: &Path, pg: Option<&str>) -> Result<[i64; 5]> {
     const SQL: [&str; 5] = [
         "SELECT count(DISTINCT server_id) FROM checks",
         "SELECT count(*) FROM checks",
@@ -523,8 +525,7 @@ fn stored(dir: &Path, pg: Option<&BenchDb>) -> Result<[i64; 5]> {
         }
         Some(db) => {
             out = beacon_testkit::block_on(async {
-                let (client, conn) =
-                    tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await?;
+                let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls).await?;
                 tokio::spawn(conn);
                 let mut out = [0i64; 5];
                 for (o, sql) in out.iter_mut().zip(SQL) {
@@ -889,14 +890,22 @@ pub fn run(o: Options) -> Result<bool> {
             tmp.path().to_path_buf()
         }
     };
-    if o.no_fill && (o.data_dir.is_none() || o.postgres.is_some()) {
-        bail!("--no-fill measures the SQLite store of --data-dir");
+    if o.no_fill && o.postgres_db.is_none() && (o.data_dir.is_none() || o.postgres.is_some()) {
+        bail!("--no-fill measures the SQLite store of --data-dir or the database of --postgres-db");
     }
-    let pg = match &o.postgres {
+    let created = match &o.postgres {
         Some(admin) => Some(BenchDb::create(admin).context("postgres")?),
         None => None,
     };
-    let backend = if pg.is_some() { "postgres" } else { "sqlite" };
+    let pg_url: Option<String> = o
+        .postgres_db
+        .clone()
+        .or_else(|| created.as_ref().map(|d| d.url.clone()));
+    let backend = if pg_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let today = Utc::now().date_naive();
     let first = today - Days::new(u64::from(days - 1));
     let mut rng = StdRng::seed_from_u64(13);
@@ -934,7 +943,7 @@ pub fn run(o: Options) -> Result<bool> {
     let fill_started = Instant::now();
     let mut sent = Sent::default();
     let mut keys = None;
-    let pg_url = pg.as_ref().map(|d| d.url.as_str());
+    let pg_url = pg_url.as_deref();
     for k in (0..days - 1).filter(|_| !o.no_fill) {
         let day = first + Days::new(u64::from(k));
         let t = Instant::now();
@@ -1043,7 +1052,7 @@ pub fn run(o: Options) -> Result<bool> {
     };
     // Let the background fold of trace events catch up, as a collector's would between visits.
     std::thread::sleep(Duration::from_secs(5));
-    let [servers, checks, issues, events, traces] = stored(&dir, pg.as_ref())?;
+    let [servers, checks, issues, events, traces] = stored(&dir, pg_url)?;
     println!(
         "{filled}; stored: {servers} servers, {checks} checks, {issues} issues, {events} events, {traces} trace events \
          (sent {} checks, {} events, {} trace events)",

@@ -22,7 +22,7 @@ use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
-use beacon_store::{IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
+use beacon_store::{EventRecord, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
     IssueSummary, KeyInfo, ProjectInfo,
@@ -215,12 +215,12 @@ impl PgStore {
                 }
             }
             mobile::write_traces(&tx, &traces).await?;
-            // Events sorted by group, so concurrent batches lock issue rows in one order.
-            events.sort_by(|a, b| {
-                (a.1.project_id, &a.1.group_hash).cmp(&(b.1.project_id, &b.1.group_hash))
-            });
-            for (i, e) in events {
-                out[i] = sentry::write_event(&tx, e).await?;
+            let records: Vec<&EventRecord> = events.iter().map(|(_, e)| &***e).collect();
+            for ((i, _), outcome) in events
+                .iter()
+                .zip(sentry::write_events(&tx, &records).await?)
+            {
+                out[*i] = outcome;
             }
             admin::write_dead_letters(&tx, &letters).await?;
             for (i, outcome) in check_at

@@ -67,6 +67,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@pairs $make, $reopen;
             retention_under_load_loses_nothing_young,
             report_rollups_hold_under_two_writers,
+            events_from_two_writers_count_once,
         );
     };
     (@pairs $make:expr, $reopen:path; $($case:ident),* $(,)?) => {
@@ -2309,6 +2310,88 @@ impl ChecksModel {
 
 /// Two collectors writing checks of the same servers and days at once (PostgreSQL: concurrent
 /// transactions on the same rows) leave rollups that agree with the checks they stored.
+/// Two collectors writing events of the same issues at once, some with the same event ids: every
+/// event id is accepted exactly once across both, and each issue counts exactly its distinct
+/// events, servers and days (no lost update, no deadlock that a retry does not resolve).
+pub async fn events_from_two_writers_count_once(store: &dyn Store, other: &dyn Store) {
+    let p = store
+        .create_project("pair", &"e".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    let hashes = ["h1", "h2", "h3", "h4", "h5"];
+    // Writer w's batch r: 30 events; ids overlap between the writers (n is shared by both for
+    // even n) and each batch touches every issue, in opposite orders.
+    let batch = |w: u32, r: u32| -> std::sync::Arc<[WriteOp]> {
+        let mut ops: Vec<WriteOp> = (0..30u32)
+            .map(|k| {
+                let n = if k % 2 == 0 {
+                    r * 1000 + k
+                } else {
+                    r * 1000 + 100 + w * 50 + k
+                };
+                let hash = hashes[(k as usize) % hashes.len()];
+                let server = format!("s{}", k % 7);
+                event_op(p, n, hash, "1.0", "prod", Some(&server), u64::from(r % 2))
+            })
+            .collect();
+        if w == 1 {
+            ops.reverse();
+        }
+        ops.into()
+    };
+    let mut accepted = 0usize;
+    let mut total = 0usize;
+    for r in 0..6u32 {
+        let (a, b) = tokio::join!(
+            store.write_batch(batch(0, r)),
+            other.write_batch(batch(1, r))
+        );
+        for o in a.unwrap().into_iter().chain(b.unwrap()) {
+            total += 1;
+            match o {
+                WriteOutcome::Accepted => accepted += 1,
+                WriteOutcome::Duplicate => {}
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+    }
+    // 15 shared ids and 2 × 15 own ids per round.
+    assert_eq!(total, 6 * 60);
+    assert_eq!(
+        accepted,
+        6 * 45,
+        "each event id accepted once across both writers"
+    );
+    let issues = store
+        .issues(&IssueFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), hashes.len());
+    assert_eq!(
+        issues.iter().map(|i| i.count).sum::<u64>(),
+        accepted as u64,
+        "issue counts add up to the accepted events"
+    );
+    for i in &issues {
+        assert_eq!(i.count, 6 * 45 / 5, "{} counts its own events", i.title);
+        assert!(i.servers >= 1 && i.servers <= 7);
+        let days = store
+            .issue_day_counts(&[i.id], day0(), day0() + Days::new(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            days.iter().map(|d| d.count).sum::<u64>(),
+            i.count,
+            "{}: counts per day add up",
+            i.title
+        );
+    }
+}
+
 pub async fn report_rollups_hold_under_two_writers(store: &dyn Store, other: &dyn Store) {
     let versions = ["5.37.0", "5.38.1", "10.0.0"];
     let batch = |writer: usize, round: usize, day: u64| -> std::sync::Arc<[WriteOp]> {

@@ -333,7 +333,39 @@ pub async fn overview(
     State(s): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, UiError> {
-    let growth = growth_report(&s, &ReportParams::default()).await?;
+    // The four reports are independent: asked at once, the page waits for the slowest, not the sum
+    // (each takes its own store connection).
+    let since = s.clock.now() - chrono::Duration::hours(24);
+    let report_params = ReportParams::default();
+    let (growth, exposure, issues, regressions) = tokio::try_join!(
+        async {
+            growth_report(&s, &report_params)
+                .await
+                .map_err(UiError::from)
+        },
+        async {
+            crate::security::admin::exposure_report(&s, &report_params)
+                .await
+                .map_err(UiError::from)
+        },
+        async {
+            crate::sentry::admin::issue_list(
+                &s,
+                crate::sentry::admin::IssueParams {
+                    sort: Some("count".into()),
+                    limit: Some("200".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(UiError::from)
+        },
+        async {
+            crate::mobile::admin::regression_report(&s, &Default::default())
+                .await
+                .map_err(UiError::from)
+        },
+    )?;
     let today = growth
         .days
         .last()
@@ -342,30 +374,18 @@ pub async fn overview(
         .to_string();
     let trend: Vec<f64> = growth.days.iter().map(|d| d.servers as f64).collect();
 
-    let exposure = crate::security::admin::exposure_report(&s, &ReportParams::default()).await?;
     let mut newest: Vec<_> = exposure.bulletins.iter().collect();
     newest.sort_by_key(|b| std::cmp::Reverse(b.published_at));
     newest.truncate(3);
     let exposed = newest.first().map(|b| b.servers).unwrap_or(0).to_string();
 
     // The issues with the most events among those seen in the last 24 hours.
-    let since = s.clock.now() - chrono::Duration::hours(24);
-    let issues = crate::sentry::admin::issue_list(
-        &s,
-        crate::sentry::admin::IssueParams {
-            sort: Some("count".into()),
-            limit: Some("200".into()),
-            ..Default::default()
-        },
-    )
-    .await?;
     let recent: Vec<_> = issues
         .iter()
         .filter(|i| i.last_seen >= since)
         .take(5)
         .collect();
 
-    let regressions = crate::mobile::admin::regression_report(&s, &Default::default()).await?;
     let flagged: Vec<_> = regressions
         .comparisons
         .iter()

@@ -48,7 +48,29 @@ pub async fn releases(
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
     range.apply(s.clock.now().date_naive(), &mut p.from, &mut p.to)?;
-    let r = release_report(&s, &p).await?;
+    // The app's releases: the same percentile report as /ui/perf, by app version. The three reports
+    // are independent and asked at once (each on its own store connection).
+    let app = |trace: &str| PerfParams {
+        trace: Some(trace.into()),
+        by: Some("app_version".into()),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        ..PerfParams::default()
+    };
+    let (start_params, switch_params) = (app("start:overall"), app("channel:switch_loaded"));
+    let (r, start, switch) = tokio::try_join!(
+        async { release_report(&s, &p).await.map_err(UiError::from) },
+        async {
+            percentile_report(&s, &start_params)
+                .await
+                .map_err(UiError::from)
+        },
+        async {
+            percentile_report(&s, &switch_params)
+                .await
+                .map_err(UiError::from)
+        },
+    )?;
     let mut table = Table::new(vec![
         Column::text("version"),
         Column::number("servers"),
@@ -66,16 +88,6 @@ pub async fn releases(
     if format.csv()? {
         return Ok(csv("releases", &table));
     }
-    // The app's releases: the same percentile report as /ui/perf, by app version.
-    let app = |trace: &str| PerfParams {
-        trace: Some(trace.into()),
-        by: Some("app_version".into()),
-        from: p.from.clone(),
-        to: p.to.clone(),
-        ..PerfParams::default()
-    };
-    let start = percentile_report(&s, &app("start:overall")).await?;
-    let switch = percentile_report(&s, &app("channel:switch_loaded")).await?;
     let mut apps = Table::new(vec![
         Column::text("app_version"),
         Column::number("devices"),
