@@ -206,6 +206,7 @@ pub struct RunningCollector {
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
     compactor: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
     retention: JoinHandle<()>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
@@ -240,6 +241,7 @@ impl RunningCollector {
         let served = self.server.wait().await;
         self.refresher.abort();
         self.compactor.abort();
+        self.maintenance.abort();
         self.retention.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
         if tokio::time::timeout(self.grace, self.writer).await.is_err() {
@@ -279,6 +281,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         store.clone(),
         Duration::from_secs(config.ingest.perf_compact_secs),
     ));
+    let maintenance = tokio::spawn(maintain(store.clone(), MAINTENANCE_EVERY));
     let retention = tokio::spawn(crate::retention::job(
         store.clone(),
         clock.clone(),
@@ -340,6 +343,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         writer,
         refresher,
         compactor,
+        maintenance,
         retention,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
@@ -428,6 +432,28 @@ async fn compact_perf(store: Arc<dyn Store>, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deltas = n, "sketch deltas compacted"),
             Err(e) => tracing::warn!(error = %e, "sketch compaction failed; retrying on schedule"),
+        }
+    }
+}
+
+/// How often the store's housekeeping runs ([`Store::maintain`]); the first run is at start.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
+
+/// The store's housekeeping in the background (PostgreSQL with autovacuum off: vacuum and analyse
+/// the tables updated in place).
+async fn maintain(store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match store.maintain().await {
+            Ok(true) => tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "vacuumed and analysed the tables updated in place (autovacuum is off)"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "store maintenance failed; retrying on schedule"),
         }
     }
 }

@@ -9,6 +9,7 @@
 mod admin;
 mod forget;
 mod keys;
+mod maintain;
 mod migrations;
 mod mobile;
 mod retention;
@@ -494,6 +495,10 @@ impl Store for PgStore {
 
     async fn compact_perf(&self) -> Result<u64> {
         mobile::compact_perf(self).await
+    }
+
+    async fn maintain(&self) -> Result<bool> {
+        maintain::run(self).await
     }
 
     async fn count_trace_events(&self) -> Result<u64> {

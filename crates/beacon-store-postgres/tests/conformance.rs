@@ -57,3 +57,47 @@ async fn a_corrupt_row_reads_back_as_corrupt() {
     let all = f.bulletins().await;
     assert!(matches!(all, Err(StoreError::Corrupt(_))), "{all:?}");
 }
+
+/// With `autovacuum` off, `maintain` vacuums and analyses the tables updated in place (their dead
+/// row versions go, the planner's statistics are fresh); with it on, it leaves them to the server.
+#[tokio::test]
+async fn maintenance_vacuums_the_rollups_when_autovacuum_is_off() {
+    use beacon_store::WriteOp;
+    use beacon_store::conformance::{at, check};
+    use beacon_store::security::CheckRecord;
+    let Some(f) = fresh().await else {
+        return;
+    };
+    // 50 servers checking in on 4 days: every check updates its server's `server_latest` row.
+    for day in 0..4u64 {
+        let ops: Vec<WriteOp> = (0..50u32)
+            .map(|n| {
+                WriteOp::Check(CheckRecord {
+                    received_at: at(day, 1),
+                    check: check(n, "5.37.0", 3),
+                })
+            })
+            .collect();
+        f.write_batch(ops.into()).await.unwrap();
+    }
+    let autovacuum = f.pg.strings("SELECT current_setting('autovacuum')");
+    let vacuumed = "SELECT count(*) FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL \
+                    AND relname IN ('server_latest', 'latest_cells', 'check_days', 'first_days')";
+    assert_eq!(f.pg.count(vacuumed), 0);
+    let ran = f.maintain().await.unwrap();
+    if autovacuum == ["off"] {
+        assert!(ran, "autovacuum is off: maintenance must run");
+        assert_eq!(f.pg.count(vacuumed), 4, "each rollup vacuumed");
+        let analysed = f.pg.count(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL \
+             AND relname = 'server_latest'",
+        );
+        assert_eq!(analysed, 1);
+        // A second collector's run while one holds the lock does nothing; alone, it runs again.
+        let other = reopen(&f).await;
+        assert!(other.maintain().await.unwrap());
+    } else {
+        assert!(!ran, "autovacuum is on: the server does it");
+        assert_eq!(f.pg.count(vacuumed), 0);
+    }
+}

@@ -265,6 +265,15 @@ pub trait Store: Send + Sync + 'static {
     /// it. Safe to run from several collectors at once.
     async fn compact_perf(&self) -> Result<u64>;
 
+    /// Housekeeping the database needs and does not do by itself; returns whether any ran. On
+    /// PostgreSQL with `autovacuum` off, the tables updated in place (report rollups, issues and
+    /// their counts, sketch rows and deltas) are vacuumed and analysed, one collector at a time:
+    /// without it their dead rows grow with every check and the planner's statistics go stale. A
+    /// backend that needs nothing (SQLite reuses the space of rows updated in place) does nothing.
+    async fn maintain(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// How many raw trace events are stored.
     async fn count_trace_events(&self) -> Result<u64>;
 
