@@ -7,7 +7,7 @@ use regex::{Captures, Regex};
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// What one pass over a text's bytes found: enough to skip most rules. The rules that pass it run a more
 /// precise scan (their `applies`) before their pattern.
@@ -165,17 +165,40 @@ fn has_iban_start(text: &str) -> bool {
     })
 }
 
-static BEARER_WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("(?i)bearer").expect("bearer pattern"));
-static USERS_WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)users").expect("users pattern"));
+/// Whether `hay` contains `word` (lower-case ASCII) in any ASCII case.
+fn contains_word(hay: &str, word: &str) -> bool {
+    hay.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+}
+
+/// A rule's pattern, compiled the first time a text passes the rule's cheap test: a process that
+/// scrubs only a few kinds of text (an agent's error reports) never builds the other rules'
+/// automata, which are most of the scrubber's memory.
+struct LazyRegex {
+    build: fn() -> Regex,
+    compiled: OnceLock<Regex>,
+}
+
+impl LazyRegex {
+    const fn new(build: fn() -> Regex) -> LazyRegex {
+        LazyRegex {
+            build,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Regex {
+        self.compiled.get_or_init(self.build)
+    }
+}
 
 struct TextRule {
     rule: Rule,
     /// What a redacted range becomes.
     with: &'static str,
-    re: Regex,
-    /// Whether the rule can match at all; `false` skips the regex.
+    re: LazyRegex,
+    /// Whether the rule can match at all; `false` skips the regex (and never compiles it).
     applies: fn(&Shape, &str) -> bool,
     /// The range of the haystack to redact for one match, if any.
     redact: fn(&str, &Captures<'_>) -> Option<Range<usize>>,
@@ -184,7 +207,9 @@ struct TextRule {
 /// ASCII word boundary: keeps the lazy DFA usable on non-ASCII text, unlike Unicode `\b`.
 macro_rules! pattern {
     ($($part:expr),+ $(,)?) => {
-        Regex::new(&[$($part),+].concat().replace(r"\b", r"(?-u:\b)")).expect("scrub pattern")
+        LazyRegex::new(|| {
+            Regex::new(&[$($part),+].concat().replace(r"\b", r"(?-u:\b)")).expect("scrub pattern")
+        })
     };
 }
 
@@ -225,7 +250,7 @@ static RULES: LazyLock<Vec<TextRule>> = LazyLock::new(|| {
             rule: Rule::Bearer,
             with: FILTERED,
             re: pattern!(r"(?i)\bbearer[ \t]+([A-Za-z0-9._~+/=-]+)"),
-            applies: |s, t| s.space && BEARER_WORD.is_match(t),
+            applies: |s, t| s.space && contains_word(t, "bearer"),
             redact: |_, c| {
                 let token = c.get(1)?;
                 let t = token.as_str();
@@ -258,7 +283,9 @@ static RULES: LazyLock<Vec<TextRule>> = LazyLock::new(|| {
             ),
             applies: |s, t| {
                 (s.slash && (t.contains("/home/") || t.contains("/Users/")))
-                    || (s.colons > 0 && USERS_WORD.is_match(t))
+                    || (s.colons > 0
+                        // `ſ` folds to `s` in the rule's case-insensitive pattern.
+                        && (contains_word(t, "users") || t.contains('\u{17f}')))
             },
             redact: |hay, c| {
                 let m = c.get(0)?;
@@ -353,7 +380,7 @@ fn rewrite(text: &str, rule: &TextRule) -> Option<(String, u64)> {
     let mut out = String::new();
     let mut last = 0;
     let mut n = 0;
-    for caps in rule.re.captures_iter(text) {
+    for caps in rule.re.get().captures_iter(text) {
         let Some(r) = (rule.redact)(text, &caps) else {
             continue;
         };
