@@ -148,6 +148,16 @@ pub fn mounts() -> Vec<Mount> {
         // Retention.
         mount(&RETENTION_STATUS, crate::retention::status),
         mount(&RETENTION_APPLY, crate::retention::apply_now),
+        // Alerts.
+        mount(&ALERTS_LIST, crate::alerts::list),
+        mount(&ALERTS_CREATE, crate::alerts::create),
+        mount(&ALERTS_HISTORY, crate::alerts::history),
+        mount(&ALERTS_SHOW, crate::alerts::show),
+        mount(&ALERTS_REMOVE, crate::alerts::remove),
+        mount(&ALERTS_TEST, crate::alerts::test),
+        mount(&UI_ALERT_CREATE, ui::settings::alert_create),
+        mount(&UI_ALERT_REMOVE, ui::settings::alert_remove),
+        mount(&UI_ALERT_TEST, ui::settings::alert_test),
     ]
 }
 
@@ -207,6 +217,7 @@ pub struct RunningCollector {
     refresher: JoinHandle<()>,
     compactor: JoinHandle<()>,
     retention: JoinHandle<()>,
+    alerts: JoinHandle<()>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
     /// Shown once; only its hash is stored.
@@ -241,6 +252,7 @@ impl RunningCollector {
         self.refresher.abort();
         self.compactor.abort();
         self.retention.abort();
+        self.alerts.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
         if tokio::time::timeout(self.grace, self.writer).await.is_err() {
             tracing::error!("writer did not finish within the grace period");
@@ -285,6 +297,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         config.retention.policy(),
         Duration::from_secs(config.retention.interval_secs),
     ));
+    let sender = crate::alerts::Sender::new(&config.alerts)
+        .map_err(|e| StartError::Config(format!("alerts: cannot build the http client: {e}")))?;
+    let alert_config = config.clone();
+    let alerts = tokio::spawn(crate::alerts::job(
+        store.clone(),
+        clock.clone(),
+        sender.clone(),
+        move |now| crate::alerts::context(&alert_config, now),
+        Duration::from_secs(config.alerts.interval_secs),
+    ));
     let config = Arc::new(config);
     let state = AppState::new(crate::Shared {
         store: store.clone(),
@@ -299,6 +321,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         ),
         api_keys: Default::default(),
         device_hasher,
+        alerts: sender,
     });
     let app = router(state);
 
@@ -341,6 +364,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         refresher,
         compactor,
         retention,
+        alerts,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
         store,
