@@ -3156,7 +3156,7 @@ pub async fn issue_event_counts_by_receipt_time(store: &dyn Store) {
         .issue_event_counts(&[h1, h2, h2 + 100], s(2), s(6))
         .await
         .unwrap();
-    assert_eq!(counts, vec![(h1, 3)], "seconds 2, 3, 4, 5 of h1; 6 is out");
+    assert_eq!(counts, vec![(h1, 4)], "seconds 2, 3, 4, 5 of h1; 6 is out");
     let counts = store
         .issue_event_counts(&[h2, h1], s(0), s(7))
         .await
