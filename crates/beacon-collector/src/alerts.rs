@@ -383,21 +383,28 @@ pub async fn new_rule(s: &AppState, new: NewAlertRule) -> Result<CreatedAlertRul
 }
 
 fn check_url(url: &str) -> Result<String, FieldError> {
-    let url = url.trim();
     let bad = || {
         FieldError::new(
             "url",
             format!(
-                "must be an http:// or https:// url with a host, at most {} characters",
+                "must be an http:// or https:// url with a host, without spaces, at most {} characters",
                 beacon_wire::alert::MAX_URL
             ),
         )
     };
-    if url.len() > beacon_wire::alert::MAX_URL {
+    let scheme_ok = ["http://", "https://"].iter().any(|p| {
+        url.get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    });
+    // The URL parser would drop spaces and control characters silently: refuse them instead.
+    if url.len() > beacon_wire::alert::MAX_URL
+        || !scheme_ok
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(bad());
     }
     let parsed = reqwest::Url::parse(url).map_err(|_| bad())?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad());
     }
     Ok(parsed.to_string())
@@ -521,7 +528,16 @@ mod tests {
     fn urls_must_be_http_with_a_host() {
         assert!(check_url("https://chat.example.com/hooks/x").is_ok());
         assert!(check_url("http://127.0.0.1:8065/hooks/x").is_ok());
-        for bad in ["ftp://x/y", "file:///etc/passwd", "https://", "hooks/x", ""] {
+        for bad in [
+            "ftp://x/y",
+            "file:///etc/passwd",
+            "https://",
+            "hooks/x",
+            "",
+            "http:x",
+            " http://x",
+            "http://x/a b",
+        ] {
             assert_eq!(check_url(bad).unwrap_err().field, "url", "{bad}");
         }
     }

@@ -431,16 +431,21 @@ pub fn mask_url(url: &str) -> String {
     format!("{scheme}://{host}/…")
 }
 
-/// Checks a rule's name: 1 to [`MAX_NAME`] printable characters.
+/// Checks a rule's name (1 to [`MAX_NAME`] characters, no control characters, not only white
+/// space) and trims it.
 pub fn check_name(name: &str) -> Result<String, FieldError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > MAX_NAME || n.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME
+        || name.chars().any(char::is_control)
+    {
         return Err(FieldError::new(
             "name",
-            format!("must be 1 to {MAX_NAME} printable characters"),
+            format!(
+                "must be 1 to {MAX_NAME} characters without control characters, not only white space"
+            ),
         ));
     }
-    Ok(n.to_string())
+    Ok(name.trim().to_string())
 }
 
 #[cfg(test)]
