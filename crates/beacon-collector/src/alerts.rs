@@ -48,7 +48,7 @@ pub const BATCH: u32 = 20;
 pub const MAX_HISTORY: u32 = 1000;
 
 /// Posts notifications: reqwest over rustls (ring, webpki roots), a timeout, no redirects, no
-/// retries inside the client (the outbox retries).
+/// retries inside the client (the outbox retries), no kept-alive connections, no proxy.
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
@@ -79,6 +79,8 @@ impl Sender {
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
+            // A notification now and then: no connection is kept between them.
+            .pool_max_idle_per_host(0)
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;
@@ -206,6 +208,7 @@ pub async fn job(
     sender: Sender,
     ctx: impl Fn(chrono::DateTime<chrono::Utc>) -> EvalContext + Send + 'static,
     every: Duration,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,6 +225,7 @@ pub async fn job(
         if let Err(e) = deliver_due(&*store, &*clock, &sender).await {
             tracing::warn!(error = %e, "alert delivery failed; retrying on schedule");
         }
+        rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

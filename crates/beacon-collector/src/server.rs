@@ -218,6 +218,7 @@ pub struct RunningCollector {
     compactor: JoinHandle<()>,
     retention: JoinHandle<()>,
     alerts: JoinHandle<()>,
+    alert_rounds: Arc<std::sync::atomic::AtomicU64>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
     /// Shown once; only its hash is stored.
@@ -228,6 +229,11 @@ pub struct RunningCollector {
 impl RunningCollector {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Rounds of the alert job completed (evaluation, then delivery): tests wait for rounds.
+    pub fn alert_rounds(&self) -> u64 {
+        self.alert_rounds.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://ADDR` or `https://ADDR`.
@@ -300,12 +306,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
     let sender = crate::alerts::Sender::new(&config.alerts)
         .map_err(|e| StartError::Config(format!("alerts: cannot build the http client: {e}")))?;
     let alert_config = config.clone();
+    let alert_rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let alerts = tokio::spawn(crate::alerts::job(
         store.clone(),
         clock.clone(),
         sender.clone(),
         move |now| crate::alerts::context(&alert_config, now),
         Duration::from_secs(config.alerts.interval_secs),
+        alert_rounds.clone(),
     ));
     let config = Arc::new(config);
     let state = AppState::new(crate::Shared {
@@ -365,6 +373,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         compactor,
         retention,
         alerts,
+        alert_rounds,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
         store,
