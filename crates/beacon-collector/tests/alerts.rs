@@ -534,35 +534,38 @@ async fn a_receiver_down_for_two_periods_gets_the_notification_when_back() {
     receiver.stop().await;
     send_event(&c, &p, 1, "panic in handler", "fatal").await;
     let attempts = |h: &[Value]| h.first().map_or(0, |d| d["attempts"].as_u64().unwrap());
+    let time = |d: &Value, k: &str| {
+        d[k].as_str()
+            .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap())
+    };
+    // An attempt is over once its retry time is set: `wait` after the attempt's start.
+    let attempt_over = |h: &[Value], n: u64, wait: Duration| {
+        h.first().is_some_and(|d| {
+            d["attempts"] == n
+                && matches!((time(d, "next_at"), time(d, "last_attempt_at")),
+                            (Some(next), Some(last)) if next - last == wait)
+        })
+    };
     for _ in 0..2000 {
-        if attempts(&history(&c).await) >= 1 {
+        if attempt_over(&history(&c).await, 1, Duration::minutes(1)) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let h = history(&c).await;
-    assert_eq!(
-        (h[0]["status"].as_str(), attempts(&h)),
-        (Some("pending"), 1),
-        "{h:?}"
-    );
-    assert!(h[0]["last_error"].as_str().unwrap().len() > 3);
-    assert!(!h[0]["last_error"].as_str().unwrap().contains("s3cr3t"));
-    let first =
-        chrono::DateTime::parse_from_rfc3339(h[0]["last_attempt_at"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        chrono::DateTime::parse_from_rfc3339(h[0]["next_at"].as_str().unwrap()).unwrap() - first,
-        Duration::minutes(1)
-    );
-    // The next evaluation period: the second attempt fails too.
+    assert!(attempt_over(&h, 1, Duration::minutes(1)), "{h:?}");
+    assert_eq!(h[0]["status"], "pending");
+    let error = h[0]["last_error"].as_str().unwrap();
+    assert!(error.len() > 3 && !error.contains("s3cr3t"), "{error}");
+    // The next evaluation period: the second attempt fails too, and the next waits 5 minutes.
     c.clock().advance(Duration::minutes(1));
     for _ in 0..2000 {
-        if attempts(&history(&c).await) >= 2 {
+        if attempt_over(&history(&c).await, 2, Duration::minutes(5)) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(attempts(&history(&c).await), 2);
+    assert!(attempt_over(&history(&c).await, 2, Duration::minutes(5)));
     c.clock().advance(Duration::minutes(1));
     rounds(&c, 2).await;
     assert_eq!(
@@ -613,8 +616,11 @@ async fn two_collectors_on_one_postgres_send_each_notification_once() {
         json!({"name": "pg", "kind": "new_issue", "destination": "webhook", "url": receiver.url()}),
     )
     .await;
-    for n in 0..5 {
-        send_event(&a, &p, n, &format!("failure number {n}"), "error").await;
+    for (n, what) in ["alpha", "beta", "gamma", "delta", "epsilon"]
+        .iter()
+        .enumerate()
+    {
+        send_event(&a, &p, n as u32, &format!("{what} went wrong"), "error").await;
     }
     let got = receiver.wait_for(5).await;
     rounds(&a, 3).await;
