@@ -5,97 +5,7 @@ use crate::util::*;
 use beacon_collector::Clock;
 use beacon_testkit::*;
 use chrono::{Duration, Timelike};
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Got {
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a json body")
-    }
-}
-
-/// A webhook receiver on `127.0.0.1`: answers 200 and records; `stop` closes its port (connections
-/// are refused), `start_again` opens the same port.
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Got>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut r = Receiver {
-            addr: listener.local_addr().unwrap(),
-            got: Arc::default(),
-            task: None,
-        };
-        r.serve(listener);
-        r
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let got = self.got.clone();
-        let app = axum::Router::new().fallback(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let got = got.clone();
-                async move {
-                    got.lock().unwrap().push(Got {
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    "ok"
-                }
-            },
-        );
-        self.task = Some(tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        }));
-    }
-
-    /// The URL a rule posts to; its path plays the incoming webhook's secret.
-    fn url(&self) -> String {
-        format!("http://{}/hooks/s3cr3t-hook-path", self.addr)
-    }
-
-    async fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-    }
-
-    async fn start_again(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener);
-    }
-
-    fn count(&self) -> usize {
-        self.got.lock().unwrap().len()
-    }
-
-    fn all(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Got> {
-        let got = self.got.clone();
-        wait_until(&format!("{n} notifications"), move || {
-            got.lock().unwrap().len() >= n
-        })
-        .await;
-        self.all()
-    }
-}
 
 /// A collector whose alert job runs every second (on its manual clock), with k = 5.
 async fn collector() -> TestCollector {
@@ -127,12 +37,8 @@ async fn add_rule(c: &TestCollector, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
-fn verify(got: &Got, secret: &str) {
-    let header = got.headers["x-beacon-signature"].to_str().unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(&got.body);
-    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    assert_eq!(header, want, "the signature verifies");
+fn verify(got: &Received, secret: &str) {
+    assert!(got.signed_with(secret), "the signature verifies");
 }
 
 async fn send_event(c: &TestCollector, p: &Project, n: u32, message: &str, level: &str) {
@@ -166,7 +72,7 @@ async fn history(c: &TestCollector) -> Vec<Value> {
 /// the personal data the event carried; a repeat, a lower level and a restart notify nothing more.
 #[tokio::test]
 async fn a_new_issue_notifies_once_signed_and_scrubbed_even_across_a_restart() {
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_path_buf();
     let c = TestCollector::start_with(|c| {
@@ -215,7 +121,7 @@ async fn a_new_issue_notifies_once_signed_and_scrubbed_even_across_a_restart() {
     );
     assert_eq!(body["id"], format!("{id}:{issue}:1"));
     assert_eq!(
-        got[0].headers["x-beacon-delivery"].to_str().unwrap(),
+        got[0].header("x-beacon-delivery"),
         body["id"].as_str().unwrap()
     );
     // The same issue again, and more rounds: nothing new.
@@ -255,7 +161,7 @@ async fn a_new_issue_notifies_once_signed_and_scrubbed_even_across_a_restart() {
 /// 7 days (and at least the minimum) fire once; the spike ends, resolves, and a new one fires again.
 #[tokio::test]
 async fn an_issue_spike_fires_once_per_episode() {
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let c = collector().await;
     let p = c.create_project("web").await;
     let t0 = c.clock().now();
@@ -331,7 +237,7 @@ fn device(version: &str, uid: &str) -> Value {
 /// regressions` fires once; a version seen on too few devices never does.
 #[tokio::test]
 async fn a_perf_regression_fires_once() {
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let c = collector().await;
     let key = c.create_api_key("android").await;
     let now_us = c.clock().now().timestamp_micros();
@@ -390,7 +296,7 @@ async fn a_perf_regression_fires_once() {
 /// that checked in fire once; once they upgrade, the episode resolves.
 #[tokio::test]
 async fn exposure_fires_after_its_days_and_resolves_when_the_fleet_patches() {
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let c = collector().await;
     c.add_bulletin("BSA-2026-0042", ">=9.0.0, <9.5.1").await;
     let check_in = |version: &'static str, servers: std::ops::Range<u32>| {
@@ -439,7 +345,7 @@ async fn exposure_fires_after_its_days_and_resolves_when_the_fleet_patches() {
 /// 13:00, fires once; servers checking in again resolve it; the next silent day fires again.
 #[tokio::test]
 async fn a_fleet_drop_fires_once_per_episode() {
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let c = collector().await;
     let clock = c.shared_clock();
     let sim = beacon_sim::SimConfig {
@@ -523,7 +429,7 @@ async fn a_fleet_drop_fires_once_per_episode() {
 /// attempts at once and a minute later fail, the third (5 minutes on) is delivered, once.
 #[tokio::test]
 async fn a_receiver_down_for_two_periods_gets_the_notification_when_back() {
-    let mut receiver = Receiver::start().await;
+    let mut receiver = WebhookReceiver::start().await;
     let c = collector().await;
     let p = c.create_project("api").await;
     add_rule(
@@ -599,7 +505,7 @@ async fn two_collectors_on_one_postgres_send_each_notification_once() {
     let Some(pg) = TestPg::from_env() else {
         return;
     };
-    let receiver = Receiver::start().await;
+    let receiver = WebhookReceiver::start().await;
     let a = TestCollector::builder()
         .postgres(&pg)
         .config(configure)
@@ -646,7 +552,7 @@ async fn two_collectors_on_one_postgres_send_each_notification_once() {
 /// the history; a down destination is reported; bad rules are refused; URLs never come back whole.
 #[tokio::test]
 async fn rules_through_the_api_and_test_notifications() {
-    let mut receiver = Receiver::start().await;
+    let mut receiver = WebhookReceiver::start().await;
     let c = collector().await;
     let hook = add_rule(
         &c,

@@ -260,8 +260,10 @@ async fn settings_page(
                 (filters::text("percent", "Percent (exposure: at least; fleet drop: below)", None))
                 div.field { button type="submit" { "Add alert rule" } }
             }
-            h3 { "Latest notifications" }
-            (notification_table.html())
+            div id="alert-notifications" {
+                h3 { "Latest notifications" }
+                (notification_table.html())
+            }
         }
         section {
             h2 { "Latest dead letters" }
