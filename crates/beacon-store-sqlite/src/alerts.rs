@@ -419,22 +419,27 @@ pub(crate) async fn claim(
     .await
 }
 
-/// The columns an outcome sets: status, next_at, delivered_at, last_error.
-pub(crate) fn outcome_columns(
-    at: DateTime<Utc>,
-    outcome: &AttemptOutcome,
-) -> (
-    &'static str,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-) {
-    match outcome {
-        AttemptOutcome::Delivered => ("delivered", None, Some(at), None),
+/// The columns an outcome sets.
+struct OutcomeColumns {
+    status: &'static str,
+    next_at: Option<i64>,
+    delivered_at: Option<i64>,
+    error: Option<String>,
+}
+
+fn outcome_columns(at: DateTime<Utc>, outcome: &AttemptOutcome) -> OutcomeColumns {
+    let (status, next_at, delivered_at, error) = match outcome {
+        AttemptOutcome::Delivered => ("delivered", None, Some(ms(at)), None),
         AttemptOutcome::Retry { error, next_at } => {
-            ("pending", Some(*next_at), None, Some(error.clone()))
+            ("pending", Some(ms(*next_at)), None, Some(error.clone()))
         }
         AttemptOutcome::Failed { error } => ("failed", None, None, Some(error.clone())),
+    };
+    OutcomeColumns {
+        status,
+        next_at,
+        delivered_at,
+        error,
     }
 }
 
@@ -445,21 +450,14 @@ pub(crate) async fn finish(
     at: DateTime<Utc>,
     outcome: &AttemptOutcome,
 ) -> Result<bool> {
-    let (status, next_at, delivered_at, error) = outcome_columns(at, outcome);
+    let o = outcome_columns(at, outcome);
     run(&s.writer, move |c| {
         let n = c
             .execute(
                 "UPDATE alert_outbox SET status = ?3, next_at = ?4, delivered_at = ?5, \
                  last_error = coalesce(?6, last_error), lease_until = NULL \
                  WHERE id = ?1 AND attempts = ?2 AND status = 'pending'",
-                params![
-                    id,
-                    attempts,
-                    status,
-                    next_at.map(ms),
-                    delivered_at.map(ms),
-                    error
-                ],
+                params![id, attempts, o.status, o.next_at, o.delivered_at, o.error],
             )
             .map_err(map_err)?;
         Ok(n > 0)

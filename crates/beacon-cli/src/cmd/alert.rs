@@ -46,57 +46,61 @@ impl Destination {
     }
 }
 
+/// `beacon alert add`.
+#[derive(Args)]
+pub struct AddArgs {
+    /// The rule's name (unique).
+    name: String,
+    /// new_issue, issue_spike, perf_regression, exposure or fleet_drop.
+    #[arg(long, value_parser = parse_kind)]
+    kind: AlertKind,
+    #[command(flatten)]
+    destination: Destination,
+    /// new_issue, issue_spike: only this project's issues.
+    #[arg(long)]
+    project: Option<i64>,
+    /// new_issue: only issues at this level or above (debug, info, warning, error, fatal).
+    #[arg(long, value_parser = parse_level)]
+    level: Option<Level>,
+    /// new_issue: only issues with events in this environment.
+    #[arg(long)]
+    environment: Option<String>,
+    /// issue_spike: events in the last hour above this many times the hourly average of the
+    /// previous 7 days.
+    #[arg(long)]
+    factor: Option<f64>,
+    /// issue_spike: and at least this many events in the hour.
+    #[arg(long)]
+    min_count: Option<u64>,
+    /// perf_regression: only this trace name.
+    #[arg(long)]
+    trace: Option<String>,
+    /// perf_regression: how much slower counts, 10% or 0.1 (the rule of `beacon perf regressions`).
+    #[arg(long)]
+    threshold: Option<String>,
+    /// perf_regression: samples both versions need.
+    #[arg(long)]
+    min_samples: Option<u64>,
+    /// exposure: only this bulletin (default: every bulletin not retracted).
+    #[arg(long)]
+    bulletin: Option<String>,
+    /// exposure: days after publication before a bulletin is judged.
+    #[arg(long)]
+    after_days: Option<u32>,
+    /// exposure: fires while affected servers are at least this % of those that checked in;
+    /// fleet_drop: fires while today's servers (pro rata) are below this % of the 7-day average.
+    #[arg(long)]
+    percent: Option<f64>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
 #[derive(Subcommand)]
 pub enum AlertCommand {
     /// Add a rule. Each kind takes its own flags; the others are refused. Defaults: --factor 10
     /// --min-count 10 (issue_spike), --threshold 10% --min-samples 100 (perf_regression),
     /// --after-days 7 --percent 10 (exposure), --percent 50 (fleet_drop).
-    Add {
-        /// The rule's name (unique).
-        name: String,
-        /// new_issue, issue_spike, perf_regression, exposure or fleet_drop.
-        #[arg(long, value_parser = parse_kind)]
-        kind: AlertKind,
-        #[command(flatten)]
-        destination: Destination,
-        /// new_issue, issue_spike: only this project's issues.
-        #[arg(long)]
-        project: Option<i64>,
-        /// new_issue: only issues at this level or above (debug, info, warning, error, fatal).
-        #[arg(long, value_parser = parse_level)]
-        level: Option<Level>,
-        /// new_issue: only issues with events in this environment.
-        #[arg(long)]
-        environment: Option<String>,
-        /// issue_spike: events in the last hour above this many times the hourly average of the
-        /// previous 7 days.
-        #[arg(long)]
-        factor: Option<f64>,
-        /// issue_spike: and at least this many events in the hour.
-        #[arg(long)]
-        min_count: Option<u64>,
-        /// perf_regression: only this trace name.
-        #[arg(long)]
-        trace: Option<String>,
-        /// perf_regression: how much slower counts, 10% or 0.1 (the rule of `beacon perf regressions`).
-        #[arg(long)]
-        threshold: Option<String>,
-        /// perf_regression: samples both versions need.
-        #[arg(long)]
-        min_samples: Option<u64>,
-        /// exposure: only this bulletin (default: every bulletin not retracted).
-        #[arg(long)]
-        bulletin: Option<String>,
-        /// exposure: days after publication before a bulletin is judged.
-        #[arg(long)]
-        after_days: Option<u32>,
-        /// exposure: fires while affected servers are at least this % of those that checked in;
-        /// fleet_drop: fires while today's servers (pro rata) are below this % of the 7-day average.
-        #[arg(long)]
-        percent: Option<f64>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
+    Add(Box<AddArgs>),
     /// List rules (URLs masked; a webhook's secret is never shown again).
     List {
         #[command(flatten)]
@@ -249,23 +253,24 @@ impl Row for AlertTestResult {
 
 pub async fn run(cmd: AlertCommand) -> Result<()> {
     match cmd {
-        AlertCommand::Add {
-            name,
-            kind,
-            destination,
-            project,
-            level,
-            environment,
-            factor,
-            min_count,
-            trace,
-            threshold,
-            min_samples,
-            bulletin,
-            after_days,
-            percent,
-            admin,
-        } => {
+        AlertCommand::Add(add) => {
+            let AddArgs {
+                name,
+                kind,
+                destination,
+                project,
+                level,
+                environment,
+                factor,
+                min_count,
+                trace,
+                threshold,
+                min_samples,
+                bulletin,
+                after_days,
+                percent,
+                admin,
+            } = *add;
             let (destination, url) = destination.resolve()?;
             let rule = NewAlertRule {
                 name,
