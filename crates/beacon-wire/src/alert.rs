@@ -297,8 +297,14 @@ pub struct NewAlertRule {
     /// The incoming webhook's or endpoint's URL (`https://`, or `http://`): a secret, stored and
     /// never shown again in full.
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params_object")]
     pub params: AlertParams,
+}
+
+/// `params` as a JSON object only (serde would also read a struct from an array).
+fn params_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AlertParams, D::Error> {
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
 }
 
 /// A rule as listed. The URL is shown masked ([`mask_url`]), the webhook secret never.
@@ -463,6 +469,21 @@ mod tests {
             "http://127.0.0.1:9000/…"
         );
         assert_eq!(mask_url("nonsense"), "…");
+    }
+
+    #[test]
+    fn params_are_an_object() {
+        let rule = |params: &str| {
+            serde_json::from_str::<NewAlertRule>(&format!(
+                r#"{{"name":"n","kind":"fleet_drop","destination":"slack","url":"https://x/y","params":{params}}}"#
+            ))
+        };
+        assert!(rule("[null, null]").is_err());
+        assert!(rule(r#"{"unknown": 1}"#).is_err());
+        assert_eq!(
+            rule(r#"{"percent": 30}"#).unwrap().params.percent,
+            Some(30.0)
+        );
     }
 
     #[test]
