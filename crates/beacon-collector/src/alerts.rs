@@ -5,7 +5,8 @@
 //!
 //! Every `[alerts] interval_secs` the job takes the evaluator lock (one collector at a time on
 //! PostgreSQL), evaluates every rule on the collector's clock and records the findings (which
-//! enqueues one notification per new episode), then leases the notifications due and posts them.
+//! enqueues one notification per new episode; once a UTC day it also removes history older than
+//! `beacon_store::alerts::HISTORY_DAYS`), then leases the notifications due and posts them.
 //! Leases outlive the request timeout, so two senders never post one notification at once; a
 //! sender that dies mid-way leaves its lease to run out, and the notification is posted again
 //! (at least once: receivers can drop a repeat by the webhook body's `id`).
@@ -212,11 +213,26 @@ pub async fn job(
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut purged: Option<chrono::NaiveDate> = None;
     loop {
         tick.tick().await;
         match store.try_lock_alerts().await {
             Ok(Some(lock)) => {
-                evaluate_all(&*store, &ctx(clock.now())).await;
+                let now = clock.now();
+                evaluate_all(&*store, &ctx(now)).await;
+                // Once a UTC day, by the evaluator: history older than HISTORY_DAYS goes.
+                if purged != Some(now.date_naive()) {
+                    let before = now - chrono::Duration::days(rules::HISTORY_DAYS);
+                    match store.purge_alert_history(before).await {
+                        Ok(n) => {
+                            purged = Some(now.date_naive());
+                            if n > 0 {
+                                tracing::info!(removed = n, "old alert notifications removed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "alert history purge failed"),
+                    }
+                }
                 lock.release().await;
             }
             Ok(None) => tracing::debug!("alert rules evaluated by another collector"),

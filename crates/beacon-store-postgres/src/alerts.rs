@@ -373,6 +373,26 @@ pub(crate) async fn history(
         .collect()
 }
 
+pub(crate) async fn purge(s: &PgStore, before: DateTime<Utc>) -> Result<u64> {
+    let mut client = s.client().await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let n = tx
+        .execute(
+            "DELETE FROM alert_outbox WHERE status <> 'pending' AND created_at < $1",
+            &[&before],
+        )
+        .await
+        .map_err(map_err)?;
+    tx.execute(
+        "DELETE FROM alert_state WHERE NOT firing AND since < $1",
+        &[&before],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(n)
+}
+
 pub(crate) async fn issue_event_counts(
     s: &PgStore,
     ids: &[i64],

@@ -582,6 +582,10 @@ impl Store for PgStore {
         alerts::history(self, rule_id, limit).await
     }
 
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        alerts::purge(self, before).await
+    }
+
     async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>> {
         alerts::try_lock(self).await
     }

@@ -538,6 +538,29 @@ pub(crate) async fn history(
     .await
 }
 
+pub(crate) async fn purge(s: &SqliteStore, before: DateTime<Utc>) -> Result<u64> {
+    let at = ms(before);
+    run(&s.writer, move |c| {
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM alert_outbox WHERE status <> 'pending' AND created_at < ?1",
+                [at],
+            )
+            .map_err(map_err)?;
+        tx.execute(
+            "DELETE FROM alert_state WHERE firing = 0 AND since < ?1",
+            [at],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(n as u64)
+    })
+    .await
+}
+
 pub(crate) async fn issue_event_counts(
     s: &SqliteStore,
     ids: &[i64],

@@ -608,6 +608,10 @@ impl Store for SqliteStore {
         alerts::history(self, rule_id, limit).await
     }
 
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        alerts::purge(self, before).await
+    }
+
     async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>> {
         Ok(Some(Box::new(alerts::NoLock)))
     }

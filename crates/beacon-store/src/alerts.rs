@@ -34,6 +34,9 @@ pub fn retry_delay(attempts: u32) -> Option<Duration> {
     }
 }
 
+/// Days notifications (delivered, failed, cancelled) and resolved episode state are kept.
+pub const HISTORY_DAYS: i64 = 90;
+
 /// Issues a `new_issue` or `issue_spike` rule looks at per evaluation (the most recently seen).
 pub const MAX_ISSUES: u32 = 1000;
 /// A `new_issue` rule looks this far back (and never before the rule was made), so a collector that

@@ -76,6 +76,7 @@ macro_rules! conformance_suite {
             alert_episodes_fire_once_and_resolve,
             alert_outbox_leases_and_retries,
             alert_tests_are_recorded,
+            alert_history_purged_before_a_cutoff,
             issue_event_counts_by_receipt_time,
         );
         $crate::conformance_suite!(@pairs $make, $reopen;
@@ -3176,6 +3177,65 @@ pub async fn issue_event_counts_by_receipt_time(store: &dyn Store) {
         store.issue_event_counts(&too_many, s(0), s(7)).await,
         Err(StoreError::InvalidInput(_))
     ));
+}
+
+/// Old history goes: notifications no longer pending and resolved state before the cutoff;
+/// pending notifications and firing keys stay, and a purged key fires again from episode 1.
+pub async fn alert_history_purged_before_a_cutoff(store: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("old", AlertKind::NewIssue))
+        .await
+        .unwrap();
+    // Day 1: a and b fire; a is delivered. Day 2: a resolves (b keeps firing). Day 3: c fires.
+    store
+        .record_alert_findings(r.id, at(1, 0), &[finding("a"), finding("b")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_alert_notifications(at(1, 0), at(1, 1), 10)
+        .await
+        .unwrap();
+    let a = claimed.iter().find(|c| c.episode_key == "a").unwrap();
+    store
+        .finish_alert_notification(a.id, 1, at(1, 0), &AttemptOutcome::Delivered)
+        .await
+        .unwrap();
+    let b = claimed.iter().find(|c| c.episode_key == "b").unwrap();
+    let retry = AttemptOutcome::Retry {
+        error: "down".into(),
+        next_at: at(1, 1),
+    };
+    store
+        .finish_alert_notification(b.id, 1, at(1, 0), &retry)
+        .await
+        .unwrap();
+    store
+        .record_alert_findings(r.id, at(2, 0), &[finding("b")])
+        .await
+        .unwrap();
+    store
+        .record_alert_findings(r.id, at(3, 0), &[finding("b"), finding("c")])
+        .await
+        .unwrap();
+    assert_eq!(store.purge_alert_history(at(3, 0)).await.unwrap(), 1);
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    let keys: Vec<&str> = history.iter().map(|d| d.episode_key.as_str()).collect();
+    assert_eq!(keys, vec!["c", "b"], "b is still pending");
+    let states = store.alert_states(r.id).await.unwrap();
+    let keys: Vec<&str> = states.iter().map(|s| s.episode_key.as_str()).collect();
+    assert_eq!(keys, vec!["b", "c"]);
+    assert_eq!(
+        store
+            .record_alert_findings(r.id, at(4, 0), &[finding("a"), finding("b"), finding("c")])
+            .await
+            .unwrap(),
+        1
+    );
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    assert_eq!(
+        (history[0].episode_key.as_str(), history[0].episode),
+        ("a", 1)
+    );
 }
 
 /// Two collectors recording the same evaluation at once enqueue its notification once, and two

@@ -477,6 +477,11 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<beacon_wire::alert::AlertDelivery>>;
 
+    /// Removes the notifications no longer pending created before `before`, and the episode state
+    /// of keys resolved before it; returns how many notifications. A key seen again afterwards
+    /// starts over at episode 1 (its old notifications are gone with it).
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64>;
+
     /// The right to evaluate alert rules, held by one collector at a time (PostgreSQL: a session
     /// advisory lock); `None` while another collector holds it.
     async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>>;
