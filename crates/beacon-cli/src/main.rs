@@ -10,8 +10,8 @@ use anyhow::Result;
 use beacon_collector::Config;
 use clap::{Args, Parser, Subcommand};
 use cmd::{
-    agent, apikey, backup, bulletin, config, deadletter, demo, forget, issues, key, perf, project,
-    report, retention, serve, sim, token,
+    agent, alert, apikey, backup, bulletin, config, deadletter, demo, forget, issues, key, perf,
+    project, report, retention, serve, sim, token,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +64,9 @@ enum Command {
     /// Mobile app performance: percentiles, histograms, regressions (admin API).
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// Alert rules posting to Mattermost, Slack or a signed webhook, and their history (admin API).
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
     /// Drive a running collector with a simulated fleet (security checks, errors, mobile).
     Sim(sim::SimArgs),
     /// Start a collector with a month of simulated traffic and print its reports; serves until Ctrl-C.
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Issues(cmd) => issues::run(cmd).await,
         Command::Apikey(cmd) => apikey::run(cmd).await,
         Command::Perf(cmd) => perf::run(cmd).await,
+        Command::Alert(cmd) => alert::run(cmd).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Agent(cmd) => agent::agent(cmd).await,

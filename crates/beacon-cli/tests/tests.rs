@@ -5,6 +5,7 @@
 
 mod admin_edges;
 mod agent;
+mod alerts;
 mod cli;
 mod connections;
 mod demo;

@@ -17,6 +17,55 @@ pub struct Config {
     pub deadletters: DeadLettersConfig,
     pub ui: UiConfig,
     pub retention: RetentionConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: how often rules are evaluated and notifications sent, and what their links point at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often the alert job runs: one collector evaluates every rule, then every collector
+    /// posts the notifications due.
+    pub interval_secs: u64,
+    /// Longest wait for a destination's answer.
+    pub timeout_secs: u64,
+    /// The dashboard's address as the team reaches it (`https://beacon.example.com`): notifications
+    /// link to its pages. Without it they name the CLI command that shows more.
+    pub public_url: Option<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 60,
+            timeout_secs: 10,
+            public_url: None,
+        }
+    }
+}
+
+impl AlertsConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if !(1..=86_400).contains(&self.interval_secs) {
+            p.push(format!(
+                "alerts.interval_secs: must be between 1 and 86400 seconds, got {}",
+                self.interval_secs
+            ));
+        }
+        if !(1..=60).contains(&self.timeout_secs) {
+            p.push(format!(
+                "alerts.timeout_secs: must be between 1 and 60 seconds, got {}",
+                self.timeout_secs
+            ));
+        }
+        if let Some(u) = self.public_url.as_deref().filter(|u| !u.is_empty())
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            p.push(format!(
+                "alerts.public_url: must start with https:// or http://, got {u:?}"
+            ));
+        }
+    }
 }
 
 /// `[retention]`: days each channel's data is kept after the UTC day it belongs to; `0` keeps it
@@ -289,6 +338,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("retention", "sketches_days", Kind::Int),
     ("retention", "dead_letters_days", Kind::Int),
     ("retention", "interval_secs", Kind::Int),
+    ("alerts", "interval_secs", Kind::Int),
+    ("alerts", "timeout_secs", Kind::Int),
+    ("alerts", "public_url", Kind::Str),
 ];
 
 /// A configuration that cannot be loaded, with every reason.
@@ -436,6 +488,7 @@ impl Config {
             p.push("admin.token: must be at least 16 characters".into());
         }
         self.retention.problems(&mut p);
+        self.alerts.problems(&mut p);
         p
     }
 
@@ -642,6 +695,8 @@ mod tests {
         c.server.max_connections = 0;
         c.retention.events_days = 100_000;
         c.retention.interval_secs = 0;
+        c.alerts.interval_secs = 0;
+        c.alerts.public_url = Some("beacon.example.com".into());
         let pg = Config {
             store: StoreConfig {
                 url: Some("postgres://u@h:5432/db".into()),
@@ -659,6 +714,8 @@ mod tests {
             "server.max_connections",
             "retention.events_days",
             "retention.interval_secs",
+            "alerts.interval_secs",
+            "alerts.public_url",
         ] {
             assert!(p.contains(want), "{want} in {p}");
         }

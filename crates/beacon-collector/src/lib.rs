@@ -5,6 +5,7 @@
 //! report queries. One error type, [`ApiError`], maps every failure to one HTTP status.
 
 pub mod admin;
+pub mod alerts;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub api_keys: cache::TtlCache<bool>,
     /// The keyed hash that replaces `device_unique_id`.
     pub device_hasher: keys::DeviceHasher,
+    /// Posts alert notifications (the job's and `beacon alert test`'s).
+    pub alerts: alerts::Sender,
 }
 
 impl AppState {

@@ -283,6 +283,43 @@ pub const RETENTION_APPLY: Route = admin(
     Method::POST,
     "/admin/v1/retention/apply",
 );
+// Alerts (`beacon alert`).
+pub const ALERTS_LIST: Route = admin("admin.alerts_list", Method::GET, "/admin/v1/alerts");
+pub const ALERTS_CREATE: Route = admin("admin.alerts_create", Method::POST, "/admin/v1/alerts");
+pub const ALERTS_HISTORY: Route = admin(
+    "admin.alerts_history",
+    Method::GET,
+    "/admin/v1/alerts/history",
+);
+pub const ALERTS_SHOW: Route = admin("admin.alerts_show", Method::GET, "/admin/v1/alerts/{id}");
+pub const ALERTS_REMOVE: Route = admin(
+    "admin.alerts_remove",
+    Method::DELETE,
+    "/admin/v1/alerts/{id}",
+);
+pub const ALERTS_TEST: Route = admin(
+    "admin.alerts_test",
+    Method::POST,
+    "/admin/v1/alerts/{id}/test",
+);
+pub const UI_ALERT_CREATE: Route = route(
+    "ui.alert_create",
+    Method::POST,
+    "/ui/settings/alerts",
+    Session,
+);
+pub const UI_ALERT_REMOVE: Route = route(
+    "ui.alert_remove",
+    Method::POST,
+    "/ui/settings/alerts/{id}/remove",
+    Session,
+);
+pub const UI_ALERT_TEST: Route = route(
+    "ui.alert_test",
+    Method::POST,
+    "/ui/settings/alerts/{id}/test",
+    Session,
+);
 
 /// Every route the collector serves.
 pub const ALL: &[Route] = &[
@@ -346,6 +383,16 @@ pub const ALL: &[Route] = &[
     // Retention.
     RETENTION_STATUS,
     RETENTION_APPLY,
+    // Alerts.
+    ALERTS_LIST,
+    ALERTS_CREATE,
+    ALERTS_HISTORY,
+    ALERTS_SHOW,
+    ALERTS_REMOVE,
+    ALERTS_TEST,
+    UI_ALERT_CREATE,
+    UI_ALERT_REMOVE,
+    UI_ALERT_TEST,
 ];
 
 /// The static form of a matched path pattern, for metric labels; `other` when it is not ours.

@@ -148,6 +148,16 @@ pub fn mounts() -> Vec<Mount> {
         // Retention.
         mount(&RETENTION_STATUS, crate::retention::status),
         mount(&RETENTION_APPLY, crate::retention::apply_now),
+        // Alerts.
+        mount(&ALERTS_LIST, crate::alerts::list),
+        mount(&ALERTS_CREATE, crate::alerts::create),
+        mount(&ALERTS_HISTORY, crate::alerts::history),
+        mount(&ALERTS_SHOW, crate::alerts::show),
+        mount(&ALERTS_REMOVE, crate::alerts::remove),
+        mount(&ALERTS_TEST, crate::alerts::test),
+        mount(&UI_ALERT_CREATE, ui::settings::alert_create),
+        mount(&UI_ALERT_REMOVE, ui::settings::alert_remove),
+        mount(&UI_ALERT_TEST, ui::settings::alert_test),
     ]
 }
 
@@ -208,6 +218,8 @@ pub struct RunningCollector {
     compactor: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     retention: JoinHandle<()>,
+    alerts: JoinHandle<()>,
+    alert_rounds: Arc<std::sync::atomic::AtomicU64>,
     grace: Duration,
     /// The admin token created at this start, when the store had none and none was configured.
     /// Shown once; only its hash is stored.
@@ -218,6 +230,11 @@ pub struct RunningCollector {
 impl RunningCollector {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Rounds of the alert job completed (evaluation, then delivery): tests wait for rounds.
+    pub fn alert_rounds(&self) -> u64 {
+        self.alert_rounds.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://ADDR` or `https://ADDR`.
@@ -243,6 +260,7 @@ impl RunningCollector {
         self.compactor.abort();
         self.maintenance.abort();
         self.retention.abort();
+        self.alerts.abort();
         // Every request handler has returned and dropped its ingest handle; the writer drains and stops.
         if tokio::time::timeout(self.grace, self.writer).await.is_err() {
             tracing::error!("writer did not finish within the grace period");
@@ -288,6 +306,18 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         config.retention.policy(),
         Duration::from_secs(config.retention.interval_secs),
     ));
+    let sender = crate::alerts::Sender::new(&config.alerts)
+        .map_err(|e| StartError::Config(format!("alerts: cannot build the http client: {e}")))?;
+    let alert_config = config.clone();
+    let alert_rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let alerts = tokio::spawn(crate::alerts::job(
+        store.clone(),
+        clock.clone(),
+        sender.clone(),
+        move |now| crate::alerts::context(&alert_config, now),
+        Duration::from_secs(config.alerts.interval_secs),
+        alert_rounds.clone(),
+    ));
     let config = Arc::new(config);
     let state = AppState::new(crate::Shared {
         store: store.clone(),
@@ -302,6 +332,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         ),
         api_keys: Default::default(),
         device_hasher,
+        alerts: sender,
     });
     let app = router(state);
 
@@ -345,6 +376,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningColle
         compactor,
         maintenance,
         retention,
+        alerts,
+        alert_rounds,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         initial_token,
         store,

@@ -517,7 +517,8 @@ async fn dsn_key(c: &TestCollector, key: &str) -> Value {
 /// list; filters that change the URL and the table, a relative range and its permalink; a CSV
 /// against the admin API; a bulletin published and retracted; an admin token, a mobile API key
 /// and a project made in the settings, each secret shown once and working until revoked there, a
-/// DSN key disabled, rate-limited and enabled again; log out. No JavaScript error on any page.
+/// DSN key disabled, rate-limited and enabled again; an alert rule added, tested and removed;
+/// log out. No JavaScript error on any page.
 /// Returns the overview's screenshot.
 async fn dashboard_flow(browser: &Browser, filled: &Filled, backend: &str) -> std::path::PathBuf {
     let c = &filled.c;
@@ -848,6 +849,70 @@ async fn dashboard_flow(browser: &Browser, filled: &Filled, backend: &str) -> st
     let heading = format!("browser-project (project {})", made["id"]);
     assert!(browser.text().await.contains(&heading), "{heading}");
     browser.screenshot(&shot("settings")).await;
+
+    // An alert rule added in the settings: its webhook's signing secret shown once, a test sent
+    // from there arrives signed with it, the URL is shown masked; then removed.
+    let receiver = WebhookReceiver::start().await;
+    browser
+        .submit(
+            "form[action='/ui/settings/alerts']",
+            &[
+                ("name", "browser-alerts"),
+                ("kind", "issue_spike"),
+                ("destination", "webhook"),
+                ("url", &receiver.url()),
+                ("factor", "4"),
+                ("min_count", "25"),
+            ],
+        )
+        .await;
+    let secret = browser.text_of(".secret code").await;
+    assert_eq!(secret.len(), 64, "{secret}");
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("signing secret of alert rule “browser-alerts”")
+    );
+    browser.goto(&ui("/ui/settings")).await;
+    let page = browser.text().await;
+    assert!(
+        !page.contains(&secret) && !page.contains("s3cr3t"),
+        "shown again"
+    );
+    let rules = browser.table("section:has(#alerts) table").await;
+    let row = rules.iter().find(|r| r[1] == "browser-alerts");
+    let row = row.unwrap_or_else(|| panic!("{rules:?}"));
+    assert_eq!(row[2], "issue_spike");
+    assert!(
+        row[3].contains("factor=4") && row[3].contains("min_count=25"),
+        "{row:?}"
+    );
+    assert_eq!(row[4], format!("webhook http://{}/…", receiver.addr));
+    let id = row[0].clone();
+    browser
+        .click(&format!(
+            "form[action='/ui/settings/alerts/{id}/test'] button"
+        ))
+        .await;
+    let got = receiver.wait_for(1).await;
+    assert!(got[0].signed_with(&secret));
+    assert_eq!(got[0].json()["test"], true);
+    let sent = browser.table("#alert-notifications table").await;
+    assert!(
+        sent.iter()
+            .any(|r| r[1] == "browser-alerts" && r[3] == "delivered"),
+        "{sent:?}"
+    );
+    browser.screenshot(&shot("settings-alerts")).await;
+    browser
+        .click(&format!(
+            "form[action='/ui/settings/alerts/{id}/remove'] button"
+        ))
+        .await;
+    assert_eq!(browser.current_path().await, "/ui/settings");
+    let rules = c.get_admin("/alerts").await;
+    assert!(!rules.to_string().contains("browser-alerts"), "{rules}");
 
     // Log out: the pages want a login again.
     browser.click("form[action='/ui/logout'] button").await;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_edges;
+mod alerts;
 mod browser;
 mod connections;
 mod errors;

@@ -7,6 +7,7 @@
 //! verified against the webpki roots plus `sslrootcert`); otherwise the connection is plain.
 
 mod admin;
+mod alerts;
 mod forget;
 mod keys;
 mod maintain;
@@ -18,16 +19,24 @@ mod sentry;
 mod ui;
 
 use async_trait::async_trait;
+use beacon_store::alerts::{
+    AlertState, AttemptOutcome, ClaimedNotification, Finding, NewAlertRuleRow, StoredAlertRule,
+};
 use beacon_store::mobile::{PerfRow, PerfSelect, StoredTrace};
 use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
+<<<<<<< HEAD
 use beacon_store::{EventRecord, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
+=======
+use beacon_store::{AlertLock, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
+>>>>>>> alerts
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
     IssueSummary, KeyInfo, ProjectInfo,
 };
+use beacon_wire::alert::AlertDelivery;
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -510,6 +519,85 @@ impl Store for PgStore {
     }
 
     // --- Retention.
+
+    async fn issue_event_counts(
+        &self,
+        ids: &[i64],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, u64)>> {
+        alerts::issue_event_counts(self, ids, from, to).await
+    }
+
+    async fn create_alert_rule(&self, rule: &NewAlertRuleRow) -> Result<StoredAlertRule> {
+        alerts::create_rule(self, rule).await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<StoredAlertRule>> {
+        alerts::rules(self).await
+    }
+
+    async fn alert_rule(&self, id: i64) -> Result<Option<StoredAlertRule>> {
+        alerts::rule(self, id).await
+    }
+
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool> {
+        alerts::delete_rule(self, id).await
+    }
+
+    async fn alert_states(&self, rule_id: i64) -> Result<Vec<AlertState>> {
+        alerts::states(self, rule_id).await
+    }
+
+    async fn record_alert_findings(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        findings: &[Finding],
+    ) -> Result<u64> {
+        alerts::record_findings(self, rule_id, now, findings).await
+    }
+
+    async fn create_alert_test(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        finding: &Finding,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimedNotification> {
+        alerts::create_test(self, rule_id, now, finding, lease_until).await
+    }
+
+    async fn claim_alert_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotification>> {
+        alerts::claim(self, now, lease_until, limit).await
+    }
+
+    async fn finish_alert_notification(
+        &self,
+        id: i64,
+        attempts: u32,
+        at: DateTime<Utc>,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool> {
+        alerts::finish(self, id, attempts, at, outcome).await
+    }
+
+    async fn alert_history(&self, rule_id: Option<i64>, limit: u32) -> Result<Vec<AlertDelivery>> {
+        alerts::history(self, rule_id, limit).await
+    }
+
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        alerts::purge(self, before).await
+    }
+
+    async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>> {
+        alerts::try_lock(self).await
+    }
 
     async fn retention_status(&self) -> Result<Vec<beacon_store::retention::RetentionStatus>> {
         retention::status(self).await

@@ -372,6 +372,47 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE first_days SET (fillfactor = 50);
     ALTER TABLE issue_counts SET (fillfactor = 70);
     ALTER TABLE issues SET (fillfactor = 70);",
+    // 14: alerts: rules, the episode state of each key a rule has seen, and the outbox of
+    // notifications (also their history), one per (rule, key, episode): tests have episode 0.
+    "CREATE TABLE alert_rules (
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT,
+        params TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE alert_state (
+        rule_id BIGINT NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
+        episode_key TEXT NOT NULL,
+        episode BIGINT NOT NULL,
+        firing BOOLEAN NOT NULL,
+        since TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (rule_id, episode_key)
+    );
+    CREATE TABLE alert_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        rule_id BIGINT NOT NULL,
+        rule_name TEXT NOT NULL,
+        episode_key TEXT NOT NULL,
+        episode BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        text TEXT NOT NULL,
+        ui_path TEXT,
+        cli TEXT NOT NULL,
+        details TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at TIMESTAMPTZ,
+        lease_until TIMESTAMPTZ,
+        last_attempt_at TIMESTAMPTZ,
+        delivered_at TIMESTAMPTZ,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX alert_outbox_episode ON alert_outbox (rule_id, episode_key, episode) WHERE episode > 0;
+    CREATE INDEX alert_outbox_due ON alert_outbox (next_at) WHERE status = 'pending';",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

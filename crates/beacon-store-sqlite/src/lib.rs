@@ -9,6 +9,7 @@
 //! report's sort buffers: the collector's memory crept up for as long as it ran).
 
 mod admin;
+mod alerts;
 pub mod backup;
 mod forget;
 mod keys;
@@ -20,16 +21,20 @@ mod sentry;
 mod ui;
 
 use async_trait::async_trait;
+use beacon_store::alerts::{
+    AlertState, AttemptOutcome, ClaimedNotification, Finding, NewAlertRuleRow, StoredAlertRule,
+};
 use beacon_store::mobile::{PerfRow, PerfSelect, StoredTrace};
 use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
-use beacon_store::{IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
+use beacon_store::{AlertLock, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
     IssueSummary, KeyInfo, ProjectInfo,
 };
+use beacon_wire::alert::AlertDelivery;
 use beacon_wire::bulletin::Bulletin;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::Connection;
@@ -531,6 +536,85 @@ impl Store for SqliteStore {
     }
 
     // --- Retention.
+
+    async fn issue_event_counts(
+        &self,
+        ids: &[i64],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, u64)>> {
+        alerts::issue_event_counts(self, ids, from, to).await
+    }
+
+    async fn create_alert_rule(&self, rule: &NewAlertRuleRow) -> Result<StoredAlertRule> {
+        alerts::create_rule(self, rule).await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<StoredAlertRule>> {
+        alerts::rules(self).await
+    }
+
+    async fn alert_rule(&self, id: i64) -> Result<Option<StoredAlertRule>> {
+        alerts::rule(self, id).await
+    }
+
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool> {
+        alerts::delete_rule(self, id).await
+    }
+
+    async fn alert_states(&self, rule_id: i64) -> Result<Vec<AlertState>> {
+        alerts::states(self, rule_id).await
+    }
+
+    async fn record_alert_findings(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        findings: &[Finding],
+    ) -> Result<u64> {
+        alerts::record_findings(self, rule_id, now, findings).await
+    }
+
+    async fn create_alert_test(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        finding: &Finding,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimedNotification> {
+        alerts::create_test(self, rule_id, now, finding, lease_until).await
+    }
+
+    async fn claim_alert_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotification>> {
+        alerts::claim(self, now, lease_until, limit).await
+    }
+
+    async fn finish_alert_notification(
+        &self,
+        id: i64,
+        attempts: u32,
+        at: DateTime<Utc>,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool> {
+        alerts::finish(self, id, attempts, at, outcome).await
+    }
+
+    async fn alert_history(&self, rule_id: Option<i64>, limit: u32) -> Result<Vec<AlertDelivery>> {
+        alerts::history(self, rule_id, limit).await
+    }
+
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64> {
+        alerts::purge(self, before).await
+    }
+
+    async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>> {
+        Ok(Some(Box::new(alerts::NoLock)))
+    }
 
     async fn retention_status(&self) -> Result<Vec<beacon_store::retention::RetentionStatus>> {
         retention::status(self).await

@@ -257,6 +257,47 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (day, unit_tests)
     ) WITHOUT ROWID;
     INSERT INTO first_days SELECT first_day, unit_tests, count(*) FROM server_latest GROUP BY 1, 2;",
+    // 11: alerts: rules, the episode state of each key a rule has seen, and the outbox of
+    // notifications (also their history), one per (rule, key, episode): tests have episode 0.
+    "CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT,
+        params TEXT NOT NULL,           -- JSON, every parameter of the kind
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE alert_state (
+        rule_id INTEGER NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
+        episode_key TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        firing INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, episode_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule_id INTEGER NOT NULL,       -- no foreign key: history outlives its rule
+        rule_name TEXT NOT NULL,
+        episode_key TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        ui_path TEXT,
+        cli TEXT NOT NULL,
+        details TEXT NOT NULL,          -- JSON
+        status TEXT NOT NULL,           -- pending, delivered, failed, cancelled
+        attempts INTEGER NOT NULL,
+        next_at INTEGER,
+        lease_until INTEGER,
+        last_attempt_at INTEGER,
+        delivered_at INTEGER,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX alert_outbox_episode ON alert_outbox (rule_id, episode_key, episode) WHERE episode > 0;
+    CREATE INDEX alert_outbox_due ON alert_outbox (next_at) WHERE status = 'pending';",
 ];
 
 /// The schema version this build writes.

@@ -3,12 +3,14 @@
 //! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an expression that
 //! builds a fresh, empty store (`Arc<dyn Store>`) per test; each function here becomes one `#[tokio::test]`.
 
+use crate::alerts::{AttemptOutcome, Finding, NewAlertRuleRow};
 use crate::mobile::{PerfContext, TraceBatch};
 use crate::security::{self, CheckRecord};
 use crate::ui::UiSession;
 use crate::{EventRecord, IssueDayCount, NewDeadLetter, Store, StoreError, WriteOp, WriteOutcome};
 use beacon_wire::admin::{AdminTokenInfo, FleetDimension, ForgetRecord};
 use beacon_wire::admin::{IssueFilter, IssueSort};
+use beacon_wire::alert::{AlertKind, AlertParams, DeliveryStatus, DestinationKind};
 use beacon_wire::bulletin::{Bulletin, NewBulletin, Severity};
 use beacon_wire::mobile::{DeviceInfo, Dimension, TraceName, TraceRecord};
 use beacon_wire::security::SecurityCheck;
@@ -68,6 +70,18 @@ macro_rules! conformance_suite {
             retention_under_load_loses_nothing_young,
             report_rollups_hold_under_two_writers,
             events_from_two_writers_count_once,
+        );
+        // Alerts (issue 16).
+        $crate::conformance_suite!(@cases $make;
+            alert_rules_round_trip,
+            alert_episodes_fire_once_and_resolve,
+            alert_outbox_leases_and_retries,
+            alert_tests_are_recorded,
+            alert_history_purged_before_a_cutoff,
+            issue_event_counts_by_receipt_time,
+        );
+        $crate::conformance_suite!(@pairs $make, $reopen;
+            alert_episode_enqueued_once_across_stores,
         );
     };
     (@pairs $make:expr, $reopen:path; $($case:ident),* $(,)?) => {
@@ -2890,6 +2904,477 @@ pub async fn retention_under_load_loses_nothing_young(store: &dyn Store, other: 
         (issues[0].title.as_str(), issues[0].count),
         ("title new", 100)
     );
+}
+
+// --- Alerts (issue 16): rules, episodes, the outbox.
+
+fn alert_rule_row(name: &str, kind: AlertKind) -> NewAlertRuleRow {
+    NewAlertRuleRow {
+        name: name.into(),
+        kind,
+        destination: DestinationKind::Webhook,
+        url: "http://127.0.0.1:9/hook/secret-path".into(),
+        secret: Some("ab".repeat(32)),
+        params: AlertParams::default().resolve(kind).unwrap(),
+        created_at: at(0, 0),
+    }
+}
+
+fn finding(key: &str) -> Finding {
+    Finding {
+        key: key.into(),
+        text: format!("finding {key}"),
+        ui_path: Some(format!("/ui/issues/{key}")),
+        cli: format!("beacon issues show {key}"),
+        details: serde_json::json!({ "key": key }),
+    }
+}
+
+/// Rules are stored whole (URL and secret), named uniquely, listed by id and removed with their
+/// state; a removed rule's pending notifications are cancelled and stay in the history.
+pub async fn alert_rules_round_trip(store: &dyn Store) {
+    let a = store
+        .create_alert_rule(&alert_rule_row("spikes", AlertKind::IssueSpike))
+        .await
+        .unwrap();
+    assert_eq!(a.url, "http://127.0.0.1:9/hook/secret-path");
+    assert_eq!(a.secret.as_deref(), Some("ab".repeat(32).as_str()));
+    assert_eq!(a.params.factor, Some(10.0));
+    assert_eq!(a.created_at, at(0, 0));
+    assert!(matches!(
+        store
+            .create_alert_rule(&alert_rule_row("spikes", AlertKind::FleetDrop))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let b = store
+        .create_alert_rule(&alert_rule_row("fleet", AlertKind::FleetDrop))
+        .await
+        .unwrap();
+    let listed = store.alert_rules().await.unwrap();
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    assert_eq!(store.alert_rule(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        store.alert_rule(b.id + 100).await.unwrap(),
+        None,
+        "an unknown id"
+    );
+    assert_eq!(b.listed(0).url, "http://127.0.0.1:9/…");
+
+    assert_eq!(
+        store
+            .record_alert_findings(a.id, at(1, 0), &[finding("7")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.delete_alert_rule(a.id).await.unwrap());
+    assert!(!store.delete_alert_rule(a.id).await.unwrap());
+    assert!(store.alert_states(a.id).await.unwrap().is_empty());
+    let history = store.alert_history(Some(a.id), 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, DeliveryStatus::Cancelled);
+    assert_eq!(history[0].rule_name, "spikes");
+    // A removed rule enqueues nothing and its notifications are never claimed.
+    assert_eq!(
+        store
+            .record_alert_findings(a.id, at(1, 1), &[finding("8")])
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store
+            .claim_alert_notifications(at(2, 0), at(2, 1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.alert_rules().await.unwrap(), vec![b]);
+}
+
+/// A key fires once per episode: a repeat finding enqueues nothing, a key no longer found is
+/// resolved, and finding it again opens the next episode.
+pub async fn alert_episodes_fire_once_and_resolve(store: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("new issues", AlertKind::NewIssue))
+        .await
+        .unwrap();
+    let record = |hour: u32, keys: &[&str]| {
+        let findings: Vec<Finding> = keys.iter().map(|k| finding(k)).collect();
+        async move {
+            store
+                .record_alert_findings(r.id, at(1, hour), &findings)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        record(0, &["1", "2", "1"]).await,
+        2,
+        "a key found twice counts once"
+    );
+    assert_eq!(record(1, &["1", "2"]).await, 0);
+    assert_eq!(record(2, &["2"]).await, 0);
+    let states = store.alert_states(r.id).await.unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.episode_key.as_str(), s.episode, s.firing, s.since))
+            .collect::<Vec<_>>(),
+        vec![("1", 1, false, at(1, 2)), ("2", 1, true, at(1, 0))]
+    );
+    assert_eq!(record(3, &["1", "2", "3"]).await, 2);
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|d| (d.episode_key.as_str(), d.episode, d.status))
+            .collect::<Vec<_>>(),
+        vec![
+            ("3", 1, DeliveryStatus::Pending),
+            ("1", 2, DeliveryStatus::Pending),
+            ("2", 1, DeliveryStatus::Pending),
+            ("1", 1, DeliveryStatus::Pending),
+        ]
+    );
+    assert_eq!(history[1].text, "finding 1");
+    assert_eq!(history[1].created_at, at(1, 3));
+    assert_eq!(history[1].next_at, Some(at(1, 3)));
+    assert_eq!(store.alert_history(None, 2).await.unwrap().len(), 2);
+}
+
+/// Senders lease due notifications: a leased one is not claimed again until its lease runs out,
+/// a failed attempt is due again at its retry time, a stale attempt's outcome is ignored, and a
+/// delivered or failed notification is never claimed again.
+pub async fn alert_outbox_leases_and_retries(store: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("exposure", AlertKind::Exposure))
+        .await
+        .unwrap();
+    store
+        .record_alert_findings(r.id, at(1, 0), &[finding("a"), finding("b")])
+        .await
+        .unwrap();
+    let t = at(1, 0);
+    let lease = chrono::Duration::minutes(2);
+    let claimed = store
+        .claim_alert_notifications(t, t + lease, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the limit holds");
+    let a = &claimed[0];
+    assert_eq!((a.episode_key.as_str(), a.episode, a.attempts), ("a", 1, 1));
+    assert_eq!(a.rule, r);
+    assert_eq!(a.details, serde_json::json!({ "key": "a" }));
+    assert_eq!(a.ui_path.as_deref(), Some("/ui/issues/a"));
+    // `a` is leased: only `b` is left.
+    let b = store
+        .claim_alert_notifications(t, t + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].episode_key, "b");
+    // `b` fails: due again in a minute.
+    let retry = AttemptOutcome::Retry {
+        error: "connection refused".into(),
+        next_at: t + chrono::Duration::minutes(1),
+    };
+    assert!(
+        store
+            .finish_alert_notification(b[0].id, 1, t, &retry)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_alert_notifications(t + chrono::Duration::seconds(30), t + lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let t1 = t + chrono::Duration::minutes(1);
+    let b2 = store
+        .claim_alert_notifications(t1, t1 + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(b2.len(), 1);
+    assert_eq!((b2[0].id, b2[0].attempts), (b[0].id, 2));
+    // The first attempt's outcome, late, changes nothing.
+    assert!(
+        !store
+            .finish_alert_notification(b[0].id, 1, t1, &AttemptOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_alert_notification(b[0].id, 2, t1, &AttemptOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    // `a`'s sender died: after its lease, `a` is claimed again.
+    let t2 = t + lease;
+    let a2 = store
+        .claim_alert_notifications(t2, t2 + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(a2.len(), 1);
+    assert_eq!((a2[0].id, a2[0].attempts), (a.id, 2));
+    let failed = AttemptOutcome::Failed {
+        error: "http 500".into(),
+    };
+    assert!(
+        store
+            .finish_alert_notification(a.id, 2, t2, &failed)
+            .await
+            .unwrap()
+    );
+    let later = t + chrono::Duration::days(1);
+    assert!(
+        store
+            .claim_alert_notifications(later, later + lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let history = store.alert_history(None, 10).await.unwrap();
+    let b_row = history.iter().find(|d| d.episode_key == "b").unwrap();
+    assert_eq!(
+        (
+            b_row.status,
+            b_row.attempts,
+            b_row.delivered_at,
+            b_row.next_at
+        ),
+        (DeliveryStatus::Delivered, 2, Some(t1), None)
+    );
+    assert_eq!(b_row.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(b_row.last_attempt_at, Some(t1));
+    let a_row = history.iter().find(|d| d.episode_key == "a").unwrap();
+    assert_eq!(
+        (a_row.status, a_row.attempts, a_row.last_error.as_deref()),
+        (DeliveryStatus::Failed, 2, Some("http 500"))
+    );
+}
+
+/// A test notification is episode 0, leased to its sender at once, and may be repeated.
+pub async fn alert_tests_are_recorded(store: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("drop", AlertKind::FleetDrop))
+        .await
+        .unwrap();
+    let t = at(2, 0);
+    let sample = crate::alerts::sample(&r);
+    let one = store
+        .create_alert_test(r.id, t, &sample, t + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    let two = store
+        .create_alert_test(r.id, t, &sample, t + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_ne!(one.id, two.id);
+    assert_eq!(
+        (one.episode, one.attempts, one.episode_key.as_str()),
+        (0, 1, "test")
+    );
+    assert!(
+        store
+            .claim_alert_notifications(t, t, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a test is leased to its sender"
+    );
+    let failed = AttemptOutcome::Failed {
+        error: "http 404".into(),
+    };
+    assert!(
+        store
+            .finish_alert_notification(one.id, 1, t, &failed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_alert_notification(two.id, 1, t, &AttemptOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|d| d.status).collect::<Vec<_>>(),
+        vec![DeliveryStatus::Delivered, DeliveryStatus::Failed]
+    );
+    assert!(matches!(
+        store.create_alert_test(r.id + 100, t, &sample, t).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Events per issue in a half-open range of receipt times.
+pub async fn issue_event_counts_by_receipt_time(store: &dyn Store) {
+    let p = store
+        .create_project("spiky", &"s".repeat(32), at(0, 0))
+        .await
+        .unwrap()
+        .id;
+    // Events 1..=5 of h1 at day 0, 03:00:0n; event 6 of h2.
+    let ops: Vec<WriteOp> = (1..=5)
+        .map(|n| event_op(p, n, "h1", "1.0", "prod", None, 0))
+        .chain([event_op(p, 6, "h2", "1.0", "prod", None, 0)])
+        .collect();
+    store.write_batch(ops.into()).await.unwrap();
+    let issues = store
+        .issues(&IssueFilter {
+            sort: IssueSort::Count,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (h1, h2) = (issues[0].id, issues[1].id);
+    let s = |n: i64| at(0, 3) + chrono::Duration::seconds(n);
+    let counts = store
+        .issue_event_counts(&[h1, h2, h2 + 100], s(2), s(6))
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![(h1, 4)], "seconds 2, 3, 4, 5 of h1; 6 is out");
+    let counts = store
+        .issue_event_counts(&[h2, h1], s(0), s(7))
+        .await
+        .unwrap();
+    let mut want = vec![(h1, 5), (h2, 1)];
+    want.sort();
+    assert_eq!(counts, want);
+    assert!(
+        store
+            .issue_event_counts(&[], s(0), s(7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let too_many: Vec<i64> = (0..=crate::MAX_ISSUE_IDS as i64).collect();
+    assert!(matches!(
+        store.issue_event_counts(&too_many, s(0), s(7)).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+/// Old history goes: notifications no longer pending and resolved state before the cutoff;
+/// pending notifications and firing keys stay, and a purged key fires again from episode 1.
+pub async fn alert_history_purged_before_a_cutoff(store: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("old", AlertKind::NewIssue))
+        .await
+        .unwrap();
+    // Day 1: a and b fire; a is delivered. Day 2: a resolves (b keeps firing). Day 3: c fires.
+    store
+        .record_alert_findings(r.id, at(1, 0), &[finding("a"), finding("b")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_alert_notifications(at(1, 0), at(1, 1), 10)
+        .await
+        .unwrap();
+    let a = claimed.iter().find(|c| c.episode_key == "a").unwrap();
+    store
+        .finish_alert_notification(a.id, 1, at(1, 0), &AttemptOutcome::Delivered)
+        .await
+        .unwrap();
+    let b = claimed.iter().find(|c| c.episode_key == "b").unwrap();
+    let retry = AttemptOutcome::Retry {
+        error: "down".into(),
+        next_at: at(1, 1),
+    };
+    store
+        .finish_alert_notification(b.id, 1, at(1, 0), &retry)
+        .await
+        .unwrap();
+    store
+        .record_alert_findings(r.id, at(2, 0), &[finding("b")])
+        .await
+        .unwrap();
+    store
+        .record_alert_findings(r.id, at(3, 0), &[finding("b"), finding("c")])
+        .await
+        .unwrap();
+    assert_eq!(store.purge_alert_history(at(3, 0)).await.unwrap(), 1);
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    let keys: Vec<&str> = history.iter().map(|d| d.episode_key.as_str()).collect();
+    assert_eq!(keys, vec!["c", "b"], "b is still pending");
+    let states = store.alert_states(r.id).await.unwrap();
+    let keys: Vec<&str> = states.iter().map(|s| s.episode_key.as_str()).collect();
+    assert_eq!(keys, vec!["b", "c"]);
+    assert_eq!(
+        store
+            .record_alert_findings(r.id, at(4, 0), &[finding("a"), finding("b"), finding("c")])
+            .await
+            .unwrap(),
+        1
+    );
+    let history = store.alert_history(Some(r.id), 10).await.unwrap();
+    assert_eq!(
+        (history[0].episode_key.as_str(), history[0].episode),
+        ("a", 1)
+    );
+}
+
+/// Two collectors recording the same evaluation at once enqueue its notification once, and two
+/// senders claiming at once lease it once. On PostgreSQL one evaluator holds the lock at a time.
+pub async fn alert_episode_enqueued_once_across_stores(store: &dyn Store, other: &dyn Store) {
+    let r = store
+        .create_alert_rule(&alert_rule_row("shared", AlertKind::IssueSpike))
+        .await
+        .unwrap();
+    for round in 0..10u32 {
+        let findings = vec![finding(&format!("k{round}")), finding("steady")];
+        let (a, b) = tokio::join!(
+            store.record_alert_findings(r.id, at(1, round), &findings),
+            other.record_alert_findings(r.id, at(1, round), &findings),
+        );
+        let expected = if round == 0 { 2 } else { 1 };
+        assert_eq!(a.unwrap() + b.unwrap(), expected, "round {round}");
+    }
+    let history = store.alert_history(Some(r.id), 100).await.unwrap();
+    assert_eq!(history.len(), 11);
+    let t = at(2, 0);
+    let lease = t + chrono::Duration::minutes(2);
+    let (a, b) = tokio::join!(
+        store.claim_alert_notifications(t, lease, 100),
+        other.claim_alert_notifications(t, lease, 100),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 11);
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|c| c.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 11, "a notification leased twice");
+
+    let held = store
+        .try_lock_alerts()
+        .await
+        .unwrap()
+        .expect("the first lock");
+    if store.backend() == "postgres" {
+        assert!(other.try_lock_alerts().await.unwrap().is_none());
+        held.release().await;
+        let again = other.try_lock_alerts().await.unwrap().expect("released");
+        // Dropped without release (a cancelled evaluation): its session closes, the lock is free.
+        drop(again);
+        let mut free = None;
+        for _ in 0..50 {
+            free = store.try_lock_alerts().await.unwrap();
+            if free.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        free.expect("the dropped lock is freed").release().await;
+    } else {
+        held.release().await;
+    }
 }
 
 #[cfg(test)]

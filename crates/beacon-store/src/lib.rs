@@ -11,6 +11,7 @@
 //! * outcomes are reported per operation, in order: the first check of a (server, day) is
 //!   [`WriteOutcome::Accepted`], every later one [`WriteOutcome::Duplicate`], across batches and processes.
 
+pub mod alerts;
 pub mod mobile;
 pub mod retention;
 pub mod security;
@@ -146,6 +147,13 @@ pub enum WriteOutcome {
     Unstorable,
 }
 
+/// Held while a collector evaluates alert rules ([`Store::try_lock_alerts`]). Give it back with
+/// [`AlertLock::release`]; a lock dropped without it is freed when its connection closes.
+#[async_trait]
+pub trait AlertLock: Send {
+    async fn release(self: Box<Self>);
+}
+
 /// What the collector needs from a database. One trait for every channel; its methods are grouped
 /// below by channel (security, sentry, mobile), then the keys and admin data they share.
 #[async_trait]
@@ -254,6 +262,16 @@ pub trait Store: Send + Sync + 'static {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<IssueDayCount>>;
+
+    /// Events received in `[from, to)` per issue of `ids` (read through the `(issue_id,
+    /// received_at)` index), by issue id; issues without any are left out. At most
+    /// [`MAX_ISSUE_IDS`] ids, else [`StoreError::InvalidInput`].
+    async fn issue_event_counts(
+        &self,
+        ids: &[i64],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, u64)>>;
 
     // --- Mobile: the sketch rows of the reports in [`mobile`], compaction and raw trace events.
 
@@ -398,6 +416,84 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps only the newest `keep` dead letters of each channel (a ring); returns how many were
     /// removed, per channel (channels with none removed are left out).
     async fn trim_dead_letters(&self, keep: u64) -> Result<Vec<(String, u64)>>;
+
+    // --- Alerts (see [`alerts`]): rules, episode state, the notification outbox.
+
+    /// Stores a rule; [`StoreError::Conflict`] when its name is taken.
+    async fn create_alert_rule(
+        &self,
+        rule: &alerts::NewAlertRuleRow,
+    ) -> Result<alerts::StoredAlertRule>;
+
+    /// Every rule, by id.
+    async fn alert_rules(&self) -> Result<Vec<alerts::StoredAlertRule>>;
+
+    async fn alert_rule(&self, id: i64) -> Result<Option<alerts::StoredAlertRule>>;
+
+    /// Removes a rule with its episode state; its notifications not yet delivered are cancelled
+    /// (history keeps them). `false` when there is none.
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool>;
+
+    /// The episode state of every key a rule has seen, by key.
+    async fn alert_states(&self, rule_id: i64) -> Result<Vec<alerts::AlertState>>;
+
+    /// Applies one evaluation of a rule at `now`, atomically: each finding whose key is not firing
+    /// opens the key's next episode and enqueues its notification (due at once); each firing key
+    /// not among `findings` is resolved. Returns the notifications enqueued. A notification is
+    /// unique per (rule, key, episode): of two collectors recording the same evaluation, one
+    /// enqueues it. A rule removed meanwhile enqueues nothing.
+    async fn record_alert_findings(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        findings: &[alerts::Finding],
+    ) -> Result<u64>;
+
+    /// Enqueues a sample notification of a rule (episode 0, key `test`) leased to the caller
+    /// until `lease_until`, counting its one attempt; [`StoreError::NotFound`] without the rule.
+    async fn create_alert_test(
+        &self,
+        rule_id: i64,
+        now: DateTime<Utc>,
+        finding: &alerts::Finding,
+        lease_until: DateTime<Utc>,
+    ) -> Result<alerts::ClaimedNotification>;
+
+    /// Leases up to `limit` pending notifications due at `now` whose lease (if any) has run out,
+    /// until `lease_until`, counting an attempt on each, oldest due first. Two senders never
+    /// lease the same notification at once.
+    async fn claim_alert_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<alerts::ClaimedNotification>>;
+
+    /// Records how the `attempts`-th attempt of a leased notification ended and ends its lease;
+    /// `false` (nothing changed) when that is no longer its latest attempt or it is not pending.
+    async fn finish_alert_notification(
+        &self,
+        id: i64,
+        attempts: u32,
+        at: DateTime<Utc>,
+        outcome: &alerts::AttemptOutcome,
+    ) -> Result<bool>;
+
+    /// Notifications newest first, optionally of one rule.
+    async fn alert_history(
+        &self,
+        rule_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<beacon_wire::alert::AlertDelivery>>;
+
+    /// Removes the notifications no longer pending created before `before`, and the episode state
+    /// of keys resolved before it; returns how many notifications. A key seen again afterwards
+    /// starts over at episode 1 (its old notifications are gone with it).
+    async fn purge_alert_history(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// The right to evaluate alert rules, held by one collector at a time (PostgreSQL: a session
+    /// advisory lock); `None` while another collector holds it.
+    async fn try_lock_alerts(&self) -> Result<Option<Box<dyn AlertLock>>>;
 
     // --- Retention (see [`retention`]): what each channel holds, and removing what expired.
 

@@ -11,6 +11,8 @@
 //!   [`create_api_key`]: the admin API calls tests repeat, authenticated with [`ADMIN_TOKEN`].
 //! - [`Forwarder`]: loopback TCP forwarders, a CONNECT proxy and misbehaving TLS servers that count
 //!   their connections.
+//! - [`WebhookReceiver`]: a loopback webhook receiver recording alert notifications (signatures
+//!   checked with [`Received::signed_with`]); it can be stopped and started again on its port.
 //! - [`wait_until`] / [`wait_until_blocking`]: bounded polling.
 //! - [`browser::Browser`] (feature `browser`): headless Chromium over WebDriver for the dashboard's
 //!   tests: navigation, forms, tables, JavaScript errors, screenshots, downloads with its cookies.
@@ -27,6 +29,7 @@ mod net;
 mod pg;
 mod process;
 mod tls;
+mod webhook;
 
 pub use admin::{Admin, Project, create_api_key, create_project, get_admin, post_admin};
 #[cfg(feature = "collector")]
@@ -35,6 +38,7 @@ pub use net::{Fault, Forwarder, connect_proxy, fault_server, forwarder};
 pub use pg::TestPg;
 pub use process::{BeaconProcess, ChildGuard, ServeBuilder, spawn_until};
 pub use tls::{TestTls, generate as generate_certificates};
+pub use webhook::{Received, WebhookReceiver};
 
 use std::future::Future;
 use std::time::Duration;

@@ -8,11 +8,13 @@
 //!   `/store/`): auth headers and DSNs, envelopes, the projection of an event onto what is stored,
 //!   and grouping into issues;
 //! * [`mobile`]: the mobile app's trace batches (`POST /v1/mobile/metrics`);
-//! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI.
+//! * [`admin`]: the JSON bodies of the admin API (`/admin/v1/…`), shared by the collector and the CLI;
+//! * [`alert`]: alert rules, their notifications and the signed webhook body.
 //!
 //! [`text`] holds the one rule every parser applies to the strings it hands on: no NUL reaches a store.
 
 pub mod admin;
+pub mod alert;
 pub mod bulletin;
 pub mod mobile;
 pub mod security;

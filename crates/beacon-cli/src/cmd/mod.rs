@@ -1,6 +1,7 @@
 //! One module per top-level subcommand of `beacon`.
 
 pub mod agent;
+pub mod alert;
 pub mod apikey;
 pub mod backup;
 pub mod bulletin;

@@ -1,6 +1,7 @@
 //! `/ui/settings`: admin tokens (a new one shown once; revoke), projects with their DSN keys (create;
-//! enable, disable, rate limit), mobile API keys (a new one shown once; revoke), the latest dead
-//! letters. Every change is a POST with the session's CSRF token, through the same functions as the
+//! enable, disable, rate limit), mobile API keys (a new one shown once; revoke), alert rules (add,
+//! with a webhook's signing secret shown once; send a test; remove) and their latest notifications,
+//! the latest dead letters. Every change is a POST with the session's CSRF token, through the same functions as the
 //! admin API; a secret is shown on the page that made it and never again.
 
 use super::pages::page;
@@ -27,6 +28,9 @@ struct Shown<'a> {
     secret: &'a str,
 }
 
+/// Notifications listed on the page.
+const NOTIFICATIONS: u32 = 10;
+
 async fn settings_page(
     s: &AppState,
     session: &Session,
@@ -36,6 +40,8 @@ async fn settings_page(
     let projects = s.store.projects().await?;
     let api_keys = s.store.api_keys().await?;
     let letters = s.store.dead_letters(None, DEAD_LETTERS).await?;
+    let alert_rules = crate::alerts::rule_list(s).await?;
+    let notifications = s.store.alert_history(None, NOTIFICATIONS).await?;
     let post = |action: String, label: &str, class: &str| -> Markup {
         html! {
             form.inline method="post" action=(action) {
@@ -98,6 +104,67 @@ async fn settings_page(
             },
         ]);
     }
+    let mut alert_table = Table::new(vec![
+        Column::text("id"),
+        Column::text("name"),
+        Column::text("kind"),
+        Column::text("parameters"),
+        Column::text("destination"),
+        Column::text("firing"),
+        Column::text(""),
+    ]);
+    for r in &alert_rules {
+        let params = serde_json::to_value(&r.params)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        alert_table.push(vec![
+            Cell::Text(r.id.to_string()),
+            Cell::Text(r.name.clone()),
+            Cell::Text(r.kind.to_string()),
+            Cell::Text(params),
+            Cell::Text(format!("{} {}", r.destination, r.url)),
+            Cell::Text(r.firing.to_string()),
+            Cell::markup(
+                html! {
+                    (post(format!("/ui/settings/alerts/{}/test", r.id), "Send test", "secondary"))
+                    " "
+                    (post(format!("/ui/settings/alerts/{}/remove", r.id), "Remove", "danger"))
+                },
+                "",
+            ),
+        ]);
+    }
+    let mut notification_table = Table::new(vec![
+        Column::text("created_at"),
+        Column::text("rule"),
+        Column::text("episode"),
+        Column::text("status"),
+        Column::text("attempts"),
+        Column::text("last_error"),
+        Column::text("message"),
+    ]);
+    for d in &notifications {
+        notification_table.push(vec![
+            Cell::Text(d.created_at.to_rfc3339()),
+            Cell::Text(d.rule_name.clone()),
+            Cell::Text(format!("{} #{}", d.episode_key, d.episode)),
+            Cell::Text(d.status.as_str().to_string()),
+            Cell::Text(d.attempts.to_string()),
+            d.last_error.clone().map(Cell::Text).unwrap_or(Cell::Empty),
+            Cell::Text(d.text.chars().take(160).collect()),
+        ]);
+    }
+    let kinds: Vec<(&str, &str)> = beacon_wire::alert::AlertKind::ALL
+        .iter()
+        .map(|k| (k.as_str(), k.as_str()))
+        .collect();
     let mut letter_table = Table::new(vec![
         Column::text("received_at"),
         Column::text("channel"),
@@ -159,6 +226,43 @@ async fn settings_page(
                 (csrf_field(&session.csrf))
                 (filters::text("name", "Name of a new key", None))
                 div.field { button type="submit" { "Create API key" } }
+            }
+        }
+        section {
+            h2 id="alerts" { "Alerts" }
+            p.muted {
+                "Rules are evaluated every minute; each episode (an issue, a regression, a bulletin, \
+                 the fleet) notifies once. Webhook URLs are secrets: only their host is shown. \
+                 Parameters left empty take their defaults; see the README's Alerts section."
+            }
+            (alert_table.html())
+            form.filters method="post" action="/ui/settings/alerts" aria-labelledby="alerts" {
+                (csrf_field(&session.csrf))
+                (filters::text("name", "Name of a new rule", None))
+                (filters::select("kind", "Kind", &kinds, None))
+                (filters::select("destination", "Destination", &[
+                    ("mattermost", "Mattermost"), ("slack", "Slack"), ("webhook", "Signed JSON webhook"),
+                ], None))
+                (filters::text("url", "Webhook URL", None))
+                (filters::number("project_id", "Project id (issues)", None, Some("1"), Some("1")))
+                (filters::select("min_level", "Lowest level (new issues)", &[
+                    ("", "any"), ("debug", "debug"), ("info", "info"), ("warning", "warning"),
+                    ("error", "error"), ("fatal", "fatal"),
+                ], None))
+                (filters::text("environment", "Environment (new issues)", None))
+                (filters::text("factor", "Times the hourly average (spikes)", None))
+                (filters::number("min_count", "Fewest events in the hour (spikes)", None, Some("1"), Some("1")))
+                (filters::text("trace", "Trace (regressions)", None))
+                (filters::text("threshold", "Slower by, e.g. 10% (regressions)", None))
+                (filters::number("min_samples", "Fewest samples (regressions)", None, Some("1"), Some("1")))
+                (filters::text("bulletin", "Bulletin id (exposure)", None))
+                (filters::number("after_days", "Days after publication (exposure)", None, Some("0"), Some("1")))
+                (filters::text("percent", "Percent (exposure: at least; fleet drop: below)", None))
+                div.field { button type="submit" { "Add alert rule" } }
+            }
+            div id="alert-notifications" {
+                h3 { "Latest notifications" }
+                (notification_table.html())
             }
         }
         section {
@@ -331,4 +435,152 @@ pub async fn key_update(
     )
     .await?;
     Ok(back())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AlertForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    destination: String,
+    #[serde(default)]
+    url: String,
+    project_id: Option<String>,
+    min_level: Option<String>,
+    environment: Option<String>,
+    factor: Option<String>,
+    min_count: Option<String>,
+    trace: Option<String>,
+    threshold: Option<String>,
+    min_samples: Option<String>,
+    bulletin: Option<String>,
+    after_days: Option<String>,
+    percent: Option<String>,
+}
+
+impl AlertForm {
+    /// The rule the form describes; empty fields are left to their defaults.
+    fn rule(&self) -> Result<beacon_wire::alert::NewAlertRule, beacon_wire::FieldError> {
+        use beacon_wire::FieldError;
+        use beacon_wire::alert::{AlertKind, AlertParams, DestinationKind, NewAlertRule};
+        let given = |v: &Option<String>| {
+            v.clone()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        fn num<T: std::str::FromStr>(
+            field: &str,
+            v: Option<String>,
+        ) -> Result<Option<T>, FieldError> {
+            v.map(|s| {
+                s.parse().map_err(|_| {
+                    FieldError::new(
+                        format!("params.{field}"),
+                        format!("must be a number, got {s:?}"),
+                    )
+                })
+            })
+            .transpose()
+        }
+        let kind = AlertKind::parse(&self.kind).ok_or_else(|| {
+            FieldError::new("kind", format!("{:?} is not a kind of alert", self.kind))
+        })?;
+        let destination = DestinationKind::parse(&self.destination).ok_or_else(|| {
+            FieldError::new("destination", "must be mattermost, slack or webhook")
+        })?;
+        let min_level = match given(&self.min_level) {
+            None => None,
+            Some(l) => Some(
+                serde_json::from_value(serde_json::Value::String(l.clone())).map_err(|_| {
+                    FieldError::new("params.min_level", format!("{l:?} is not a level"))
+                })?,
+            ),
+        };
+        let threshold = match given(&self.threshold) {
+            None => None,
+            Some(t) => Some(match t.strip_suffix('%') {
+                Some(p) => num::<f64>("threshold", Some(p.trim().to_string()))?.map(|v| v / 100.0),
+                None => num::<f64>("threshold", Some(t))?,
+            })
+            .flatten(),
+        };
+        Ok(NewAlertRule {
+            name: self.name.clone(),
+            kind,
+            destination,
+            url: self.url.clone(),
+            params: AlertParams {
+                project_id: num("project_id", given(&self.project_id))?,
+                min_level,
+                environment: given(&self.environment),
+                factor: num("factor", given(&self.factor))?,
+                min_count: num("min_count", given(&self.min_count))?,
+                trace: given(&self.trace),
+                threshold,
+                min_samples: num("min_samples", given(&self.min_samples))?,
+                bulletin: given(&self.bulletin),
+                after_days: num("after_days", given(&self.after_days))?,
+                percent: num(
+                    "percent",
+                    given(&self.percent).map(|p| p.trim_end_matches('%').trim().to_string()),
+                )?,
+            },
+        })
+    }
+}
+
+/// `POST /ui/settings/alerts`: a new rule; a webhook's signing secret is shown on the answer only.
+pub async fn alert_create(
+    State(s): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(f): Form<AlertForm>,
+) -> Result<Response, UiError> {
+    session.check_csrf(&f.csrf)?;
+    let created = crate::alerts::new_rule(&s, f.rule()?).await?;
+    tracing::info!(id = created.rule.id, by = %session.label, "alert rule created from the dashboard");
+    match &created.secret {
+        Some(secret) => {
+            let what = format!("signing secret of alert rule “{}”", created.rule.name);
+            settings_page(
+                &s,
+                &session,
+                Some(Shown {
+                    what: &what,
+                    secret,
+                }),
+            )
+            .await
+        }
+        None => Ok(back()),
+    }
+}
+
+/// `POST /ui/settings/alerts/{id}/remove`.
+pub async fn alert_remove(
+    State(s): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    session.check_csrf(&f.csrf)?;
+    let rule = crate::alerts::remove_rule(&s, &id).await?;
+    tracing::info!(id = rule.id, by = %session.label, "alert rule removed from the dashboard");
+    Ok(back())
+}
+
+/// `POST /ui/settings/alerts/{id}/test`: sends the rule's sample; the outcome is in the list of
+/// notifications.
+pub async fn alert_test(
+    State(s): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    session.check_csrf(&f.csrf)?;
+    crate::alerts::send_test(&s, &id).await?;
+    Ok(Redirect::to("/ui/settings#alerts").into_response())
 }
