@@ -27,11 +27,9 @@ use beacon_store::security::{
     FleetCell, GrowthRaw, ReleaseHealth, ServerSnapshot, VersionDayCount,
 };
 use beacon_store::ui::UiSession;
-<<<<<<< HEAD
-use beacon_store::{EventRecord, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
-=======
-use beacon_store::{AlertLock, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome};
->>>>>>> alerts
+use beacon_store::{
+    AlertLock, EventRecord, IssueDayCount, Result, Store, StoreError, WriteOp, WriteOutcome,
+};
 use beacon_wire::admin::{
     AdminTokenInfo, ApiKeyInfo, DeadLetter, FleetDimension, ForgetRecord, IssueDetail, IssueFilter,
     IssueSummary, KeyInfo, ProjectInfo,
