@@ -151,7 +151,8 @@ pub(crate) async fn forget_server(
     let latest = tx
         .query_opt(
             &format!(
-                "DELETE FROM server_latest WHERE server_id = $1 RETURNING first_day, {}",
+                "DELETE FROM server_latest WHERE server_id = $1 \
+                 RETURNING first_day, {}, last_error_day",
                 crate::security::SNAPSHOT_COLUMNS
             ),
             &[&server_id],
@@ -160,8 +161,14 @@ pub(crate) async fn forget_server(
         .map_err(map_err)?;
     if let Some(row) = latest {
         let mut cells = CellMoves::default();
-        cells.removed((row.get(0), &crate::security::snapshot_from(&row, 1)));
+        let snapshot = crate::security::snapshot_from(&row, 1);
+        cells.removed((row.get(0), &snapshot));
         crate::security::apply_cells(&tx, &cells)
+            .await
+            .map_err(map_err)?;
+        let mut error_cells = crate::errcells::ErrorCellMoves::default();
+        error_cells.removed(&snapshot, row.get(12));
+        crate::errcells::apply(&tx, &error_cells)
             .await
             .map_err(map_err)?;
     }
@@ -170,7 +177,7 @@ pub(crate) async fn forget_server(
     drop(client);
     vacuum(
         s,
-        "events, issue_counts, issue_servers, error_days, issues, checks, check_days, server_latest, latest_cells, first_days, dead_letters",
+        "events, issue_counts, issue_servers, error_days, issues, checks, check_days, server_latest, latest_cells, error_cells, first_days, dead_letters",
     )
     .await;
     Ok(record)

@@ -8,6 +8,7 @@
 
 mod admin;
 mod alerts;
+mod errcells;
 mod forget;
 mod keys;
 mod maintain;

@@ -17,7 +17,7 @@ const MAINTAIN_LOCK: i64 = 0x0062_6561_636f_6e03;
 
 /// The tables updated in place: small (their size follows distinct cells, issues and servers,
 /// not the raw rows), so a vacuum of them takes milliseconds to a second.
-pub(crate) const UPDATED_IN_PLACE: &str = "check_days, server_latest, latest_cells, first_days, \
+pub(crate) const UPDATED_IN_PLACE: &str = "check_days, server_latest, latest_cells, error_cells, first_days, \
      error_days, issues, issue_counts, issue_servers, perf_sketches, perf_deltas, perf_contexts";
 
 /// Vacuums and analyses [`UPDATED_IN_PLACE`] when `autovacuum` is off and no other collector is

@@ -413,6 +413,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX alert_outbox_episode ON alert_outbox (rule_id, episode_key, episode) WHERE episode > 0;
     CREATE INDEX alert_outbox_due ON alert_outbox (next_at) WHERE status = 'pending';",
+    // 15: release health's erring servers as cells (`errcells`): each server's newest error day
+    // beside its latest check, and the erring servers per (latest day, version, test install,
+    // last error day). Filled from `error_days`.
+    "ALTER TABLE server_latest ADD COLUMN last_error_day DATE;
+    UPDATE server_latest l SET last_error_day = m.day
+        FROM (SELECT server_id, max(day) AS day FROM error_days GROUP BY server_id) m
+        WHERE l.server_id = m.server_id;
+    CREATE INDEX error_days_server ON error_days (server_id, day);
+    CREATE TABLE error_cells (
+        day DATE NOT NULL,
+        version TEXT NOT NULL,
+        unit_tests BOOLEAN NOT NULL,
+        last_error_day DATE NOT NULL,
+        servers BIGINT NOT NULL,
+        PRIMARY KEY (day, version, unit_tests, last_error_day)
+    ) WITH (fillfactor = 50);
+    INSERT INTO error_cells
+        SELECT day, version, unit_tests, last_error_day, count(*) FROM server_latest
+        WHERE last_error_day IS NOT NULL GROUP BY 1, 2, 3, 4;",
 ];
 
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

@@ -180,6 +180,7 @@ async fn apply_locked(
                  WHERE f.day = g.first_day AND f.unit_tests = g.unit_tests",
                 "DELETE FROM first_days WHERE servers <= 0 AND $1::date IS NOT NULL",
                 "DELETE FROM latest_cells WHERE day < $1",
+                "DELETE FROM error_cells WHERE day < $1",
             ] {
                 client.execute(sql, &[&cut]).await.map_err(map_err)?;
             }
@@ -188,10 +189,15 @@ async fn apply_locked(
             && let Some(cut) = cutoff
         {
             if !dry_run {
-                client
-                    .execute("DELETE FROM error_days WHERE day < $1", &[&cut])
-                    .await
-                    .map_err(map_err)?;
+                // Servers whose every error day expires forget their last one, then leave
+                // `error_cells` (in this order: see `errcells`).
+                for sql in [
+                    "UPDATE server_latest SET last_error_day = NULL WHERE last_error_day < $1",
+                    "DELETE FROM error_cells WHERE last_error_day < $1",
+                    "DELETE FROM error_days WHERE day < $1",
+                ] {
+                    client.execute(sql, &[&cut]).await.map_err(map_err)?;
+                }
             }
             issues_removed = purge_issues(client, cut, dry_run).await?;
         }

@@ -1,6 +1,7 @@
 //! The security channel on PostgreSQL: checks (upserted per server and day), bulletins, and the
 //! raw queries of the reports.
 
+use crate::errcells::{self, ErrorCellMoves};
 use crate::{PgStore, map_err};
 use beacon_store::security::rollup::{
     self, CellMoves, DayContribution, LatestCellKey, LatestCheck, RollupDelta,
@@ -210,26 +211,36 @@ pub(crate) async fn apply_rollup(
         return Ok(());
     }
     let mut cells = CellMoves::default();
+    let mut error_cells = ErrorCellMoves::default();
     // New servers first: a server another collector is inserting makes this wait for its commit,
-    // then conflict, and it is updated below like any known server.
+    // then conflict, and it is updated below like any known server. A new server's last error
+    // day is read from `error_days` (under the new-server locks: see `errcells`).
+    let ids: Vec<&str> = latest
+        .iter()
+        .map(|l| l.snapshot.server_id.as_str())
+        .collect();
+    errcells::lock_new_servers(tx, &ids).await?;
     let rows: Vec<(NaiveDate, &ServerSnapshot)> =
         latest.iter().map(|l| (l.first_day, &l.snapshot)).collect();
-    let inserted: HashSet<String> = with_latest_rows(
+    let inserted: HashMap<String, Option<NaiveDate>> = with_latest_rows(
         tx,
         &format!(
-            "INSERT INTO server_latest (first_day, {SNAPSHOT_COLUMNS}) SELECT * FROM {LATEST_ROWS} \
-             ON CONFLICT (server_id) DO NOTHING RETURNING server_id"
+            "INSERT INTO server_latest (first_day, {SNAPSHOT_COLUMNS}, last_error_day) \
+             SELECT n.*, (SELECT max(e.day) FROM error_days e WHERE e.server_id = n.server_id) \
+             FROM {LATEST_ROWS} ON CONFLICT (server_id) DO NOTHING \
+             RETURNING server_id, last_error_day"
         ),
         &rows,
     )
     .await?
     .iter()
-    .map(|r| r.get(0))
+    .map(|r| (r.get(0), r.get(1)))
     .collect();
     let mut known = Vec::new();
     for l in latest {
-        if inserted.contains(&l.snapshot.server_id) {
+        if let Some(last_error) = inserted.get(&l.snapshot.server_id) {
             cells.moved(None, (l.first_day, &l.snapshot));
+            error_cells.inserted(&l.snapshot, *last_error);
         } else {
             known.push(l);
         }
@@ -239,10 +250,11 @@ pub(crate) async fn apply_rollup(
             .iter()
             .map(|l| l.snapshot.server_id.as_str())
             .collect();
+        let mut last_errors: HashMap<String, Option<NaiveDate>> = HashMap::new();
         let old: HashMap<String, (NaiveDate, ServerSnapshot)> = tx
             .query(
                 &format!(
-                    "SELECT first_day, {SNAPSHOT_COLUMNS} FROM server_latest \
+                    "SELECT first_day, {SNAPSHOT_COLUMNS}, last_error_day FROM server_latest \
                      WHERE server_id = ANY($1) ORDER BY server_id FOR UPDATE"
                 ),
                 &[&ids],
@@ -251,6 +263,7 @@ pub(crate) async fn apply_rollup(
             .iter()
             .map(|r| {
                 let s = snapshot_from(r, 1);
+                last_errors.insert(s.server_id.clone(), r.get(12));
                 (s.server_id.clone(), (r.get(0), s))
             })
             .collect();
@@ -260,6 +273,10 @@ pub(crate) async fn apply_rollup(
                 let o = old.get(&l.snapshot.server_id);
                 let (first, new) = rollup::merged(o, l);
                 cells.moved(o.map(|(f, s)| (*f, s)), (first, &new));
+                if let Some((_, was)) = o {
+                    let last_error = last_errors.get(&new.server_id).copied().flatten();
+                    error_cells.moved(was, &new, last_error);
+                }
                 (first, new)
             })
             .collect();
@@ -277,7 +294,8 @@ pub(crate) async fn apply_rollup(
         )
         .await?;
     }
-    apply_cells(tx, &cells).await
+    apply_cells(tx, &cells).await?;
+    errcells::apply(tx, &error_cells).await
 }
 
 /// The columns of a [`ServerSnapshot`] in `server_latest` (and `checks`), in its field order.
@@ -592,6 +610,19 @@ async fn latest_covers(client: &tokio_postgres::Client, to: NaiveDate) -> Result
         .get(0))
 }
 
+/// Whether no server erred after `to`: then a server's last error day is in a range ending at
+/// `to` exactly when it erred in the range.
+async fn errors_covered(client: &tokio_postgres::Client, to: NaiveDate) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(max(day) <= $1, true) FROM error_days",
+            &[&to],
+        )
+        .await
+        .map_err(map_err)?
+        .get(0))
+}
+
 /// Each server's latest check in days `$1..=$2` as rows aliased `c` (test installs left out unless
 /// `$3`): from `server_latest` when it covers the range, else from the raw checks.
 fn latest_in_range(covered: bool) -> &'static str {
@@ -659,12 +690,19 @@ pub(crate) async fn release_health(
         "(($2::date + 1)::timestamp AT TIME ZONE 'UTC')",
     );
     let client = s.client().await?;
-    let rows = if latest_covers(&client, to).await? {
+    let rows = if latest_covers(&client, to).await? && errors_covered(&client, to).await? {
+        // Servers per version from `latest_cells`; the erring ones from `error_cells`, whose last
+        // error day is in the range exactly when they erred in it (no error day is after `to`).
         let filter = |t: &str| format!("{t}.day BETWEEN $1 AND $2 AND ($3 OR NOT {t}.unit_tests)");
-        // `error_days`, narrow, not the events' rows (read whole: about 400 ms over 50 k events).
-        report::release_health_latest_sql(
-            &filter,
-            "SELECT d.server_id FROM error_days d WHERE d.day BETWEEN $1 AND $2",
+        format!(
+            "SELECT v.version, v.n, coalesce(w.n, 0) FROM \
+             (SELECT c.version, sum(c.servers) AS n FROM latest_cells c WHERE {cells} \
+              GROUP BY c.version HAVING sum(c.servers) > 0) v \
+             LEFT JOIN (SELECT e.version, sum(e.servers) AS n FROM error_cells e WHERE {errs} \
+              AND e.last_error_day BETWEEN $1 AND $2 GROUP BY e.version) w \
+             ON w.version = v.version",
+            cells = filter("c"),
+            errs = filter("e"),
         )
     } else {
         format!("{select} {} {group}", latest_in_range(false))

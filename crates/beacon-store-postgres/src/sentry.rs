@@ -199,6 +199,13 @@ pub(crate) async fn write_events(
             &[&d_day, &d_server],
         )
         .await?;
+        // Each server's newest error day of the batch, for release health's `error_cells`.
+        let mut newest: BTreeMap<&str, NaiveDate> = BTreeMap::new();
+        for (day, server) in d_day.iter().zip(&d_server) {
+            let e = newest.entry(server).or_insert(*day);
+            *e = (*e).max(*day);
+        }
+        crate::errcells::mark_erring(tx, &newest).await?;
     }
     Ok(outcomes)
 }

@@ -1804,7 +1804,7 @@ pub async fn login_links_redeemed_once_across_stores(store: &dyn Store, other: &
     }
 }
 
-fn forget_record(channel: &str, id: &str) -> ForgetRecord {
+pub fn forget_record(channel: &str, id: &str) -> ForgetRecord {
     ForgetRecord {
         at: at(9, 0),
         by: "ops".into(),
@@ -1990,7 +1990,7 @@ pub async fn forget_a_server_and_a_device(store: &dyn Store) {
 }
 
 /// An error event with a `server_id` tag, received at `received_at`.
-fn server_error(
+pub fn server_error(
     project_id: i64,
     n: u32,
     server: Option<String>,
